@@ -1,0 +1,68 @@
+"""The simulation engine: a Scenario and a seed in, tidy results out. No file I/O, no printing.
+
+``run_replication`` is the unit of work (a pure function of scenario, seed and replication number), so that
+replications can run anywhere, in any order, and give identical results; ``simulate`` runs several in turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+
+from engine.results import MONTHLY_COLUMNS, SUMMARY_KPIS, LeadState, ReplicationResult, summarize, summarize_replication
+from engine.simulation import Replication
+from scenarios.model import Scenario
+
+
+@dataclass(frozen=True)
+class Results:
+    """Replications of one scenario.
+
+    ``monthly``: one row per replication and month (columns in ``MONTHLY_COLUMNS``); ``summary``: per KPI over
+    the horizon, mean and P10/P50/P90 across replications; ``bands``: per month, the same statistics of every
+    monthly column; ``states``: per replication, how many leads end in each ``LeadState``.
+    """
+
+    monthly: pd.DataFrame
+    summary: pd.DataFrame
+    bands: pd.DataFrame
+    states: pd.DataFrame
+
+    @classmethod
+    def from_replications(cls, replications: list[ReplicationResult]) -> "Results":
+        monthly, summary, bands = summarize(replications)
+        return cls(monthly, summary, bands, pd.DataFrame([r.states for r in replications]))
+
+
+def run_replication(scenario: Scenario, replication: int, seed: int | None = None) -> ReplicationResult:
+    """Simulate one replication; ``seed`` defaults to the scenario's."""
+    sim = Replication(scenario, scenario.seed if seed is None else seed, replication)
+    return summarize_replication(sim, sim.run(), replication)
+
+
+def simulate(
+    scenario: Scenario,
+    replications: int = 1,
+    seed: int | None = None,
+    on_replication: Callable[[int], None] | None = None,
+) -> Results:
+    """Simulate ``replications`` replications in this process; ``on_replication`` is told as each one ends."""
+    results = []
+    for replication in range(replications):
+        results.append(run_replication(scenario, replication, seed))
+        if on_replication:
+            on_replication(replication)
+    return Results.from_replications(results)
+
+
+__all__ = [
+    "MONTHLY_COLUMNS",
+    "SUMMARY_KPIS",
+    "LeadState",
+    "ReplicationResult",
+    "Results",
+    "run_replication",
+    "simulate",
+]

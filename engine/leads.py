@@ -1,0 +1,123 @@
+"""Every lead of a replication, drawn up front in vectorised blocks.
+
+Arrivals are a non-homogeneous Poisson process with a piecewise-constant daily rate (monthly volume, trend,
+seasonality, weekday weights). Everything about a lead that does not depend on the queue (is it an MQL, its
+quality, handling time, discovery outcome, stage path, deal size, whether tools are used on it) is drawn here
+from its own stream, so the same lead meets the same luck in every scenario compared with the same seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.streams import Stream, generator
+from scenarios.model import DAYS_PER_MONTH, Scenario, for_segment
+
+
+@dataclass(frozen=True)
+class Leads:
+    """Per-lead arrays, sorted by arrival time. Durations in days, amounts in currency units."""
+
+    time: np.ndarray
+    segment: np.ndarray  # index into scenario.segments
+    territory: np.ndarray  # index into scenario.territories
+    source: np.ndarray  # index into scenario.lead_sources
+    mql: np.ndarray  # bool: passes marketing qualification
+    quality: np.ndarray  # uniform; the lead becomes an SQL when quality < sql rate × response decay
+    score_noise: np.ndarray  # standard normal, the part of a lead score unrelated to quality
+    handling_hours: np.ndarray  # first-touch work at full productivity
+    opportunity: np.ndarray  # bool: an accepted SQL becomes an opportunity
+    discovery_days: np.ndarray
+    won: np.ndarray  # bool: the opportunity passes every stage
+    stage_days: np.ndarray  # opportunity creation → close (won, or lost at the stage it failed)
+    amount: np.ndarray  # deal size if won
+    adoption: np.ndarray  # (levers × leads) uniforms: a tool is used on the lead when below its adoption share
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+
+def draw_leads(scenario: Scenario, months: np.ndarray, seed: int, replication: int) -> Leads:
+    """All leads of the horizon for one replication."""
+    parts = [
+        _draw_source(scenario, index, months, seed, replication) for index in range(len(scenario.lead_sources))
+    ]
+    columns = {name: np.concatenate([part[name] for part in parts], axis=-1) for name in parts[0]}
+    order = np.argsort(columns["time"], kind="stable")
+    return Leads(**{name: values[..., order] for name, values in columns.items()})
+
+
+def _daily_rates(scenario: Scenario, source_index: int, months: np.ndarray) -> np.ndarray:
+    source = list(scenario.lead_sources.values())[source_index]
+    days = np.arange(int(months[-1]))
+    month = np.searchsorted(months, days, side="right") - 1
+    calendar_month = (scenario.start.month - 1 + month) % 12
+    weekday = (scenario.start.weekday() + days) % 7
+    weekday_weight = np.asarray(source.weekday_weights) / np.mean(source.weekday_weights)
+    return (
+        source.monthly_volume / DAYS_PER_MONTH
+        * (1.0 + source.trend) ** month
+        * np.asarray(source.seasonality)[calendar_month]
+        * weekday_weight[weekday]
+    )
+
+
+def _draw_source(scenario: Scenario, index: int, months: np.ndarray, seed: int, replication: int) -> dict[str, np.ndarray]:
+    name, source = list(scenario.lead_sources.items())[index]
+
+    def rng(stream: Stream, *subkeys: int) -> np.random.Generator:
+        return generator(seed, replication, stream, index, *subkeys)
+
+    arrivals = rng(Stream.ARRIVALS)
+    counts = arrivals.poisson(_daily_rates(scenario, index, months))
+    n = int(counts.sum())
+    time = np.repeat(np.arange(len(counts), dtype=float), counts) + arrivals.random(n)
+    territory_names = list(scenario.territories)
+    weights = source.territories or {t: spec.lead_share for t, spec in scenario.territories.items()}
+    shares = np.array([weights.get(t, 0.0) for t in territory_names])
+    territory = arrivals.choice(len(territory_names), size=n, p=shares / shares.sum())
+
+    segment = list(scenario.segments).index(source.segment)
+    funnel = scenario.funnel
+    mql = rng(Stream.MQL).random(n) < for_segment(funnel.mql_rate, source.segment)
+    quality, score_noise = rng(Stream.QUALITY).random(n), rng(Stream.SCORE).standard_normal(n)
+    handling = scenario.roles[scenario.lead_role].handling_hours.ppf(rng(Stream.HANDLING).random(n))
+    opportunity_draws = rng(Stream.OPPORTUNITY).random((2, n))
+    opportunity = opportunity_draws[0] < for_segment(funnel.opportunity_rate, source.segment)
+    discovery = for_segment(funnel.discovery_days, source.segment).ppf(opportunity_draws[1])
+    won, stage_days = _stage_paths(scenario, source.segment, rng(Stream.STAGES).random((2, len(funnel.stages), n)))
+    amount = scenario.segments[source.segment].deal_size.ppf(rng(Stream.DEAL_SIZE).random(n))
+    adoption = rng(Stream.ADOPTION).random((len(scenario.automation), n))
+    return {
+        "time": time,
+        "segment": np.full(n, segment),
+        "territory": territory,
+        "source": np.full(n, index),
+        "mql": mql,
+        "quality": quality,
+        "score_noise": score_noise,
+        "handling_hours": handling,
+        "opportunity": opportunity,
+        "discovery_days": discovery,
+        "won": won,
+        "stage_days": stage_days,
+        "amount": amount,
+        "adoption": adoption,
+    }
+
+
+def _stage_paths(scenario: Scenario, segment: str, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each opportunity is won, and the days from its creation to its close.
+
+    An opportunity spends each stage's duration in turn and closes lost at the end of the first stage it fails.
+    ``draws[0]`` decides passing, ``draws[1]`` the durations (one row per stage).
+    """
+    n = draws.shape[-1]
+    alive = np.ones(n, dtype=bool)
+    elapsed = np.zeros(n)
+    for i, stage in enumerate(scenario.funnel.stages):
+        elapsed += np.where(alive, for_segment(stage.duration_days, segment).ppf(draws[1, i]), 0.0)
+        alive &= draws[0, i] < for_segment(stage.conversion, segment)
+    return alive, elapsed

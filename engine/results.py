@@ -1,0 +1,260 @@
+"""Turning a replication's recorded times into tidy tables, and replications into a summary with bands.
+
+Monthly figures count events by the month they happen in (a lead by its arrival, an SQL by the end of its first
+touch, a deal by its close). The column tables below are the documentation of the outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+import pandas as pd
+
+from engine.people import productivity
+from engine.simulation import LeadTimes, Replication
+
+MONTHLY_COLUMNS: dict[str, str] = {
+    "replication": "replication number (0-based)",
+    "month": "calendar month, YYYY-MM",
+    "leads": "leads that arrived",
+    "mql": "leads that passed marketing qualification",
+    "nurtured": "MQLs held back by lead scoring (never worked by a rep)",
+    "sql": "MQLs qualified by their first touch (counted when the touch ends)",
+    "opportunities": "SQLs that became opportunities (counted at the end of discovery)",
+    "won": "opportunities won (counted at close)",
+    "lost": "opportunities lost (counted at close)",
+    "bookings": "value of deals won",
+    "win_rate": "won / (won + lost); empty when nothing closed",
+    "cycle_days_mean": "mean days from opportunity creation to won, over deals won",
+    "response_hours_mean": "mean hours from arrival to first touch, as the lead felt it, over first touches begun",
+    "response_hours_p90": "90th percentile of the same",
+    "backlog_mean": "time-average number of MQLs waiting for a first touch",
+    "pipeline": "open opportunities at month end",
+    "pipeline_value": "value of open opportunities at month end",
+    "usage_rate": "technology usage: mean adoption share of the automation tools started",
+    "cost": "salaries, hiring costs and automation costs",
+    "headcount_<role>": "reps of the role on staff at month end",
+    "ramped_<role>": "the same in fully ramped equivalents (sum of ramp productivity)",
+    "utilization_<role>": "first-touch role: busy hours / working hours; opportunity role: slots held / slots",
+}
+
+#: KPIs of the horizon summary; each is computed per replication over the whole horizon.
+SUMMARY_KPIS = (
+    "leads", "mql", "sql", "opportunities", "won", "lost", "bookings", "win_rate", "cycle_days_mean",
+    "response_hours_mean", "response_hours_p90", "cost", "usage_rate",
+)
+
+
+class LeadState(IntEnum):
+    """Where a lead is at the end of the horizon; every lead is in exactly one."""
+
+    NOT_MQL = 0
+    NURTURED = 1
+    WAITING_FIRST_TOUCH = 2
+    IN_FIRST_TOUCH = 3
+    DISQUALIFIED = 4
+    WAITING_OWNER = 5
+    IN_DISCOVERY = 6
+    NOT_OPPORTUNITY = 7
+    OPEN_OPPORTUNITY = 8
+    WON = 9
+    LOST = 10
+
+
+@dataclass(frozen=True)
+class ReplicationResult:
+    """One replication: its monthly table, its horizon KPIs and the final state of every lead."""
+
+    monthly: pd.DataFrame
+    totals: dict[str, float]
+    states: dict[str, int]
+
+
+def lead_states(sim: Replication, times: LeadTimes) -> np.ndarray:
+    """The final LeadState of each lead, derived from the recorded times alone."""
+    leads, horizon = sim.leads, sim.horizon
+    opportunity_created = times.accept + leads.discovery_days
+    closed = times.close < horizon
+    state = np.full(len(leads), LeadState.IN_DISCOVERY, dtype=np.int8)
+    conditions = [  # first match wins
+        (~leads.mql, LeadState.NOT_MQL),
+        (sim.nurtured, LeadState.NURTURED),
+        (np.isnan(times.touch), LeadState.WAITING_FIRST_TOUCH),
+        (np.isnan(times.touch_done), LeadState.IN_FIRST_TOUCH),
+        (~times.sql, LeadState.DISQUALIFIED),
+        (np.isnan(times.accept), LeadState.WAITING_OWNER),
+        (closed & ~leads.opportunity, LeadState.NOT_OPPORTUNITY),
+        (closed & leads.won, LeadState.WON),
+        (closed, LeadState.LOST),
+        (leads.opportunity & (opportunity_created < horizon), LeadState.OPEN_OPPORTUNITY),
+    ]
+    decided = np.zeros(len(leads), dtype=bool)
+    for condition, value in conditions:
+        take = condition & ~decided
+        state[take] = value
+        decided |= take
+    return state
+
+
+def summarize_replication(sim: Replication, times: LeadTimes, replication: int) -> ReplicationResult:
+    """The tidy outputs of one replication."""
+    scenario, leads, months = sim.scenario, sim.leads, sim.months
+    horizon_months = scenario.horizon_months
+    state = lead_states(sim, times)
+    won, lost = state == LeadState.WON, state == LeadState.LOST
+    opportunity_created = np.where(leads.opportunity, times.accept + leads.discovery_days, np.nan)
+    touched = ~np.isnan(times.touch)
+
+    def month_of(t: np.ndarray) -> np.ndarray:
+        return np.searchsorted(months, t, side="right") - 1
+
+    def count(t: np.ndarray, mask: np.ndarray | None = None, weights: np.ndarray | None = None) -> np.ndarray:
+        keep = ~np.isnan(t) & (t < sim.horizon) & (True if mask is None else mask)
+        w = None if weights is None else weights[keep]
+        return np.bincount(month_of(t[keep]), weights=w, minlength=horizon_months)[:horizon_months]
+
+    table: dict[str, np.ndarray | list] = {
+        "replication": np.full(horizon_months, replication),
+        "month": [scenario.month_label(m) for m in range(horizon_months)],
+        "leads": count(leads.time),
+        "mql": count(leads.time, leads.mql),
+        "nurtured": count(leads.time, sim.nurtured),
+        "sql": count(times.touch_done, times.sql),
+        "opportunities": count(opportunity_created),
+        "won": count(times.close, won),
+        "lost": count(times.close, lost),
+        "bookings": count(times.close, won, leads.amount),
+    }
+    closed = table["won"] + table["lost"]
+    table["win_rate"] = np.divide(table["won"], closed, out=np.full(horizon_months, np.nan), where=closed > 0)
+    cycle = times.close - opportunity_created
+    table["cycle_days_mean"] = _monthly_mean(count(times.close, won, cycle), table["won"])
+    response_month = np.where(touched, month_of(np.where(touched, times.touch, 0.0)), -1)
+    table["response_hours_mean"] = _monthly_mean(count(times.touch, touched, times.response_hours), count(times.touch, touched))
+    table["response_hours_p90"] = np.array([
+        np.percentile(times.response_hours[response_month == m], 90) if (response_month == m).any() else np.nan
+        for m in range(horizon_months)
+    ])
+    month_length = np.diff(months)
+    table["backlog_mean"] = sim.waiting_area.sum(axis=0) / month_length
+    created = np.flatnonzero(~np.isnan(opportunity_created))
+    month_end = months[1:, None]
+    open_at_end = (opportunity_created[created] <= month_end) & (times.close[created] > month_end)
+    table["pipeline"] = open_at_end.sum(axis=1)
+    table["pipeline_value"] = open_at_end.astype(float) @ leads.amount[created]
+    table["usage_rate"] = sim.usage_rate
+    staffing = _staffing(sim, times)
+    table["cost"] = staffing.pop("cost")
+    table.update(staffing)
+    monthly = pd.DataFrame(table)
+
+    totals = {
+        "leads": float(len(leads)),
+        "mql": float(leads.mql.sum()),
+        "sql": float(table["sql"].sum()),
+        "opportunities": float(table["opportunities"].sum()),
+        "won": float(won.sum()),
+        "lost": float(lost.sum()),
+        "bookings": float(leads.amount[won].sum()),
+        "win_rate": float(won.sum() / (won.sum() + lost.sum())) if (won | lost).any() else np.nan,
+        "cycle_days_mean": float(cycle[won].mean()) if won.any() else np.nan,
+        "response_hours_mean": float(times.response_hours[touched].mean()) if touched.any() else np.nan,
+        "response_hours_p90": float(np.percentile(times.response_hours[touched], 90)) if touched.any() else np.nan,
+        "cost": float(monthly["cost"].sum()),
+        "usage_rate": float(sim.usage_rate.mean()),
+    }
+    states = {member.name.lower(): int((state == member).sum()) for member in LeadState}
+    return ReplicationResult(monthly, totals, states)
+
+
+def _monthly_mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    return np.divide(total, count, out=np.full(len(total), np.nan), where=count > 0)
+
+
+def _staffing(sim: Replication, times: LeadTimes) -> dict[str, np.ndarray]:
+    """Headcount, ramped headcount and utilization per role, and the month's cost."""
+    scenario, months = sim.scenario, sim.months
+    horizon_months = scenario.horizon_months
+    begin, end = months[:-1], months[1:]
+    cost = np.zeros(horizon_months)
+    headcount: dict[str, np.ndarray] = {}
+    out: dict[str, np.ndarray] = {}
+    for name, role in scenario.roles.items():
+        if role.span_of_control is not None:
+            continue
+        reps = [rep for rep in sim.reps if rep.role == name]
+        start = np.array([rep.start for rep in reps])
+        leave = np.array([rep.end for rep in reps])
+        on_staff_at_end = (start[:, None] < end[None, :]) & (leave[:, None] >= end[None, :]) if reps else np.zeros((0, horizon_months), bool)
+        prod = np.array([[productivity(rep, m, role) for m in range(horizon_months)] for rep in reps]).reshape(len(reps), horizon_months)
+        headcount[name] = on_staff_at_end.sum(axis=0)
+        out[f"headcount_{name}"] = headcount[name]
+        out[f"ramped_{name}"] = (prod * on_staff_at_end).sum(axis=0)
+        overlap = np.clip(np.minimum(leave[:, None], end[None, :]) - np.maximum(start[:, None], begin[None, :]), 0.0, None) if reps else np.zeros((0, horizon_months))
+        cost += role.salary_monthly * (overlap / (end - begin)[None, :]).sum(axis=0)
+        for rep in reps:
+            if rep.hired:
+                cost[rep.start_month] += role.hiring_cost
+        if name == scenario.lead_role:
+            calendar = sim.calendar
+            available = np.array([
+                calendar.working_days(np.maximum(start, b), np.minimum(leave, e)).sum() * 24.0 for b, e in zip(begin, end)
+            ]) if reps else np.zeros(horizon_months)
+            out[f"utilization_{name}"] = _monthly_mean(sim.busy_hours, available)
+        elif name == scenario.opportunity_role:
+            slots = np.array([[sim.slots(i, m) for m in range(horizon_months)] for i, rep in enumerate(sim.reps) if rep.role == name]).reshape(len(reps), horizon_months)
+            capacity = (slots * overlap).sum(axis=0)
+            held_from = times.accept[~np.isnan(times.accept)]
+            held_to = np.minimum(times.close[~np.isnan(times.accept)], sim.horizon)
+            held = np.clip(np.minimum(held_to[None, :], end[:, None]) - np.maximum(held_from[None, :], begin[:, None]), 0.0, None).sum(axis=1)
+            out[f"utilization_{name}"] = _monthly_mean(held, capacity)
+        else:
+            out[f"utilization_{name}"] = np.full(horizon_months, np.nan)
+    for name, role in scenario.roles.items():
+        if role.span_of_control is not None:
+            managed = sum(headcount.get(other, 0) for other in role.manages)
+            headcount[name] = np.ceil(np.asarray(managed) / role.span_of_control).astype(int)
+            out[f"headcount_{name}"] = headcount[name]
+            out[f"ramped_{name}"] = headcount[name].astype(float)
+            out[f"utilization_{name}"] = np.full(horizon_months, np.nan)
+            cost += role.salary_monthly * headcount[name]
+    staffed = sum(headcount.values())
+    for lever in scenario.automation.values():
+        start_month = scenario.month_index(lever.start_month)
+        adoption = sim.adoption_by_month(lever)
+        active = np.arange(horizon_months) >= start_month
+        cost[start_month] += lever.one_time_cost
+        cost += active * (lever.monthly_cost + lever.monthly_cost_per_rep * adoption * staffed)
+    out["cost"] = cost
+    return out
+
+
+def summarize(replications: list[ReplicationResult]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """All monthly rows, the horizon summary (KPI × mean/p10/p50/p90) and the monthly bands (month × KPI)."""
+    monthly = pd.concat([r.monthly for r in replications], ignore_index=True)
+    totals = pd.DataFrame([r.totals for r in replications])
+    summary = _bands(totals).loc[list(SUMMARY_KPIS)]
+    numeric = monthly.drop(columns=["replication"])
+    bands = numeric.groupby("month", sort=True).agg(["mean", _p10, _p50, _p90])
+    bands.columns = [f"{kpi}_{stat}" for kpi, stat in bands.columns]
+    return monthly, summary, bands.reset_index()
+
+
+def _bands(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "mean": frame.mean(), "p10": frame.quantile(0.1), "p50": frame.quantile(0.5), "p90": frame.quantile(0.9),
+    })
+
+
+def _p10(values: pd.Series) -> float:
+    return values.quantile(0.1)
+
+
+def _p50(values: pd.Series) -> float:
+    return values.quantile(0.5)
+
+
+def _p90(values: pd.Series) -> float:
+    return values.quantile(0.9)

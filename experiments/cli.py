@@ -1,0 +1,75 @@
+"""The ``salesops`` command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from engine import Results
+from experiments.output import write_results
+from experiments.runner import run_replications
+from scenarios import ScenarioError, load_scenario, shipped_scenarios
+
+app = typer.Typer(help="Simulate and optimize a sales organisation.", no_args_is_help=True, add_completion=False)
+console = Console()
+
+HEADLINE = {
+    "leads": ("Leads", "{:,.0f}"),
+    "won": ("Deals won", "{:,.0f}"),
+    "bookings": ("Bookings", "{:,.0f}"),
+    "win_rate": ("Win rate", "{:.1%}"),
+    "cycle_days_mean": ("Sales cycle (days)", "{:.1f}"),
+    "response_hours_mean": ("Response time (h)", "{:.1f}"),
+    "response_hours_p90": ("Response time P90 (h)", "{:.1f}"),
+    "cost": ("Cost", "{:,.0f}"),
+}
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[str, typer.Argument(help="a scenario file, or the name of a shipped scenario")],
+    replications: Annotated[int, typer.Option("--replications", "-n", min=1, help="Monte Carlo replications")] = 10,
+    seed: Annotated[Optional[int], typer.Option(min=0, help="seed; default: the scenario's")] = None,
+    out: Annotated[Path, typer.Option(help="folder for monthly.csv, summary.json and the rest")] = Path("runs/latest"),
+    set_: Annotated[list[str], typer.Option("--set", help="override a key: roles.ae.hiring_plan.2027-03=4")] = [],  # noqa: B006
+    workers: Annotated[int, typer.Option(min=1, help="processes to run replications in")] = 1,
+) -> None:
+    """Simulate a scenario over its horizon and write the monthly results and their summary."""
+    try:
+        model = load_scenario(scenario, set_)
+    except ScenarioError as error:
+        for problem in error.problems:
+            typer.echo(f"error: {error.source}: {problem}", err=True)
+        raise typer.Exit(2) from None
+    seed = model.seed if seed is None else seed
+    with Progress(
+        TextColumn("simulating {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as progress:
+        task = progress.add_task(model.name, total=replications)
+        results = run_replications(model, replications, seed, workers, lambda _: progress.advance(task))
+    paths = write_results(results, model, seed, out)
+    console.print(_headline(results, model.name, replications, model.horizon_months))
+    console.print(f"wrote {', '.join(str(p) for p in paths.values())}", highlight=False)
+
+
+@app.command("scenarios")
+def list_scenarios() -> None:
+    """List the shipped example scenarios."""
+    for name in shipped_scenarios():
+        console.print(name, highlight=False)
+
+
+def _headline(results: Results, name: str, replications: int, months: int) -> Table:
+    table = Table(title=f"{name}: {months} months, {replications} replications")
+    for column in ("KPI", "mean", "P10", "P50", "P90"):
+        table.add_column(column, justify="left" if column == "KPI" else "right")
+    for kpi, (label, fmt) in HEADLINE.items():
+        row = results.summary.loc[kpi]
+        table.add_row(label, *("–" if row[s] != row[s] else fmt.format(row[s]) for s in ("mean", "p10", "p50", "p90")))
+    return table

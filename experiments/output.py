@@ -1,0 +1,40 @@
+"""Writing a simulation's results to a folder: the tidy tables, the summary and the scenario that made them."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import yaml
+
+from engine import Results
+from scenarios import Scenario
+
+
+def write_results(results: Results, scenario: Scenario, seed: int, out: Path) -> dict[str, Path]:
+    """Write monthly.csv, bands.csv, states.csv, summary.json and scenario.yaml into ``out``; return their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / name for name in ("monthly.csv", "bands.csv", "states.csv", "summary.json", "scenario.yaml")}
+    results.monthly.to_csv(paths["monthly.csv"], index=False)
+    results.bands.to_csv(paths["bands.csv"], index=False)
+    results.states.to_csv(paths["states.csv"], index_label="replication")
+    summary = {
+        "scenario": scenario.name,
+        "seed": seed,
+        "replications": len(results.states),
+        "kpis": {
+            kpi: {stat: _plain(value) for stat, value in row.items()}
+            for kpi, row in results.summary.to_dict(orient="index").items()
+        },
+    }
+    paths["summary.json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    paths["scenario.yaml"].write_text(
+        yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
+    )
+    return paths
+
+
+def _plain(value: float) -> float | None:
+    """JSON has no NaN: a KPI with no observations (no deal closed, say) is null."""
+    return None if value is None or math.isnan(value) else float(value)

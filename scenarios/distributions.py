@@ -1,0 +1,111 @@
+"""Probability distributions a scenario can name, each drawable by inverse CDF.
+
+Every distribution maps uniforms to values (``ppf``), so the engine draws uniforms once per lead and stream
+and turns them into durations or amounts: two scenarios that share a seed then share random numbers
+(common random numbers), whatever their parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+import numpy as np
+from pydantic import Field, PositiveFloat, NonNegativeFloat, field_validator
+from scipy import stats
+
+from scenarios.base import Frozen
+
+
+class Exponential(Frozen):
+    """Exponential with the given mean."""
+
+    dist: Literal["exponential"]
+    mean: PositiveFloat
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        return -self.mean * np.log1p(-u)
+
+    def expected(self) -> float:
+        return self.mean
+
+
+class Gamma(Frozen):
+    """Gamma with shape k and scale θ (mean kθ)."""
+
+    dist: Literal["gamma"]
+    shape: PositiveFloat
+    scale: PositiveFloat
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        return stats.gamma.ppf(u, self.shape, scale=self.scale)
+
+    def expected(self) -> float:
+        return self.shape * self.scale
+
+
+class Lognormal(Frozen):
+    """Lognormal whose logarithm is normal with mean ``mu`` and standard deviation ``sigma``."""
+
+    dist: Literal["lognormal"]
+    mu: float
+    sigma: PositiveFloat
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        return np.exp(self.mu + self.sigma * stats.norm.ppf(u))
+
+    def expected(self) -> float:
+        return float(np.exp(self.mu + self.sigma**2 / 2))
+
+
+class Weibull(Frozen):
+    """Weibull with shape k and scale λ."""
+
+    dist: Literal["weibull"]
+    shape: PositiveFloat
+    scale: PositiveFloat
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        return self.scale * (-np.log1p(-u)) ** (1.0 / self.shape)
+
+    def expected(self) -> float:
+        from math import gamma
+
+        return self.scale * gamma(1.0 + 1.0 / self.shape)
+
+
+class Empirical(Frozen):
+    """Resampling of observed values (each equally likely)."""
+
+    dist: Literal["empirical"]
+    values: list[NonNegativeFloat] = Field(min_length=1)
+
+    @field_validator("values")
+    @classmethod
+    def _sorted(cls, values: list[float]) -> list[float]:
+        return sorted(values)
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        values = np.asarray(self.values)
+        index = np.minimum((np.asarray(u) * len(values)).astype(np.int64), len(values) - 1)
+        return values[index]
+
+    def expected(self) -> float:
+        return float(np.mean(self.values))
+
+
+class Fixed(Frozen):
+    """Always the same value."""
+
+    dist: Literal["fixed"]
+    value: NonNegativeFloat
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        return np.full(np.shape(u), self.value, dtype=float)
+
+    def expected(self) -> float:
+        return self.value
+
+
+Distribution = Annotated[
+    Union[Exponential, Gamma, Lognormal, Weibull, Empirical, Fixed], Field(discriminator="dist")
+]

@@ -1,0 +1,127 @@
+"""Finding, reading and overriding scenarios, with errors that name the file and the key path."""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import ValidationError
+
+from scenarios.model import Scenario
+
+#: Top-level maps of named entries: an override may change an entry but not invent one.
+NAMED_COLLECTIONS = {"segments": "segment", "territories": "territory", "lead_sources": "lead source", "roles": "role", "automation": "automation lever"}
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be used; ``problems`` holds one line per problem, each naming its key path."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {problem}" for problem in problems))
+
+
+def shipped_scenarios() -> list[str]:
+    """Names of the example scenarios shipped with the package."""
+    library = resources.files("scenarios") / "library"
+    return sorted(entry.name.removesuffix(".yaml") for entry in library.iterdir() if entry.name.endswith(".yaml"))
+
+
+def read_scenario_data(name_or_path: str | Path) -> tuple[str, dict[str, Any]]:
+    """The raw mapping of a scenario file, found by path or by the name of a shipped scenario."""
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        if not path.is_file():
+            raise ScenarioError(str(path), ["no such file"])
+        source, text = str(path), path.read_text(encoding="utf-8")
+    else:
+        entry = resources.files("scenarios") / "library" / f"{name_or_path}.yaml"
+        if not entry.is_file():
+            raise ScenarioError(str(name_or_path), [f"not a file and not a shipped scenario; shipped: {', '.join(shipped_scenarios())}"])
+        source, text = f"{name_or_path} (shipped)", entry.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ScenarioError(source, [f"{where}not valid YAML ({getattr(error, 'problem', None) or error})"]) from None
+    if not isinstance(data, dict):
+        raise ScenarioError(source, ["expected a mapping of scenario keys at the top level"])
+    return source, data
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str], source: str = "--set") -> dict[str, Any]:
+    """A copy of ``data`` with each ``dotted.key.path=value`` set; values are read as YAML scalars or lists."""
+    result = copy.deepcopy(data)
+    for override in overrides:
+        path, sep, raw = override.partition("=")
+        if not sep or not path:
+            raise ScenarioError(source, [f"{override!r}: expected KEY.PATH=VALUE"])
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            raise ScenarioError(source, [f"{path}: cannot read value {raw!r}"]) from None
+        keys = path.split(".")
+        collection = result.get(keys[0])
+        if keys[0] in NAMED_COLLECTIONS and len(keys) > 2 and isinstance(collection, dict) and keys[1] not in collection:
+            raise ScenarioError(source, [f"{'.'.join(keys[:2])}: no such {NAMED_COLLECTIONS[keys[0]]}; expected one of {sorted(collection)}"])
+        _set_path(result, keys, value, source)
+    return result
+
+
+def _set_path(data: Any, keys: list[str], value: Any, source: str) -> None:
+    node = data
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        where = ".".join(keys[: depth + 1])
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ScenarioError(source, [f"{where}: expected a list index below {len(node)}"])
+            index = int(key)
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[key] = value
+            else:
+                if not isinstance(node.get(key), (dict, list)):
+                    node[key] = {}
+                node = node[key]
+        else:
+            raise ScenarioError(source, [f"{'.'.join(keys[:depth])}: is a value, cannot set {where}"])
+
+
+def validate_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
+    """A Scenario from a raw mapping, or a ScenarioError listing every problem by key path."""
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as error:
+        raise ScenarioError(source, _describe(error)) from None
+
+
+def load_scenario(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
+    """Read a scenario by path or shipped name, apply ``--set`` overrides and validate it."""
+    source, data = read_scenario_data(name_or_path)
+    return validate_scenario(apply_overrides(data, overrides), source)
+
+
+def _describe(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors(include_url=False):
+        path = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "value_error" and not path:
+            problems.extend(message.split("\n"))
+            continue
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] not in {"missing", "value_error"}:
+            message = f"{message} (got {item['input']!r})"
+        problems.append(f"{path}: {message}" if path else message)
+    return problems

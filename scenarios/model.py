@@ -1,0 +1,385 @@
+"""The scenario vocabulary: a validated, frozen description of a sales organisation and its market.
+
+A scenario says everything the engine needs and nothing about how to run it (replications live elsewhere).
+Validation happens here, once, with errors that name the key path; the engine then trusts the types.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date
+from typing import Annotated, Literal, TypeVar, Union
+
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    field_validator,
+    model_validator,
+)
+
+from scenarios.base import Frozen
+from scenarios.distributions import Distribution
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Share = Annotated[float, Field(ge=0.0, lt=1.0)]
+T = TypeVar("T")
+
+#: Leads per month are given for a month of average length, so that a constant volume is a constant daily rate.
+DAYS_PER_MONTH = 365.25 / 12
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DEFAULT_KEY = "default"
+ALL_TERRITORIES = "all"
+_MONTH_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+class SegmentSpec(Frozen):
+    """A market segment (SMB, mid-market, enterprise…): what its deals are worth."""
+
+    deal_size: Distribution
+
+
+class TerritorySpec(Frozen):
+    """A territory: its share of every lead source's volume (relative weight, normalised over territories)."""
+
+    lead_share: PositiveFloat = 1.0
+
+
+class LeadSource(Frozen):
+    """Inbound leads of one segment: a non-homogeneous Poisson process with trend and seasonality.
+
+    The daily rate in month m (0-based from the scenario start) is
+    ``monthly_volume / DAYS_PER_MONTH * (1 + trend) ** m * seasonality[calendar month] * weekday weight``,
+    with weekday weights normalised to average 1.
+    """
+
+    segment: str
+    monthly_volume: NonNegativeFloat
+    trend: float = Field(default=0.0, gt=-1.0, description="monthly growth rate, compounding")
+    seasonality: list[PositiveFloat] = Field(default_factory=lambda: [1.0] * 12, min_length=12, max_length=12)
+    weekday_weights: list[NonNegativeFloat] = Field(
+        default_factory=lambda: [1.0] * 7, min_length=7, max_length=7
+    )
+    territories: dict[str, PositiveFloat] | None = Field(
+        default=None, description="territory weights for this source; default: the territories' lead_share"
+    )
+
+    @field_validator("weekday_weights")
+    @classmethod
+    def _some_weekday(cls, weights: list[float]) -> list[float]:
+        if sum(weights) <= 0:
+            raise ValueError("at least one weekday weight must be positive")
+        return weights
+
+
+class Stage(Frozen):
+    """An opportunity stage worked by the opportunity-owning role: how long it takes and how many pass it."""
+
+    name: str
+    conversion: dict[str, Probability]
+    duration_days: dict[str, Distribution]
+
+
+class ResponseDecay(Frozen):
+    """How the SQL conversion falls with the hours a lead waited for its first touch.
+
+    ``multiplier(h) = floor + (1 - floor) * 0.5 ** (h / half_life_hours)``. The default (half-life 24 h, floor 0.4)
+    is deliberately milder than the 2011 Harvard Business Review lead-response study (Oldroyd, McElheran and
+    Elkington, "The Short Life of Online Sales Leads"), which found leads contacted within an hour about seven times
+    as likely to be qualified as those contacted later; calibrate it where response times are recorded.
+    """
+
+    half_life_hours: PositiveFloat = 24.0
+    floor: Probability = 0.4
+
+    def multiplier(self, hours):  # noqa: ANN001, ANN201 - works on floats and numpy arrays alike
+        return self.floor + (1.0 - self.floor) * 0.5 ** (hours / self.half_life_hours)
+
+
+class Funnel(Frozen):
+    """The funnel spine: lead → MQL → SQL (SDR first touch) → opportunity (AE discovery) → stages → won/lost.
+
+    Every probability map is keyed by segment; the key ``default`` stands for segments not named.
+    """
+
+    mql_rate: dict[str, Probability]
+    sql_rate: dict[str, Probability] = Field(description="MQL → SQL at an immediate first touch")
+    opportunity_rate: dict[str, Probability] = Field(default_factory=lambda: {DEFAULT_KEY: 1.0})
+    discovery_days: dict[str, Distribution] = Field(
+        default_factory=lambda: {DEFAULT_KEY: {"dist": "fixed", "value": 0.0}}
+    )
+    stages: list[Stage] = Field(default_factory=list)
+    response_decay: ResponseDecay | None = Field(default_factory=ResponseDecay)
+
+
+class WorkingHours(Frozen):
+    """When a role works: the weekdays and the hours of the day (local clock, 0–24)."""
+
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], min_length=1
+    )
+    start: Annotated[float, Field(ge=0.0, lt=24.0)] = 9.0
+    end: Annotated[float, Field(gt=0.0, le=24.0)] = 17.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "WorkingHours":
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        return self
+
+    @property
+    def around_the_clock(self) -> bool:
+        return len(set(self.days)) == 7 and self.start == 0.0 and self.end == 24.0
+
+    @property
+    def hours_per_week(self) -> float:
+        return len(set(self.days)) * (self.end - self.start)
+
+
+AROUND_THE_CLOCK = WorkingHours(days=list(WEEKDAYS), start=0.0, end=24.0)
+
+
+class Role(Frozen):
+    """A kind of rep (SDR, AE, manager…), its people over time and its cost.
+
+    ``works`` says what the role's reps do: ``leads`` (first touch and qualification of MQLs, the SDR),
+    ``opportunities`` (owns opportunities up to ``open_opportunity_limit`` each, the AE) or ``none``
+    (overhead such as managers: headcount and cost only). A role with ``span_of_control`` has its
+    headcount derived each month as ceil(headcount of the roles it ``manages`` / span).
+    """
+
+    works: Literal["leads", "opportunities", "none"]
+    headcount: dict[str, NonNegativeInt] = Field(default_factory=dict, description="by territory at the start")
+    working_hours: WorkingHours = Field(default_factory=WorkingHours)
+    handling_hours: Distribution | None = Field(default=None, description="rep hours per lead (works: leads)")
+    open_opportunity_limit: Annotated[int, Field(ge=1)] | None = None
+    admin_share: Share = Field(default=0.0, description="share of working time lost to admin")
+    ramp: list[Annotated[float, Field(gt=0.0, le=1.0)]] = Field(
+        default_factory=list, description="productivity by tenure month; 1 after the list ends"
+    )
+    attrition_hazard: list[Probability] = Field(
+        default_factory=lambda: [0.0], min_length=1,
+        description="monthly probability of leaving by tenure month; the last value holds thereafter",
+    )
+    hiring_lag_months: NonNegativeInt = 0
+    hiring_plan: dict[str, dict[str, NonNegativeInt]] = Field(
+        default_factory=dict,
+        description="requisitions opened by month (YYYY-MM): a count spread over territories by lead share, "
+        "or a map territory → count; reps start hiring_lag_months later",
+    )
+    backfill: bool = False
+    backfill_lag_months: NonNegativeInt = 2
+    salary_monthly: NonNegativeFloat = 0.0
+    hiring_cost: NonNegativeFloat = 0.0
+    manages: list[str] = Field(default_factory=list)
+    span_of_control: Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("hiring_plan", mode="before")
+    @classmethod
+    def _counts_spread_over_territories(cls, plan: object) -> object:
+        """Accept ``2027-03: 4`` as shorthand for four hires spread over all territories."""
+        if not isinstance(plan, dict):
+            return plan
+        return {month: {ALL_TERRITORIES: hires} if isinstance(hires, int) else hires for month, hires in plan.items()}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Role":
+        if self.works == "leads" and self.handling_hours is None:
+            raise ValueError("handling_hours: required for a role that works leads")
+        if self.works == "opportunities" and self.open_opportunity_limit is None:
+            raise ValueError("open_opportunity_limit: required for a role that works opportunities")
+        if (self.span_of_control is None) != (not self.manages):
+            raise ValueError("manages and span_of_control go together")
+        if self.span_of_control is not None and (self.headcount or self.hiring_plan):
+            raise ValueError("a role with span_of_control has a derived headcount: drop headcount and hiring_plan")
+        return self
+
+    def productivity(self, tenure_month: int) -> float:
+        """Share of full productivity in the given month of tenure (0 = first month)."""
+        return self.ramp[tenure_month] if tenure_month < len(self.ramp) else 1.0
+
+    def hazard(self, tenure_month: int) -> float:
+        return self.attrition_hazard[min(tenure_month, len(self.attrition_hazard) - 1)]
+
+
+class _Lever(Frozen):
+    start_month: str
+    one_time_cost: NonNegativeFloat = 0.0
+    monthly_cost: NonNegativeFloat = 0.0
+    monthly_cost_per_rep: NonNegativeFloat = 0.0
+    adoption: list[Probability] = Field(
+        default_factory=lambda: [1.0], min_length=1,
+        description="share of work done with the tool by month since start; the last value holds",
+    )
+
+    def adoption_at(self, months_since_start: int) -> float:
+        if months_since_start < 0:
+            return 0.0
+        return self.adoption[min(months_since_start, len(self.adoption) - 1)]
+
+
+class LeadScoring(_Lever):
+    """Scores MQLs: SDRs work the best-scored first and the lowest-scored ``filter_share`` go to nurture."""
+
+    kind: Literal["lead_scoring"]
+    accuracy: Probability = Field(description="correlation between the score and the lead's true quality")
+    filter_share: Share = 0.0
+
+
+class FollowUp(_Lever):
+    """Automated first touch and routing: the lead feels a shorter wait and SDRs spend less time per lead."""
+
+    kind: Literal["follow_up"]
+    response_reduction: Probability = 0.0
+    handling_reduction: Share = 0.0
+
+
+class CrmAutomation(_Lever):
+    """CRM data automation: frees a share of the admin time of every rep."""
+
+    kind: Literal["crm_automation"]
+    admin_time_freed: Probability
+
+
+AutomationLever = Annotated[Union[LeadScoring, FollowUp, CrmAutomation], Field(discriminator="kind")]
+
+
+def _month_key_error(key: str) -> str | None:
+    return None if _MONTH_PATTERN.match(key) else f"expected a month as YYYY-MM, got {key!r}"
+
+
+class Scenario(Frozen):
+    """A whole sales organisation over a planning horizon."""
+
+    name: str
+    description: str = ""
+    start: date = Field(description="first day of the first month")
+    horizon_months: Annotated[int, Field(ge=1, le=120)] = 18
+    seed: NonNegativeInt = 0
+    segments: dict[str, SegmentSpec] = Field(min_length=1)
+    territories: dict[str, TerritorySpec] = Field(min_length=1)
+    lead_sources: dict[str, LeadSource] = Field(min_length=1)
+    funnel: Funnel
+    roles: dict[str, Role] = Field(min_length=1)
+    automation: dict[str, AutomationLever] = Field(default_factory=dict)
+
+    @field_validator("start")
+    @classmethod
+    def _first_of_month(cls, start: date) -> date:
+        if start.day != 1:
+            raise ValueError(f"expected the first day of a month, got {start.isoformat()}")
+        return start
+
+    # ----- cross-field checks: each error names its key path -----
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> "Scenario":
+        errors: list[str] = []
+        segments, territories = set(self.segments), set(self.territories)
+        for name, source in self.lead_sources.items():
+            if source.segment not in segments:
+                errors.append(f"lead_sources.{name}.segment: unknown segment {source.segment!r}; expected one of {sorted(segments)}")
+            for territory in source.territories or {}:
+                if territory not in territories:
+                    errors.append(f"lead_sources.{name}.territories.{territory}: unknown territory; expected one of {sorted(territories)}")
+        funnel = self.funnel
+        per_segment = {
+            "funnel.mql_rate": funnel.mql_rate,
+            "funnel.sql_rate": funnel.sql_rate,
+            "funnel.opportunity_rate": funnel.opportunity_rate,
+            "funnel.discovery_days": funnel.discovery_days,
+        }
+        for i, stage in enumerate(funnel.stages):
+            per_segment[f"funnel.stages.{i}.conversion"] = stage.conversion
+            per_segment[f"funnel.stages.{i}.duration_days"] = stage.duration_days
+        for path, mapping in per_segment.items():
+            errors.extend(_check_per_segment(path, mapping, segments))
+        errors.extend(self._check_roles(territories))
+        for name, lever in self.automation.items():
+            errors.extend(self._check_month(f"automation.{name}.start_month", lever.start_month))
+        if errors:
+            raise ValueError("\n".join(errors))
+        return self
+
+    def _check_roles(self, territories: set[str]) -> list[str]:
+        errors: list[str] = []
+        kinds = [role.works for role in self.roles.values()]
+        if kinds.count("leads") != 1:
+            errors.append(f"roles: expected exactly one role with works: leads, found {kinds.count('leads')}")
+        if kinds.count("opportunities") > 1:
+            errors.append("roles: expected at most one role with works: opportunities")
+        if "opportunities" not in kinds and any(p > 0 for p in self.funnel.sql_rate.values()):
+            errors.append("roles: funnel.sql_rate is positive, so a role with works: opportunities is needed")
+        for name, role in self.roles.items():
+            for territory in role.headcount:
+                if territory not in territories:
+                    errors.append(f"roles.{name}.headcount.{territory}: unknown territory; expected one of {sorted(territories)}")
+            for month, by_territory in role.hiring_plan.items():
+                errors.extend(self._check_month(f"roles.{name}.hiring_plan.{month}", month))
+                for territory in by_territory:
+                    if territory != ALL_TERRITORIES and territory not in territories:
+                        errors.append(f"roles.{name}.hiring_plan.{month}.{territory}: unknown territory; expected one of {sorted(territories)}")
+            for managed in role.manages:
+                if managed not in self.roles or managed == name:
+                    errors.append(f"roles.{name}.manages: unknown role {managed!r}; expected one of {sorted(set(self.roles) - {name})}")
+        return errors
+
+    def _check_month(self, path: str, key: str) -> list[str]:
+        problem = _month_key_error(key)
+        if problem:
+            return [f"{path}: {problem}"]
+        index = self.month_index(key)
+        if not 0 <= index < self.horizon_months:
+            return [f"{path}: month outside the horizon {self.month_label(0)}..{self.month_label(self.horizon_months - 1)}"]
+        return []
+
+    # ----- calendar helpers -----
+
+    def month_index(self, key: str) -> int:
+        """0-based month of the horizon for a YYYY-MM key."""
+        year, month = int(key[:4]), int(key[5:7])
+        return (year - self.start.year) * 12 + (month - self.start.month)
+
+    def month_label(self, index: int) -> str:
+        """The YYYY-MM key of a 0-based horizon month."""
+        total = self.start.year * 12 + self.start.month - 1 + index
+        return f"{total // 12:04d}-{total % 12 + 1:02d}"
+
+    @property
+    def lead_role(self) -> str:
+        return next(name for name, role in self.roles.items() if role.works == "leads")
+
+    @property
+    def opportunity_role(self) -> str | None:
+        return next((name for name, role in self.roles.items() if role.works == "opportunities"), None)
+
+
+def for_segment(mapping: dict[str, T], segment: str) -> T:
+    """The value a per-segment map gives a segment, falling back on its ``default`` key."""
+    return mapping[segment] if segment in mapping else mapping[DEFAULT_KEY]
+
+
+def _check_per_segment(path: str, mapping: dict, segments: set[str]) -> list[str]:
+    errors = [
+        f"{path}.{key}: unknown segment; expected one of {sorted(segments)} or {DEFAULT_KEY!r}"
+        for key in mapping
+        if key != DEFAULT_KEY and key not in segments
+    ]
+    if DEFAULT_KEY not in mapping:
+        missing = sorted(segments - set(mapping))
+        if missing:
+            errors.append(f"{path}: no value for segment(s) {missing}; give them or a {DEFAULT_KEY!r} key")
+    return errors
+
+
+def spread(total: int, weights: dict[str, float]) -> dict[str, int]:
+    """Split a whole number over keys in proportion to weights (largest remainder, ties by key order)."""
+    norm = sum(weights.values())
+    exact = {key: total * w / norm for key, w in weights.items()}
+    counts = {key: math.floor(x) for key, x in exact.items()}
+    leftover = total - sum(counts.values())
+    for key in sorted(exact, key=lambda k: counts[k] - exact[k])[:leftover]:
+        counts[key] += 1
+    return counts
