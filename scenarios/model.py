@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from scenarios.base import Frozen
-from scenarios.distributions import Distribution
+from scenarios.distributions import Distribution, Fixed
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Share = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -108,7 +108,7 @@ class Funnel(Frozen):
     sql_rate: dict[str, Probability] = Field(description="MQL → SQL at an immediate first touch")
     opportunity_rate: dict[str, Probability] = Field(default_factory=lambda: {DEFAULT_KEY: 1.0})
     discovery_days: dict[str, Distribution] = Field(
-        default_factory=lambda: {DEFAULT_KEY: {"dist": "fixed", "value": 0.0}}
+        default_factory=lambda: {DEFAULT_KEY: Fixed(dist="fixed", value=0.0)}
     )
     stages: list[Stage] = Field(default_factory=list)
     response_decay: ResponseDecay | None = Field(default_factory=ResponseDecay)
