@@ -11,7 +11,7 @@ from typing import Callable
 
 import pandas as pd
 
-from engine.results import MONTHLY_COLUMNS, SUMMARY_KPIS, LeadState, ReplicationResult, summarize, summarize_replication
+from engine.results import LEAD_LOG_COLUMNS, MONTHLY_COLUMNS, SUMMARY_KPIS, LeadState, ReplicationResult, summarize, summarize_replication
 from engine.simulation import Replication
 from scenarios.model import Scenario
 
@@ -36,10 +36,12 @@ class Results:
         return cls(monthly, summary, bands, pd.DataFrame([r.states for r in replications]))
 
 
-def run_replication(scenario: Scenario, replication: int, seed: int | None = None) -> ReplicationResult:
-    """Simulate one replication; ``seed`` defaults to the scenario's."""
+def run_replication(
+    scenario: Scenario, replication: int, seed: int | None = None, keep_log: bool = False
+) -> ReplicationResult:
+    """Simulate one replication; ``seed`` defaults to the scenario's; ``keep_log`` keeps one row per lead."""
     sim = Replication(scenario, scenario.seed if seed is None else seed, replication)
-    return summarize_replication(sim, sim.run(), replication)
+    return summarize_replication(sim, sim.run(), replication, keep_log)
 
 
 def simulate(
@@ -58,6 +60,7 @@ def simulate(
 
 
 __all__ = [
+    "LEAD_LOG_COLUMNS",
     "MONTHLY_COLUMNS",
     "SUMMARY_KPIS",
     "LeadState",

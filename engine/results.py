@@ -63,13 +63,31 @@ class LeadState(IntEnum):
     LOST = 10
 
 
+LEAD_LOG_COLUMNS: dict[str, str] = {
+    "arrival_day": "arrival, in days since the scenario start",
+    "segment": "segment name",
+    "territory": "territory name",
+    "source": "lead source name",
+    "state": "LeadState at the end of the horizon (lower case)",
+    "touch_day": "first touch began (empty if it did not)",
+    "response_hours": "wait to first touch as the lead felt it",
+    "rep": "first-touch rep (roster index, -1 if none)",
+    "sql_day": "qualified as SQL (empty if not)",
+    "accept_day": "took an opportunity slot",
+    "opportunity_day": "became an opportunity (end of discovery)",
+    "close_day": "released its slot: won, lost or not an opportunity (may lie beyond the horizon)",
+    "amount": "deal size if won",
+}
+
+
 @dataclass(frozen=True)
 class ReplicationResult:
-    """One replication: its monthly table, its horizon KPIs and the final state of every lead."""
+    """One replication: its monthly table, its horizon KPIs, the final state counts and, on request, the lead log."""
 
     monthly: pd.DataFrame
     totals: dict[str, float]
     states: dict[str, int]
+    lead_log: pd.DataFrame | None = None
 
 
 def lead_states(sim: Replication, times: LeadTimes) -> np.ndarray:
@@ -98,8 +116,8 @@ def lead_states(sim: Replication, times: LeadTimes) -> np.ndarray:
     return state
 
 
-def summarize_replication(sim: Replication, times: LeadTimes, replication: int) -> ReplicationResult:
-    """The tidy outputs of one replication."""
+def summarize_replication(sim: Replication, times: LeadTimes, replication: int, keep_log: bool = False) -> ReplicationResult:
+    """The tidy outputs of one replication; ``keep_log`` adds one row per lead (``LEAD_LOG_COLUMNS``)."""
     scenario, leads, months = sim.scenario, sim.leads, sim.months
     horizon_months = scenario.horizon_months
     state = lead_states(sim, times)
@@ -166,7 +184,29 @@ def summarize_replication(sim: Replication, times: LeadTimes, replication: int) 
         "usage_rate": float(sim.usage_rate.mean()),
     }
     states = {member.name.lower(): int((state == member).sum()) for member in LeadState}
-    return ReplicationResult(monthly, totals, states)
+    log = _lead_log(sim, times, state, opportunity_created) if keep_log else None
+    return ReplicationResult(monthly, totals, states, log)
+
+
+def _lead_log(sim: Replication, times: LeadTimes, state: np.ndarray, opportunity_created: np.ndarray) -> pd.DataFrame:
+    scenario, leads = sim.scenario, sim.leads
+    names = {member.value: member.name.lower() for member in LeadState}
+    log = pd.DataFrame({
+        "arrival_day": leads.time,
+        "segment": np.array(list(scenario.segments), dtype=object)[leads.segment],
+        "territory": np.array(list(scenario.territories), dtype=object)[leads.territory],
+        "source": np.array(list(scenario.lead_sources), dtype=object)[leads.source],
+        "state": pd.Series(state).map(names).to_numpy(),
+        "touch_day": times.touch,
+        "response_hours": times.response_hours,
+        "rep": times.rep,
+        "sql_day": np.where(times.sql, times.touch_done, np.nan),
+        "accept_day": times.accept,
+        "opportunity_day": opportunity_created,
+        "close_day": times.close,
+        "amount": np.where(state == LeadState.WON, leads.amount, np.nan),
+    })
+    return log
 
 
 def _monthly_mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:

@@ -1,0 +1,52 @@
+"""Working hours: when a rep can start and when a task ends."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pytest
+
+from engine.calendar import WorkCalendar, month_starts
+from scenarios import load_scenario
+from scenarios.model import AROUND_THE_CLOCK, WorkingHours
+
+FRIDAY = date(2027, 1, 1)  # time 0 is Friday midnight
+OFFICE = WorkCalendar(WorkingHours(days=["mon", "tue", "wed", "thu", "fri"], start=9, end=17), FRIDAY)
+
+
+def hours(days: float) -> float:
+    return days * 24.0
+
+
+def test_next_open_skips_nights_and_weekends():
+    assert hours(OFFICE.next_open(0.0)) == pytest.approx(9.0)  # Friday 00:00 → 09:00
+    assert OFFICE.next_open(0.5) == 0.5  # Friday noon is open
+    assert hours(OFFICE.next_open(hours_to_days(18))) == pytest.approx(3 * 24 + 9)  # Friday 18:00 → Monday 09:00
+    assert not OFFICE.is_open(1.5)  # Saturday noon
+
+
+def test_finish_carries_work_over_to_the_next_working_day():
+    assert hours(OFFICE.finish(0.5, 3)) == pytest.approx(15.0)  # Friday 12:00 + 3 h
+    assert hours(OFFICE.finish(hours_to_days(16), 3)) == pytest.approx(3 * 24 + 11)  # Friday 16:00 + 3 h → Monday 11:00
+    assert hours(OFFICE.finish(hours_to_days(9), 8 * 6)) == pytest.approx(7 * 24 + 17)  # six working days → next Friday 17:00
+
+
+def test_working_days_count_working_hours():
+    days = OFFICE.working_days(np.array([0.0, 0.0]), np.array([7.0, 31.0]))
+    assert hours(days[0]) == pytest.approx(5 * 8)  # Fri, Mon–Thu
+    assert hours(days[1]) == pytest.approx(21 * 8)  # January 2027 has 21 weekdays
+
+
+def test_around_the_clock_is_identity():
+    calendar = WorkCalendar(AROUND_THE_CLOCK, FRIDAY)
+    assert calendar.next_open(1.234) == 1.234 and calendar.finish(1.0, 12) == pytest.approx(1.5)
+
+
+def test_month_starts_follow_the_calendar():
+    scenario = load_scenario("mmc", ["horizon_months=3"])
+    assert list(month_starts(scenario)) == [0, 31, 59, 90]
+
+
+def hours_to_days(h: float) -> float:
+    return h / 24.0

@@ -1,0 +1,86 @@
+"""Scenario files: the shipped examples, overrides, and errors that name the key path."""
+
+from __future__ import annotations
+
+import pytest
+
+from scenarios import ScenarioError, apply_overrides, load_scenario, shipped_scenarios
+from scenarios.model import spread
+
+
+def test_shipped_scenarios_load():
+    assert {"baseline", "hiring_push", "large", "mmc"} <= set(shipped_scenarios())
+    for name in shipped_scenarios():
+        assert load_scenario(name).name == name
+
+
+def test_large_scenario_has_2000_reps_and_50000_leads_a_month():
+    large = load_scenario("large")
+    reps = sum(sum(role.headcount.values()) for role in large.roles.values())
+    assert reps == 2000
+    assert sum(source.monthly_volume for source in large.lead_sources.values()) == 50_000
+
+
+def test_baseline_is_a_mid_size_organisation(baseline):
+    reps = sum(sum(role.headcount.values()) for role in baseline.roles.values())
+    assert 35 <= reps <= 45 and len(baseline.segments) == 3 and len(baseline.territories) == 4
+
+
+def test_scenario_found_by_path(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(open_shipped("mmc"), encoding="utf-8")
+    assert load_scenario(path).name == "mmc"
+
+
+def open_shipped(name: str) -> str:
+    from importlib import resources
+
+    return (resources.files("scenarios") / "library" / f"{name}.yaml").read_text(encoding="utf-8")
+
+
+def test_overrides_set_nested_keys_and_list_items():
+    data = {"roles": {"ae": {"headcount": {"north": 2}}}, "funnel": {"stages": [{"name": "a"}]}}
+    result = apply_overrides(data, ["roles.ae.hiring_plan.2027-03=4", "funnel.stages.0.name=b", "roles.ae.headcount.north=5"])
+    assert result["roles"]["ae"]["hiring_plan"] == {"2027-03": 4}
+    assert result["funnel"]["stages"][0]["name"] == "b"
+    assert result["roles"]["ae"]["headcount"]["north"] == 5
+    assert data["roles"]["ae"]["headcount"]["north"] == 2  # the input is not changed
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("segments.smb.colour=red", "segments.smb.colour: unknown key"),
+        ("horizon_months=eighteen", "horizon_months: Input should be a valid integer"),
+        ("lead_sources.inbound_smb.monthly_volume=-5", "lead_sources.inbound_smb.monthly_volume: Input should be greater than or equal to 0"),
+        ("funnel.mql_rate.smb=1.5", "funnel.mql_rate.smb: Input should be less than or equal to 1"),
+        ("roles.cso.hiring_plan.2027-03=1", "roles.cso: no such role"),
+        ("roles.ae.hiring_plan.2031-01=2", "roles.ae.hiring_plan.2031-01: month outside the horizon 2027-01..2028-06"),
+        ("roles.ae.hiring_plan.2027-13=2", "roles.ae.hiring_plan.2027-13: expected a month as YYYY-MM"),
+        ("roles.ae.headcount.atlantis=2", "roles.ae.headcount.atlantis: unknown territory"),
+        ("lead_sources.inbound_smb.segment=retail", "lead_sources.inbound_smb.segment: unknown segment 'retail'"),
+        ("funnel.sql_rate={smb: 0.3}", "funnel.sql_rate: no value for segment(s) ['enterprise', 'mid_market']"),
+        ("start=2027-01-15", "start: expected the first day of a month"),
+    ],
+)
+def test_bad_input_names_the_key_path(override, expected):
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario("baseline", [override])
+    assert any(expected in problem for problem in caught.value.problems), caught.value.problems
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\nsegments: [a\n", encoding="utf-8")
+    with pytest.raises(ScenarioError, match=r"broken.yaml: line \d+, column \d+"):
+        load_scenario(path)
+
+
+def test_unknown_scenario_lists_the_shipped_ones():
+    with pytest.raises(ScenarioError, match="shipped: .*baseline"):
+        load_scenario("no-such-scenario")
+
+
+def test_spread_is_proportional_and_exact():
+    assert spread(10, {"a": 0.3, "b": 0.25, "c": 0.25, "d": 0.2}) == {"a": 3, "b": 3, "c": 2, "d": 2}
+    assert sum(spread(7, {"a": 1, "b": 1, "c": 1}).values()) == 7
