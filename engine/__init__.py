@@ -22,18 +22,22 @@ class Results:
 
     ``monthly``: one row per replication and month (columns in ``MONTHLY_COLUMNS``); ``summary``: per KPI over
     the horizon, mean and P10/P50/P90 across replications; ``bands``: per month, the same statistics of every
-    monthly column; ``states``: per replication, how many leads end in each ``LeadState``.
+    monthly column; ``states``: per replication, how many leads end in each ``LeadState``; ``lead_log``: one row
+    per lead and replication (``LEAD_LOG_COLUMNS``) when asked for.
     """
 
     monthly: pd.DataFrame
     summary: pd.DataFrame
     bands: pd.DataFrame
     states: pd.DataFrame
+    lead_log: pd.DataFrame | None = None
 
     @classmethod
     def from_replications(cls, replications: list[ReplicationResult]) -> "Results":
         monthly, summary, bands = summarize(replications)
-        return cls(monthly, summary, bands, pd.DataFrame([r.states for r in replications]))
+        logs = [r.lead_log for r in replications if r.lead_log is not None]
+        lead_log = pd.concat(logs, ignore_index=True) if logs else None
+        return cls(monthly, summary, bands, pd.DataFrame([r.states for r in replications]), lead_log)
 
 
 def run_replication(

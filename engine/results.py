@@ -64,6 +64,7 @@ class LeadState(IntEnum):
 
 
 LEAD_LOG_COLUMNS: dict[str, str] = {
+    "replication": "replication number (0-based)",
     "arrival_day": "arrival, in days since the scenario start",
     "segment": "segment name",
     "territory": "territory name",
@@ -184,14 +185,17 @@ def summarize_replication(sim: Replication, times: LeadTimes, replication: int, 
         "usage_rate": float(sim.usage_rate.mean()),
     }
     states = {member.name.lower(): int((state == member).sum()) for member in LeadState}
-    log = _lead_log(sim, times, state, opportunity_created) if keep_log else None
+    log = _lead_log(sim, times, state, opportunity_created, replication) if keep_log else None
     return ReplicationResult(monthly, totals, states, log)
 
 
-def _lead_log(sim: Replication, times: LeadTimes, state: np.ndarray, opportunity_created: np.ndarray) -> pd.DataFrame:
+def _lead_log(
+    sim: Replication, times: LeadTimes, state: np.ndarray, opportunity_created: np.ndarray, replication: int
+) -> pd.DataFrame:
     scenario, leads = sim.scenario, sim.leads
     names = {member.value: member.name.lower() for member in LeadState}
-    log = pd.DataFrame({
+    return pd.DataFrame({
+        "replication": replication,
         "arrival_day": leads.time,
         "segment": np.array(list(scenario.segments), dtype=object)[leads.segment],
         "territory": np.array(list(scenario.territories), dtype=object)[leads.territory],
@@ -206,7 +210,6 @@ def _lead_log(sim: Replication, times: LeadTimes, state: np.ndarray, opportunity
         "close_day": times.close,
         "amount": np.where(state == LeadState.WON, leads.amount, np.nan),
     })
-    return log
 
 
 def _monthly_mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:

@@ -38,6 +38,7 @@ def simulate(
     out: Annotated[Path, typer.Option(help="folder for monthly.csv, summary.json and the rest")] = Path("runs/latest"),
     set_: Annotated[list[str], typer.Option("--set", help="override a key: roles.ae.hiring_plan.2027-03=4")] = [],  # noqa: B006
     workers: Annotated[int, typer.Option(min=1, help="processes to run replications in")] = 1,
+    lead_log: Annotated[bool, typer.Option("--lead-log", help="also write leads.csv, one row per lead")] = False,
 ) -> None:
     """Simulate a scenario over its horizon and write the monthly results and their summary."""
     try:
@@ -52,7 +53,7 @@ def simulate(
         console=console, transient=True,
     ) as progress:
         task = progress.add_task(model.name, total=replications)
-        results = run_replications(model, replications, seed, workers, lambda _: progress.advance(task))
+        results = run_replications(model, replications, seed, workers, lambda _: progress.advance(task), lead_log)
     paths = write_results(results, model, seed, out)
     console.print(_headline(results, model.name, replications, model.horizon_months))
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}", highlight=False)

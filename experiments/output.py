@@ -13,7 +13,7 @@ from scenarios import Scenario
 
 
 def write_results(results: Results, scenario: Scenario, seed: int, out: Path) -> dict[str, Path]:
-    """Write monthly.csv, bands.csv, states.csv, summary.json and scenario.yaml into ``out``; return their paths."""
+    """Write monthly.csv, bands.csv, states.csv, summary.json, scenario.yaml (and leads.csv) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("monthly.csv", "bands.csv", "states.csv", "summary.json", "scenario.yaml")}
     results.monthly.to_csv(paths["monthly.csv"], index=False)
@@ -29,6 +29,9 @@ def write_results(results: Results, scenario: Scenario, seed: int, out: Path) ->
         },
     }
     paths["summary.json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if results.lead_log is not None:
+        paths["leads.csv"] = out / "leads.csv"
+        results.lead_log.to_csv(paths["leads.csv"], index=False)
     paths["scenario.yaml"].write_text(
         yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
     )
