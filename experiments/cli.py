@@ -16,6 +16,8 @@ from experiments.runner import run_replications
 from scenarios import ScenarioError, load_scenario, shipped_scenarios
 
 app = typer.Typer(help="Simulate and optimize a sales organisation.", no_args_is_help=True, add_completion=False)
+optimize_app = typer.Typer(help="Find hiring plans, territory designs and automation portfolios.", no_args_is_help=True)
+app.add_typer(optimize_app, name="optimize")
 console = Console()
 
 HEADLINE = {
