@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
@@ -51,7 +52,34 @@ def read_scenario_data(name_or_path: str | Path) -> tuple[str, dict[str, Any]]:
         raise ScenarioError(source, [f"{where}not valid YAML ({getattr(error, 'problem', None) or error})"]) from None
     if not isinstance(data, dict):
         raise ScenarioError(source, ["expected a mapping of scenario keys at the top level"])
+    if "calibration" in data:
+        base = path.parent if path.is_file() else Path.cwd()
+        data = _merge_calibration(data, base, source)
     return source, data
+
+
+def _merge_calibration(data: dict[str, Any], base: Path, source: str) -> dict[str, Any]:
+    """The scenario with the fragment of its ``calibration:`` file beneath it: keys the scenario gives win."""
+    data = dict(data)
+    reference = data.pop("calibration")
+    path = base / str(reference)
+    try:
+        fragment = json.loads(path.read_text(encoding="utf-8"))["scenario"]
+    except FileNotFoundError:
+        raise ScenarioError(source, [f"calibration: no such file {str(path)!r}"]) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        raise ScenarioError(source, [f"calibration: {path} is not a calibration file with a 'scenario' key ({error})"]) from None
+    return _deep_merge(fragment, data)
+
+
+def _deep_merge(under: Any, over: Any) -> Any:
+    """``over`` laid on ``under``: mappings merge key by key, anything else in ``over`` replaces."""
+    if isinstance(under, dict) and isinstance(over, dict):
+        merged = dict(under)
+        for key, value in over.items():
+            merged[key] = _deep_merge(under.get(key), value) if key in under else value
+        return merged
+    return over
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str], source: str = "--set") -> dict[str, Any]:

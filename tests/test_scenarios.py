@@ -84,3 +84,25 @@ def test_unknown_scenario_lists_the_shipped_ones():
 def test_spread_is_proportional_and_exact():
     assert spread(10, {"a": 0.3, "b": 0.25, "c": 0.25, "d": 0.2}) == {"a": 3, "b": 3, "c": 2, "d": 2}
     assert sum(spread(7, {"a": 1, "b": 1, "c": 1}).values()) == 7
+
+
+def test_calibration_file_fills_what_the_scenario_leaves_out(tmp_path):
+    import json
+
+    fragment = {"funnel": {"mql_rate": {"default": 0.9}, "sql_rate": {"default": 0.0}}, "seed": 99}
+    (tmp_path / "calibration.json").write_text(json.dumps({"scenario": fragment}), encoding="utf-8")
+    text = open_shipped("mmc").replace("seed: 7\n", "calibration: calibration.json\n")
+    text = text.replace("funnel:\n  mql_rate: {default: 1.0}\n", "funnel:\n")
+    path = tmp_path / "calibrated.yaml"
+    path.write_text(text, encoding="utf-8")
+    scenario = load_scenario(path)
+    assert scenario.funnel.mql_rate == {"default": 0.9}  # from the calibration
+    assert scenario.funnel.response_decay is None  # the scenario's own key wins
+    assert scenario.seed == 99
+
+
+def test_missing_calibration_file_is_named(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(open_shipped("mmc") + "calibration: nowhere.json\n", encoding="utf-8")
+    with pytest.raises(ScenarioError, match="calibration: no such file"):
+        load_scenario(path)
