@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.people import Rep, productivity
 from engine.streams import Stream, generator
 from scenarios.model import DAYS_PER_MONTH, Scenario, for_segment
 
@@ -39,49 +40,69 @@ class Leads:
         return len(self.time)
 
 
-def draw_leads(scenario: Scenario, months: np.ndarray, seed: int, replication: int) -> Leads:
-    """All leads of the horizon for one replication."""
+def draw_leads(scenario: Scenario, months: np.ndarray, reps: list[Rep], seed: int, replication: int) -> Leads:
+    """All leads of the horizon for one replication (``reps``, the roster, places outbound leads)."""
     parts = [
-        _draw_source(scenario, index, months, seed, replication) for index in range(len(scenario.lead_sources))
+        _draw_source(scenario, index, _daily_rates(scenario, index, months, reps), seed, replication)
+        for index in range(len(scenario.lead_sources))
     ]
     columns = {name: np.concatenate([part[name] for part in parts], axis=-1) for name in parts[0]}
     order = np.argsort(columns["time"], kind="stable")
     return Leads(**{name: values[..., order] for name, values in columns.items()})
 
 
-def _daily_rates(scenario: Scenario, source_index: int, months: np.ndarray) -> np.ndarray:
+def _daily_rates(scenario: Scenario, source_index: int, months: np.ndarray, reps: list[Rep]) -> np.ndarray:
+    """Expected leads of a source per day (rows) and territory (columns)."""
     source = list(scenario.lead_sources.values())[source_index]
     days = np.arange(int(months[-1]))
     month = np.searchsorted(months, days, side="right") - 1
     calendar_month = (scenario.start.month - 1 + month) % 12
     weekday = (scenario.start.weekday() + days) % 7
     weekday_weight = np.asarray(source.weekday_weights) / np.mean(source.weekday_weights)
-    return (
+    rate = (
         source.monthly_volume / DAYS_PER_MONTH
         * (1.0 + source.trend) ** month
         * np.asarray(source.seasonality)[calendar_month]
         * weekday_weight[weekday]
     )
+    territories = list(scenario.territories)
+    if source.produced_by is not None:
+        return rate[:, None] * _ramped_reps_by_day(scenario, source.produced_by, reps, days, month)
+    weights = source.territories or {t: spec.lead_share for t, spec in scenario.territories.items()}
+    shares = np.array([weights.get(t, 0.0) for t in territories])
+    return rate[:, None] * (shares / shares.sum())[None, :]
 
 
-def _draw_source(scenario: Scenario, index: int, months: np.ndarray, seed: int, replication: int) -> dict[str, np.ndarray]:
-    name, source = list(scenario.lead_sources.items())[index]
+def _ramped_reps_by_day(scenario: Scenario, role_name: str, reps: list[Rep], days: np.ndarray, month: np.ndarray) -> np.ndarray:
+    """Fully ramped equivalents of a role on staff each day (middle of the day) in each territory."""
+    role, territories = scenario.roles[role_name], list(scenario.territories)
+    ramped = np.zeros((len(days), len(territories)))
+    noon = days + 0.5
+    for rep in reps:
+        if rep.role == role_name:
+            on_staff = (noon >= rep.start) & (noon < rep.end)
+            share = np.array([productivity(rep, m, role) for m in range(scenario.horizon_months)])[month]
+            ramped[:, territories.index(rep.territory)] += on_staff * share
+    return ramped
+
+
+def _draw_source(scenario: Scenario, index: int, rates: np.ndarray, seed: int, replication: int) -> dict[str, np.ndarray]:
+    source = list(scenario.lead_sources.values())[index]
 
     def rng(stream: Stream, *subkeys: int) -> np.random.Generator:
         return generator(seed, replication, stream, index, *subkeys)
 
     arrivals = rng(Stream.ARRIVALS)
-    counts = arrivals.poisson(_daily_rates(scenario, index, months))
+    counts = arrivals.poisson(rates).ravel()  # day-major: (day, territory) cells in order
     n = int(counts.sum())
-    time = np.repeat(np.arange(len(counts), dtype=float), counts) + arrivals.random(n)
-    territory_names = list(scenario.territories)
-    weights = source.territories or {t: spec.lead_share for t, spec in scenario.territories.items()}
-    shares = np.array([weights.get(t, 0.0) for t in territory_names])
-    territory = arrivals.choice(len(territory_names), size=n, p=shares / shares.sum())
+    cells = np.repeat(np.arange(counts.size), counts)
+    time = (cells // rates.shape[1]).astype(float) + arrivals.random(n)
+    territory = cells % rates.shape[1]
 
     segment = list(scenario.segments).index(source.segment)
     funnel = scenario.funnel
-    mql = rng(Stream.MQL).random(n) < for_segment(funnel.mql_rate, source.segment)
+    mql_rate = for_segment(funnel.mql_rate, source.segment) if source.mql_rate is None else source.mql_rate
+    mql = rng(Stream.MQL).random(n) < mql_rate
     quality, score_noise = rng(Stream.QUALITY).random(n), rng(Stream.SCORE).standard_normal(n)
     handling = scenario.roles[scenario.lead_role].handling_hours.ppf(rng(Stream.HANDLING).random(n))
     opportunity_draws = rng(Stream.OPPORTUNITY).random((2, n))

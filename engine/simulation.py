@@ -62,12 +62,12 @@ class Replication:
         self.scenario = scenario
         self.months = month_starts(scenario)
         self.horizon = float(self.months[-1])
-        self.leads: Leads = draw_leads(scenario, self.months, seed, replication)
         self.reps: list[Rep] = roster(scenario, self.months, seed, replication)
+        self.leads: Leads = draw_leads(scenario, self.months, self.reps, seed, replication)
         self.lead_role = scenario.roles[scenario.lead_role]
         self.opportunity_role_name = scenario.opportunity_role
         self.calendar = WorkCalendar(self.lead_role.working_hours, scenario.start)
-        self.admin_share = {name: self._admin_share_by_month(name) for name in scenario.roles}
+        self.away_share = {name: self._away_share_by_month(name) for name in scenario.roles}
         self.usage_rate = self._usage_rate_by_month()
         self._apply_levers()
 
@@ -77,12 +77,15 @@ class Replication:
         start = self.scenario.month_index(lever.start_month)
         return np.array([lever.adoption_at(m - start) for m in range(self.scenario.horizon_months)])
 
-    def _admin_share_by_month(self, role_name: str) -> np.ndarray:
+    def _away_share_by_month(self, role_name: str) -> np.ndarray:
+        """Share of working time not available for leads or opportunities: admin (less what CRM automation frees)
+        and prospecting."""
         kept = np.ones(self.scenario.horizon_months)
         for lever in self.scenario.automation.values():
             if isinstance(lever, CrmAutomation):
                 kept *= 1.0 - lever.admin_time_freed * self.adoption_by_month(lever)
-        return self.scenario.roles[role_name].admin_share * kept
+        role = self.scenario.roles[role_name]
+        return role.admin_share * kept + role.prospecting_share
 
     def _usage_rate_by_month(self) -> np.ndarray:
         """The technology-usage KPI: mean adoption over the levers that have started (0 before any)."""
@@ -203,12 +206,12 @@ class Replication:
             return
         self._account_waiting(pool)
         month = self._month()
-        admin = self.admin_share[self.scenario.lead_role][month]
+        away = self.away_share[self.scenario.lead_role][month]
         while pool.queue and pool.free:
             _, lead = heapq.heappop(pool.queue)
             rep = pool.free.pop()
             self.busy[rep] = True
-            speed = productivity(self.reps[rep], month, self.lead_role) * (1.0 - admin)
+            speed = productivity(self.reps[rep], month, self.lead_role) * (1.0 - away)
             work = self.leads.handling_hours[lead] * self.handling_factor[lead] / speed
             self.busy_hours[month] += work
             self.times.touch[lead] = now
@@ -241,7 +244,7 @@ class Replication:
 
     def slots(self, rep: int, month: int) -> int:
         role = self.scenario.roles[self.opportunity_role_name]
-        share = productivity(self.reps[rep], month, role) * (1.0 - self.admin_share[self.opportunity_role_name][month])
+        share = productivity(self.reps[rep], month, role) * (1.0 - self.away_share[self.opportunity_role_name][month])
         return max(1, math.floor(role.open_opportunity_limit * share + 1e-9))
 
     def _update_capacity(self, territory: int) -> None:

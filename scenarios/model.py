@@ -48,11 +48,14 @@ class TerritorySpec(Frozen):
 
 
 class LeadSource(Frozen):
-    """Inbound leads of one segment: a non-homogeneous Poisson process with trend and seasonality.
+    """Leads of one segment: a non-homogeneous Poisson process with trend and seasonality.
 
     The daily rate in month m (0-based from the scenario start) is
     ``monthly_volume / DAYS_PER_MONTH * (1 + trend) ** m * seasonality[calendar month] * weekday weight``,
-    with weekday weights normalised to average 1.
+    with weekday weights normalised to average 1, split over territories by their weights. An outbound source
+    (``produced_by`` a role) is the fruit of that role's prospecting: its ``monthly_volume`` is per fully ramped
+    rep, and its leads arise in each territory in proportion to the ramped reps there, so hiring prospectors
+    brings leads.
     """
 
     segment: str
@@ -65,6 +68,14 @@ class LeadSource(Frozen):
     territories: dict[str, PositiveFloat] | None = Field(
         default=None, description="territory weights for this source; default: the territories' lead_share"
     )
+    produced_by: str | None = Field(default=None, description="role whose reps prospect these leads (outbound)")
+    mql_rate: Probability | None = Field(default=None, description="overrides funnel.mql_rate for this source")
+
+    @model_validator(mode="after")
+    def _outbound_follows_reps(self) -> "LeadSource":
+        if self.produced_by is not None and self.territories is not None:
+            raise ValueError("territories: an outbound source (produced_by) arises where its reps are")
+        return self
 
     @field_validator("weekday_weights")
     @classmethod
@@ -156,6 +167,7 @@ class Role(Frozen):
     handling_hours: Distribution | None = Field(default=None, description="rep hours per lead (works: leads)")
     open_opportunity_limit: Annotated[int, Field(ge=1)] | None = None
     admin_share: Share = Field(default=0.0, description="share of working time lost to admin")
+    prospecting_share: Share = Field(default=0.0, description="share of working time spent prospecting")
     ramp: list[Annotated[float, Field(gt=0.0, le=1.0)]] = Field(
         default_factory=list, description="productivity by tenure month; 1 after the list ends"
     )
@@ -192,6 +204,8 @@ class Role(Frozen):
             raise ValueError("open_opportunity_limit: required for a role that works opportunities")
         if (self.span_of_control is None) != (not self.manages):
             raise ValueError("manages and span_of_control go together")
+        if self.admin_share + self.prospecting_share >= 1.0:
+            raise ValueError("admin_share + prospecting_share must leave some working time (below 1)")
         if self.span_of_control is not None and (self.headcount or self.hiring_plan):
             raise ValueError("a role with span_of_control has a derived headcount: drop headcount and hiring_plan")
         return self
@@ -281,6 +295,9 @@ class Scenario(Frozen):
         for name, source in self.lead_sources.items():
             if source.segment not in segments:
                 errors.append(f"lead_sources.{name}.segment: unknown segment {source.segment!r}; expected one of {sorted(segments)}")
+            producer = self.roles.get(source.produced_by) if source.produced_by else None
+            if source.produced_by and (producer is None or producer.span_of_control is not None):
+                errors.append(f"lead_sources.{name}.produced_by: unknown or derived role {source.produced_by!r}; expected one of {sorted(self.roles)}")
             for territory in source.territories or {}:
                 if territory not in territories:
                     errors.append(f"lead_sources.{name}.territories.{territory}: unknown territory; expected one of {sorted(territories)}")

@@ -57,10 +57,10 @@ def test_parallel_replications_equal_sequential(baseline):
 
 
 def test_common_random_numbers_share_leads_across_staffing(baseline):
-    """A staffing change leaves the arrivals and every lead's luck unchanged."""
+    """A staffing change leaves the inbound arrivals and every lead's luck unchanged."""
     more = load_scenario("baseline", ["roles.sdr.headcount.north=9"])
-    a = run_replication(baseline, 0, keep_log=True).lead_log
-    b = run_replication(more, 0, keep_log=True).lead_log
+    logs = [run_replication(s, 0, keep_log=True).lead_log for s in (baseline, more)]
+    a, b = (log[log["source"] != "outbound_mid_market"].reset_index(drop=True) for log in logs)
     pd.testing.assert_series_equal(a["arrival_day"], b["arrival_day"])
     north = a["territory"] == "north"
     assert b.loc[north, "response_hours"].mean() < a.loc[north, "response_hours"].mean()
@@ -148,3 +148,16 @@ def test_lead_scoring_filters_and_prioritises(baseline):
     plain = run_replication(baseline, 0)
     # Filtering the least promising quarter costs few SQLs: far fewer than a quarter.
     assert result.totals["sql"] > 0.9 * plain.totals["sql"]
+
+
+def test_outbound_leads_follow_prospecting_reps():
+    """An outbound source's volume is per ramped rep: its expected count is volume × ramped rep-months."""
+    base = ["lead_sources.inbound_smb.monthly_volume=0", "lead_sources.inbound_mid_market.monthly_volume=0",
+            "lead_sources.inbound_enterprise.monthly_volume=0", "roles.sdr.attrition_hazard=[0]",
+            "lead_sources.outbound_mid_market.weekday_weights=[1, 1, 1, 1, 1, 1, 1]"]
+    few = run_replication(load_scenario("baseline", base), 0).monthly
+    more = run_replication(load_scenario("baseline", [*base, "roles.sdr.headcount.west=14"]), 0).monthly
+    days = np.diff(month_starts(load_scenario("baseline")))
+    for monthly, sdrs in ((few, 20), (more, 30)):
+        expected = 6 * sdrs * days / (365.25 / 12)
+        assert np.all(np.abs(monthly["leads"] - expected) < 4 * np.sqrt(expected))
