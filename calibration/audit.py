@@ -1,0 +1,304 @@
+"""The data audit: every row of an export is either used, in canonical form, or quarantined with a reason.
+
+Checks run in a fixed order and a row is quarantined by the first it fails, so each quarantined row carries
+exactly one reason and ``rows_in == used + quarantined`` always holds. Facts that change how a used row is read
+(an empty segment grouped as ``unspecified``, an event after the as-of date not yet known) are counted in
+``notes``, never applied silently.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+
+from calibration.mapping import DATE_FIELDS, LABEL_FIELDS, CalibrationError, Mapping
+from calibration.reading import JOINED_ROW, ROW, RawExport, join_match_column
+
+#: Reason codes of the quarantine, in the order the checks run.
+REASONS: dict[str, str] = {
+    "join_unmatched": "a row of the joined file whose key matches no row of the export",
+    "duplicate_row": "an exact copy of an earlier row",
+    "missing_id": "the id is empty",
+    "duplicate_id": "the id appears in several rows with different values",
+    "unknown_outcome": "the outcome label is not in the mapping's outcome_values",
+    "missing_created_at": "created_at is empty",
+    "bad_date": "a date cell cannot be read in the column's date format",
+    "after_as_of": "created after the as-of date",
+    "closed_without_date": "won or lost, but closed_at is empty",
+    "closed_before_created": "closed_at is before created_at",
+    "event_before_created": "a stage or first-response timestamp is before created_at",
+    "bad_amount": "the amount is not a number",
+    "negative_amount": "the amount is negative",
+    "won_without_amount": "won, but the amount is empty or not positive",
+    "bad_cycle_days": "cycle_days is not a non-negative number",
+}
+
+#: Label given to a row whose segment, territory, source, owner or stage is empty.
+UNSPECIFIED = "unspecified"
+#: Date formats tried, in order, when the mapping gives none; the one reading most cells wins.
+CANDIDATE_FORMATS = (
+    "ISO8601", "%d/%m/%Y", "%m/%d/%Y", "%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M", "%d/%m/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M:%S", "%d.%m.%Y", "%d.%m.%Y %H:%M", "%d-%m-%Y", "%Y/%m/%d", "%Y%m%d",
+)
+_DETECTION_SAMPLE = 5_000
+_SLUG = re.compile(r"[^0-9a-z]+")
+
+
+@dataclass(frozen=True)
+class Audit:
+    """The audited export: ``used`` rows in canonical form, ``quarantine`` rows as read plus ``reason`` and
+    ``detail``, and a ``summary`` (rows in, used, quarantined by reason, notes, files and their SHA-256)."""
+
+    used: pd.DataFrame
+    quarantine: pd.DataFrame
+    summary: dict
+    as_of: pd.Timestamp
+    mapping: Mapping
+
+
+def slug(label: str) -> str:
+    """A label as a scenario key: lower case, runs of other characters as ``_`` (``Fields Sales`` → ``fields_sales``)."""
+    return _SLUG.sub("_", label.lower()).strip("_") or UNSPECIFIED
+
+
+class _Quarantine:
+    """Collects the first failing reason of each row."""
+
+    def __init__(self, n: int):
+        self.reason = np.full(n, None, dtype=object)
+        self.detail = np.full(n, None, dtype=object)
+
+    @property
+    def open(self) -> np.ndarray:
+        """Rows not quarantined so far."""
+        return pd.isna(self.reason)
+
+    def flag(self, mask: np.ndarray | pd.Series, code: str, detail: str | pd.Series) -> None:
+        take = np.asarray(mask, dtype=bool) & self.open
+        self.reason[take] = code
+        self.detail[take] = detail if isinstance(detail, str) else np.asarray(detail, dtype=object)[take]
+
+
+def audit(raw: RawExport, mapping: Mapping, as_of: date | None = None) -> Audit:
+    """Check every row of ``raw`` against ``mapping``; rows with events after ``as_of`` (default: the latest date
+    in the data) count as not yet happened, rows created after it are quarantined."""
+    frame = raw.frame
+    columns = mapping.mapped()
+    data_columns = [c for c in frame.columns if c not in (ROW, JOINED_ROW)]
+    q = _Quarantine(len(frame))
+    notes: list[str] = []
+
+    if mapping.join is not None:
+        match = frame[join_match_column(mapping)]
+        key = frame[mapping.join.key].fillna("").astype(str)
+        q.flag(match.eq("right_only"), "join_unmatched",
+               f"only in {mapping.join.file} (joined row " + frame[JOINED_ROW].astype(str) + f"): no export row has {mapping.join.key} = " + key)
+    _flag_duplicate_rows(frame, data_columns, q)
+
+    ids = frame[ROW].astype(str) if mapping.row_ids else frame[columns["id"]]
+    if not mapping.row_ids:
+        q.flag(ids.isna(), "missing_id", f"id is empty (column {columns['id']!r})")
+        _flag_duplicate_ids(ids, frame[ROW], q)
+
+    outcome = _outcomes(frame, mapping, q)
+    dates, formats = _dates(frame, mapping, q)
+    as_of_ts = pd.Timestamp(as_of) if as_of is not None else _latest(dates, q.open)
+    if "created_at" in dates:
+        created = dates["created_at"]
+        q.flag(created > as_of_ts, "after_as_of",
+               "created_at " + created.astype(str) + f" is after the as-of date {as_of_ts.date()}")
+        outcome, notes_after = _forget_after(dates, outcome, as_of_ts, q.open)
+        notes.extend(notes_after)
+        _flag_order(dates, outcome, columns, q)
+    amount = _amounts(frame, mapping, outcome, q)
+    cycle_days = _cycle_days(frame, mapping, q)
+
+    used_mask = q.open
+    used = pd.DataFrame({"row": frame[ROW].to_numpy(), "id": ids.astype(str).to_numpy()})[used_mask]
+    for field in DATE_FIELDS:
+        used[field] = dates[field][used_mask].to_numpy() if field in dates else pd.NaT
+        used[field] = pd.to_datetime(used[field])
+    used["outcome"] = outcome[used_mask].to_numpy()
+    used["amount"] = amount[used_mask].to_numpy()
+    used["cycle_days"] = cycle_days[used_mask].to_numpy()
+    for field in LABEL_FIELDS:
+        values = frame[columns[field]][used_mask] if field in columns else pd.Series(UNSPECIFIED, index=frame.index[used_mask])
+        empty = int(values.isna().sum())
+        if empty:
+            notes.append(f"{field} empty in {empty} used rows (column {columns[field]!r}): grouped as {UNSPECIFIED!r}")
+        values = values.fillna(UNSPECIFIED).astype(str)
+        used[field] = values.map(slug).to_numpy() if field in ("segment", "territory", "source") else values.to_numpy()
+    used["lost_undated"] = False
+    if mapping.lost_after_days is not None and "created_at" in dates:
+        stale = used["outcome"].eq("open") & ((as_of_ts - used["created_at"]).dt.total_seconds() / 86_400 > mapping.lost_after_days)
+        used.loc[stale, "outcome"] = "lost"
+        used.loc[stale, "lost_undated"] = True
+        notes.append(f"{int(stale.sum())} rows open for more than {mapping.lost_after_days:g} days at the as-of date "
+                     "counted as lost (lost_after_days; no close date)")
+    used = used.reset_index(drop=True)
+
+    quarantine = frame[~used_mask].copy()
+    quarantine["reason"] = q.reason[~used_mask]
+    quarantine["detail"] = q.detail[~used_mask]
+    by_reason = {code: int(n) for code, n in pd.Series(q.reason[~used_mask]).value_counts().items()}
+    summary = {
+        "rows_in": len(frame),
+        "used": len(used),
+        "quarantined": len(quarantine),
+        "by_reason": {code: by_reason[code] for code in REASONS if code in by_reason},
+        "outcomes": {o: int(n) for o, n in used["outcome"].value_counts().items()},
+        "notes": notes,
+        "files": raw.files,
+        "sha256": raw.sha256,
+        "as_of": None if pd.isna(as_of_ts) else str(as_of_ts.date()),
+        "date_formats": formats,
+        "date_range": _date_range(used),
+    }
+    assert summary["rows_in"] == summary["used"] + summary["quarantined"]
+    return Audit(used, quarantine, summary, as_of_ts, mapping)
+
+
+def _flag_duplicate_rows(frame: pd.DataFrame, data_columns: list[str], q: _Quarantine) -> None:
+    hashed = pd.Series(pd.util.hash_pandas_object(frame[data_columns], index=False).to_numpy(), index=frame.index)
+    repeated = hashed.duplicated()
+    if repeated.any():
+        first_row = frame[ROW].groupby(hashed).transform("first")
+        q.flag(repeated, "duplicate_row", "exact duplicate of row " + first_row.astype(str))
+
+
+def _flag_duplicate_ids(ids: pd.Series, rows: pd.Series, q: _Quarantine) -> None:
+    candidates = ids.where(q.open)
+    repeated = candidates.notna() & candidates.duplicated(keep=False)
+    if repeated.any():
+        listing = rows[repeated].astype(str).groupby(candidates[repeated]).transform(lambda r: ", ".join(r))
+        detail = pd.Series("", index=ids.index, dtype=object)
+        detail[repeated] = "id " + candidates[repeated].astype(str) + " is in rows " + listing + " with different values"
+        q.flag(repeated, "duplicate_id", detail)
+
+
+def _outcomes(frame: pd.DataFrame, mapping: Mapping, q: _Quarantine) -> pd.Series:
+    column = mapping.columns.outcome
+    if column is None:
+        return pd.Series("open", index=frame.index, dtype=object)
+    labels = frame[column].fillna("")
+    outcome = labels.map(mapping.outcome_values)
+    q.flag(outcome.isna(), "unknown_outcome",
+           "outcome label " + labels.map(repr) + f" in column {column!r} is not in outcome_values")
+    return outcome.astype(object)
+
+
+def _dates(frame: pd.DataFrame, mapping: Mapping, q: _Quarantine) -> tuple[dict[str, pd.Series], dict[str, str]]:
+    """Each mapped date column parsed (NaT where empty); unreadable cells quarantine their row."""
+    dates, formats = {}, {}
+    for field, column in mapping.mapped().items():
+        if field not in DATE_FIELDS:
+            continue
+        text = frame[column]
+        fmt = mapping.date_formats.get(field) or mapping.date_format or _detect_format(text, column)
+        parsed = _parse(text, fmt)
+        formats[field] = fmt
+        if field == "created_at":
+            q.flag(text.isna(), "missing_created_at", f"created_at is empty (column {column!r})")
+        q.flag(text.notna() & parsed.isna(), "bad_date",
+               f"{field}: cannot read " + text.map(repr) + f" in column {column!r} as {fmt}")
+        dates[field] = parsed
+    return dates, formats
+
+
+def _parse(text: pd.Series, fmt: str) -> pd.Series:
+    parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
+    return parsed.dt.tz_localize(None).astype("datetime64[ns]")
+
+
+def _detect_format(text: pd.Series, column: str) -> str:
+    """The candidate format that reads the most cells of a sample; an ambiguous day/month order is an error."""
+    sample = text.dropna()
+    sample = sample.sample(_DETECTION_SAMPLE, random_state=0) if len(sample) > _DETECTION_SAMPLE else sample
+    if sample.empty:
+        return "ISO8601"
+    scores = {fmt: int(_parse(sample, fmt).notna().sum()) for fmt in CANDIDATE_FORMATS}
+    best = max(scores.values())
+    winners = [fmt for fmt, score in scores.items() if score == best]
+    day_first = [fmt for fmt in winners if fmt.startswith("%d/")]
+    month_first = [fmt for fmt in winners if fmt.startswith("%m/")]
+    if day_first and month_first and "ISO8601" not in winners:
+        raise CalibrationError("mapping", [f"date_formats: column {column!r} reads both day-first and month-first; "
+                                           "give its format (e.g. date_format: '%d/%m/%Y')"])
+    return winners[0]
+
+
+def _latest(dates: dict[str, pd.Series], keep: np.ndarray) -> pd.Timestamp:
+    latest = [series[keep].max() for series in dates.values()]
+    latest = [t for t in latest if not pd.isna(t)]
+    return max(latest) if latest else pd.NaT
+
+
+def _forget_after(dates: dict[str, pd.Series], outcome: pd.Series, as_of: pd.Timestamp, keep: np.ndarray) -> tuple[pd.Series, list[str]]:
+    """Events after the as-of date had not happened then: clear them, and reopen rows closed after it."""
+    notes = []
+    outcome = outcome.copy()
+    for field, series in dates.items():
+        if field == "created_at":
+            continue
+        later = (series > as_of) & keep
+        if later.any():
+            dates[field] = series.mask(later)
+            notes.append(f"{field} after the as-of date {as_of.date()} in {int(later.sum())} rows: not yet happened")
+            if field == "closed_at":
+                outcome[later] = "open"
+    return outcome, notes
+
+
+def _flag_order(dates: dict[str, pd.Series], outcome: pd.Series, columns: dict[str, str], q: _Quarantine) -> None:
+    created = dates["created_at"]
+    if "closed_at" in dates:
+        closed = dates["closed_at"]
+        q.flag(outcome.isin(["won", "lost"]) & closed.isna(), "closed_without_date",
+               outcome.astype(str) + f" but closed_at (column {columns['closed_at']!r}) is empty")
+        early = closed < created
+        q.flag(early, "closed_before_created", "closed_at " + closed.astype(str) + " is "
+               + ((created - closed).dt.total_seconds() / 86_400).round(1).astype(str) + " days before created_at " + created.astype(str))
+    for field in ("first_response_at", "mql_at", "sql_at", "opportunity_at"):
+        if field in dates:
+            q.flag(dates[field] < created, "event_before_created",
+                   f"{field} " + dates[field].astype(str) + " is before created_at " + created.astype(str))
+
+
+def _amounts(frame: pd.DataFrame, mapping: Mapping, outcome: pd.Series, q: _Quarantine) -> pd.Series:
+    column = mapping.columns.amount
+    if column is None:
+        return pd.Series(np.nan, index=frame.index)
+    text = frame[column]
+    amount = pd.to_numeric(text, errors="coerce")
+    q.flag(text.notna() & amount.isna(), "bad_amount", "amount " + text.map(repr) + f" in column {column!r} is not a number")
+    q.flag(amount < 0, "negative_amount", "amount " + text.astype(str) + f" in column {column!r} is negative")
+    if mapping.require_amount_for_won:
+        q.flag(outcome.eq("won") & ~(amount > 0), "won_without_amount",
+               "won, but amount " + text.map(repr) + f" in column {column!r} is empty or not positive")
+    return amount
+
+
+def _cycle_days(frame: pd.DataFrame, mapping: Mapping, q: _Quarantine) -> pd.Series:
+    column = mapping.columns.cycle_days
+    if column is None:
+        return pd.Series(np.nan, index=frame.index)
+    text = frame[column]
+    days = pd.to_numeric(text, errors="coerce")
+    q.flag(text.notna() & ~(days >= 0), "bad_cycle_days", "cycle_days " + text.map(repr) + f" in column {column!r} is not a non-negative number")
+    return days
+
+
+def _date_range(used: pd.DataFrame) -> dict[str, str | None]:
+    stamps = pd.concat([used[field] for field in DATE_FIELDS]).dropna()
+    if stamps.empty:
+        return {"first": None, "last": None}
+    first, last = stamps.min(), stamps.max()
+    return {"first": _iso(first), "last": _iso(last)}
+
+
+def _iso(stamp: datetime) -> str:
+    return stamp.isoformat(sep=" ") if stamp != stamp.normalize() else str(stamp.date())

@@ -1,0 +1,185 @@
+"""The mapping file: how one CRM export's columns and labels become the project's canonical fields.
+
+A mapping is YAML read with ``yaml.safe_load`` and validated strictly (unknown keys are errors), so a typo in a
+mapping is reported before any row is read. Shipped mappings for public data sets live in ``mappings/``.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
+
+#: The funnel steps a row can enter at, in order; a row is a lead, an MQL, an SQL or an opportunity.
+ENTRY_STEPS = ("lead", "mql", "sql", "opportunity")
+OUTCOMES = ("won", "lost", "open")
+DATE_FIELDS = ("created_at", "closed_at", "first_response_at", "mql_at", "sql_at", "opportunity_at")
+LABEL_FIELDS = ("segment", "territory", "source", "owner", "stage")
+
+
+class CalibrationError(ValueError):
+    """Input that cannot be used; ``problems`` holds one line per problem, each naming file, row, column or key."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {problem}" for problem in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileOptions(_Strict):
+    """How to read a CSV: separator, encoding and which cell texts mean "missing" besides an empty cell.
+
+    Only empty cells are missing by default: pandas' defaults would read labels such as ``None`` or ``NA`` as
+    missing, which silently changes categories (IBM's competitor type ``None``).
+    """
+
+    separator: str = Field(default=",", min_length=1)
+    encoding: str = "utf-8"
+    na_values: list[str] = Field(default_factory=list)
+
+
+class Columns(_Strict):
+    """Canonical field → export column. ``id`` and ``created_at`` are required (see ``Mapping.undated``)."""
+
+    id: str | None = None
+    created_at: str | None = None
+    outcome: str | None = None
+    closed_at: str | None = None
+    stage: str | None = None
+    amount: str | None = None
+    owner: str | None = None
+    segment: str | None = None
+    territory: str | None = None
+    source: str | None = None
+    first_response_at: str | None = None
+    mql_at: str | None = None
+    sql_at: str | None = None
+    opportunity_at: str | None = None
+    cycle_days: str | None = Field(default=None, description="created → closed in days, for exports without dates")
+
+
+class Join(_Strict):
+    """A second file joined to the export on a key (an outer join: rows of either file without a partner are
+    reported). ``indicator`` names a column added to the joined rows, holding ``both``, ``left_only`` (only in
+    the export) or ``right_only`` (only in the second file), so that presence in the second file can be mapped
+    to an outcome."""
+
+    file: str = Field(description="path relative to the export's folder")
+    key: str = Field(description="the column both files share")
+    indicator: str | None = None
+    file_options: FileOptions = Field(default_factory=FileOptions)
+
+
+class RosterColumns(_Strict):
+    """Rep roster columns: one row per rep and role, with start and (if they left) end date."""
+
+    rep: str = "rep"
+    role: str = "role"
+    start_date: str = "start_date"
+    end_date: str = "end_date"
+
+
+class Mapping(_Strict):
+    """A CRM export described in the project's terms."""
+
+    description: str = ""
+    file: FileOptions = Field(default_factory=FileOptions)
+    join: Join | None = None
+    entry: Literal["lead", "mql", "sql", "opportunity"] = Field(
+        default="lead", description="the funnel step a row starts at"
+    )
+    columns: Columns
+    outcome_values: dict[str, Literal["won", "lost", "open"]] = Field(
+        default_factory=dict, description="export label → won / lost / open; the key '' stands for an empty cell"
+    )
+    date_format: str | None = Field(default=None, description="strftime format of every date column; detected if absent")
+    date_formats: dict[str, str] = Field(default_factory=dict, description="per canonical field, overriding date_format")
+    undated: bool = Field(default=False, description="the export has no dates: no arrivals, cycle time from cycle_days")
+    row_ids: bool = Field(default=False, description="the export has no id column: rows are numbered 1, 2, …")
+    require_amount_for_won: bool = Field(
+        default=True, description="quarantine won rows without a positive amount (when amount is mapped)"
+    )
+    lost_after_days: PositiveFloat | None = Field(
+        default=None, description="an open row older than this at the as-of date counts as lost (exports without lost records)"
+    )
+    roster: RosterColumns = Field(default_factory=RosterColumns)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Mapping":
+        problems = []
+        if self.columns.id is None and not self.row_ids:
+            problems.append("columns.id: required (or set row_ids: true for an export without ids)")
+        if self.columns.created_at is None and not self.undated:
+            problems.append("columns.created_at: required (or set undated: true for an export without dates)")
+        if self.undated and any(getattr(self.columns, name) for name in DATE_FIELDS):
+            problems.append("undated: true, yet date columns are mapped")
+        if self.columns.outcome is not None and not self.outcome_values:
+            problems.append("outcome_values: required to read columns.outcome (export label → won / lost / open)")
+        if self.columns.cycle_days is not None and not self.undated:
+            problems.append("columns.cycle_days: only for undated exports; dated ones derive it from created_at and closed_at")
+        unknown = set(self.date_formats) - set(DATE_FIELDS)
+        if unknown:
+            problems.append(f"date_formats: unknown field(s) {sorted(unknown)}; expected some of {list(DATE_FIELDS)}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def mapped(self) -> dict[str, str]:
+        """Canonical field → export column, for the fields this mapping maps."""
+        return {field: column for field, column in self.columns.model_dump().items() if column is not None}
+
+
+def shipped_mappings() -> list[str]:
+    """Names of the mappings shipped with the package (for the public data sets and the generated export)."""
+    folder = resources.files("calibration") / "mappings"
+    return sorted(entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+
+
+def load_mapping(name_or_path: str | Path) -> tuple[str, Mapping]:
+    """A validated mapping, found by path or by the name of a shipped one; returns (source label, mapping)."""
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        if not path.is_file():
+            raise CalibrationError(str(path), ["no such mapping file"])
+        source, text = str(path), path.read_bytes()
+    else:
+        entry = resources.files("calibration") / "mappings" / f"{name_or_path}.yaml"
+        if not entry.is_file():
+            raise CalibrationError(str(name_or_path), [f"not a file and not a shipped mapping; shipped: {', '.join(shipped_mappings())}"])
+        source, text = f"{name_or_path} (shipped mapping)", entry.read_bytes()
+    try:
+        data = yaml.safe_load(text.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise CalibrationError(source, [f"not valid UTF-8 at byte {error.start}"]) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise CalibrationError(source, [f"{where}not valid YAML ({getattr(error, 'problem', None) or error})"]) from None
+    if not isinstance(data, dict):
+        raise CalibrationError(source, ["expected a mapping of keys at the top level"])
+    try:
+        return source, Mapping.model_validate(data)
+    except ValidationError as error:
+        raise CalibrationError(source, describe_validation(error)) from None
+
+
+def describe_validation(error: ValidationError) -> list[str]:
+    """One line per validation problem, each starting with its key path."""
+    problems = []
+    for item in error.errors(include_url=False):
+        path = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] not in {"missing", "value_error"}:
+            message = f"{message} (got {item['input']!r})"
+        lines = message.split("\n") if item["type"] == "value_error" and not path else [f"{path}: {message}" if path else message]
+        problems.extend(lines)
+    return problems
