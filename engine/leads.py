@@ -51,31 +51,47 @@ def draw_leads(scenario: Scenario, months: np.ndarray, reps: list[Rep], seed: in
     return Leads(**{name: values[..., order] for name, values in columns.items()})
 
 
-def _daily_rates(scenario: Scenario, source_index: int, months: np.ndarray, reps: list[Rep]) -> np.ndarray:
-    """Expected leads of a source per day (rows) and territory (columns)."""
+def daily_rate(scenario: Scenario, source_index: int, months: np.ndarray) -> np.ndarray:
+    """Expected leads of a source on each day of the horizon, before the split over territories.
+
+    For an outbound source this is the rate per fully ramped rep of the producing role.
+    """
     source = list(scenario.lead_sources.values())[source_index]
     days = np.arange(int(months[-1]))
     month = np.searchsorted(months, days, side="right") - 1
     calendar_month = (scenario.start.month - 1 + month) % 12
     weekday = (scenario.start.weekday() + days) % 7
     weekday_weight = np.asarray(source.weekday_weights) / np.mean(source.weekday_weights)
-    rate = (
+    return (
         source.monthly_volume / DAYS_PER_MONTH
         * (1.0 + source.trend) ** month
         * np.asarray(source.seasonality)[calendar_month]
         * weekday_weight[weekday]
     )
-    territories = list(scenario.territories)
-    if source.produced_by is not None:
-        return rate[:, None] * _ramped_reps_by_day(scenario, source.produced_by, reps, days, month)
+
+
+def territory_shares(scenario: Scenario, source_index: int) -> np.ndarray:
+    """How an inbound source's leads split over the territories (in scenario order; sums to 1)."""
+    source = list(scenario.lead_sources.values())[source_index]
     weights = source.territories or {t: spec.lead_share for t, spec in scenario.territories.items()}
-    shares = np.array([weights.get(t, 0.0) for t in territories])
-    return rate[:, None] * (shares / shares.sum())[None, :]
+    shares = np.array([weights.get(t, 0.0) for t in scenario.territories])
+    return shares / shares.sum()
 
 
-def _ramped_reps_by_day(scenario: Scenario, role_name: str, reps: list[Rep], days: np.ndarray, month: np.ndarray) -> np.ndarray:
+def _daily_rates(scenario: Scenario, source_index: int, months: np.ndarray, reps: list[Rep]) -> np.ndarray:
+    """Expected leads of a source per day (rows) and territory (columns)."""
+    rate = daily_rate(scenario, source_index, months)
+    producer = list(scenario.lead_sources.values())[source_index].produced_by
+    if producer is not None:
+        return rate[:, None] * _ramped_reps_by_day(scenario, producer, reps, months)
+    return rate[:, None] * territory_shares(scenario, source_index)[None, :]
+
+
+def _ramped_reps_by_day(scenario: Scenario, role_name: str, reps: list[Rep], months: np.ndarray) -> np.ndarray:
     """Fully ramped equivalents of a role on staff each day (middle of the day) in each territory."""
     role, territories = scenario.roles[role_name], list(scenario.territories)
+    days = np.arange(int(months[-1]))
+    month = np.searchsorted(months, days, side="right") - 1
     ramped = np.zeros((len(days), len(territories)))
     noon = days + 0.5
     for rep in reps:
@@ -108,7 +124,7 @@ def _draw_source(scenario: Scenario, index: int, rates: np.ndarray, seed: int, r
     opportunity_draws = rng(Stream.OPPORTUNITY).random((2, n))
     opportunity = opportunity_draws[0] < for_segment(funnel.opportunity_rate, source.segment)
     discovery = for_segment(funnel.discovery_days, source.segment).ppf(opportunity_draws[1])
-    won, stage_days = _stage_paths(scenario, source.segment, rng(Stream.STAGES).random((2, len(funnel.stages), n)))
+    won, stage_days = stage_paths(scenario, source.segment, rng(Stream.STAGES).random((2, len(funnel.stages), n)))
     amount = scenario.segments[source.segment].deal_size.ppf(rng(Stream.DEAL_SIZE).random(n))
     adoption = rng(Stream.ADOPTION).random((len(scenario.automation), n))
     return {
@@ -129,7 +145,7 @@ def _draw_source(scenario: Scenario, index: int, rates: np.ndarray, seed: int, r
     }
 
 
-def _stage_paths(scenario: Scenario, segment: str, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def stage_paths(scenario: Scenario, segment: str, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Whether each opportunity is won, and the days from its creation to its close.
 
     An opportunity spends each stage's duration in turn and closes lost at the end of the first stage it fails.
