@@ -1,0 +1,519 @@
+"""Territory design: assign units (accounts, counties…) to reps, balanced, compact and minimally disruptive.
+
+The model (a Pyomo MIP solved through ``optimizers.solve``) gives each unit exactly one rep among its options (all
+reps, or its ``nearest`` k plus its current owner). Optional parts, each its own ``add_*`` step: balance of one or
+more attributes within a tolerance of each rep's share (total × capacity weight / sum of weights), caps per rep,
+locked units, contiguity over an adjacency list, and, when no rep is placed, the choice of ``p`` centres among the
+units (the p-median). Objectives: compactness (distance, optionally weighted by an attribute), disruption (an
+attribute summed over units that change owner), a weighted mix of both normalised, or one after the other
+(lexicographic). A design comes back with its loads, why each moved unit moved, and the solver's report.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+from scipy.optimize import linear_sum_assignment
+
+from optimizers.solve import SolveOptions, SolveResult, solve
+from optimizers.territory_inputs import TerritoryInputs
+
+OBJECTIVES = ("compactness", "disruption", "weighted")
+#: Relative slack added to a lexicographic stage's bound so that the next stage stays numerically feasible.
+LEX_TOLERANCE = 1e-7
+
+
+class DesignError(ValueError):
+    """A design that cannot be asked for with these inputs (an unknown attribute, a missing adjacency…)."""
+
+
+class DesignInfeasible(ValueError):
+    """No assignment meets the constraints; the message says which units, reps and attributes conflict."""
+
+    def __init__(self, message: str, result: SolveResult | None = None):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass(frozen=True)
+class Balance:
+    """Each rep's total of ``attribute`` within ±``tolerance`` (a fraction) of its share."""
+
+    attribute: str
+    tolerance: float
+
+
+@dataclass(frozen=True)
+class Cap:
+    """Each rep's total of ``attribute`` at most ``limit``."""
+
+    attribute: str
+    limit: float
+
+
+@dataclass(frozen=True)
+class DesignSpec:
+    """What a design must satisfy and what it optimises.
+
+    ``objective``: one of ``OBJECTIVES``, or several names applied lexicographically (the first optimised, then
+    the next with the first held at its optimum × (1 + ``lex_slack``)). ``weight``: attribute weighting each
+    unit's distance in compactness. ``disruption_attribute``: summed over units that change owner (default: count
+    units). ``disruption_share``: for ``weighted``, the share of disruption against compactness, each normalised.
+    ``nearest``: offer each unit only its k nearest reps (plus its current owner), for large instances.
+    """
+
+    balance: tuple[Balance, ...] = ()
+    caps: tuple[Cap, ...] = ()
+    objective: tuple[str, ...] = ("compactness",)
+    weight: str | None = None
+    disruption_attribute: str | None = None
+    disruption_share: float = 0.5
+    contiguity: bool = False
+    nearest: int | None = None
+    lex_slack: float = 0.0
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        """Every unit attribute the spec reads, in first-use order."""
+        names = [b.attribute for b in self.balance] + [c.attribute for c in self.caps]
+        names += [name for name in (self.weight, self.disruption_attribute) if name]
+        return tuple(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class Design:
+    """A solved design.
+
+    ``assignment``: unit → rep. ``centres``: rep → centre unit when the design placed them (else None).
+    ``loads``: rep × attribute totals. ``moves``: per unit, previous rep, moved flag and the reason.
+    ``solves``: one SolveResult per stage (two for a lexicographic objective).
+    """
+
+    assignment: pd.Series
+    centres: pd.Series | None
+    loads: pd.DataFrame
+    moves: pd.DataFrame
+    compactness: float
+    disruption: float | None
+    solves: tuple[SolveResult, ...]
+
+    @property
+    def result(self) -> SolveResult:
+        return self.solves[-1]
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """Inputs and spec as the arrays the model steps index: servers are reps, or candidate centres."""
+
+    inputs: TerritoryInputs
+    spec: DesignSpec
+    units: list[str]
+    servers: list[str]
+    distance: np.ndarray  # servers × units
+    options: list[list[int]]  # per unit, the server indices it may go to
+    owner: list[int | None]  # per unit, the owner's server index (reps mode) or None
+    values: dict[str, np.ndarray]  # attribute → per-unit values
+    share: dict[str, np.ndarray]  # attribute → per-server share of the total (p-median: per open centre)
+    roots: list[int]  # per server, the unit its territory grows from (contiguity)
+
+    @property
+    def centres_mode(self) -> bool:
+        return self.inputs.place_centres
+
+
+def design_territories(inputs: TerritoryInputs, spec: DesignSpec, options: SolveOptions = SolveOptions()) -> Design:
+    """Solve a design; raises DesignInfeasible (naming units, reps and attributes) when none exists."""
+    problem = _problem(inputs, spec)
+    check_feasibility(problem)
+    started = time.perf_counter()
+    model = build_model(problem)
+    build_seconds = time.perf_counter() - started
+    solves: list[SolveResult] = []
+    for stage, objective in enumerate(spec.objective):
+        if stage:
+            previous = spec.objective[stage - 1]
+            held = solves[-1].objective * (1 + spec.lex_slack) + LEX_TOLERANCE * max(1.0, abs(solves[-1].objective))
+            model.add_component(f"hold_{previous}", pyo.Constraint(expr=model.objective_terms[previous] <= held))
+            model.objective.deactivate()
+            model.del_component("objective")
+            started = time.perf_counter()
+        model.objective = pyo.Objective(expr=model.objective_terms[objective], sense=pyo.minimize)
+        result = solve(model, options, build_seconds if not stage else time.perf_counter() - started)
+        solves.append(result)
+        if result.status == "infeasible":
+            raise DesignInfeasible(_infeasibility_message(problem, result), result)
+        if not result.has_solution:
+            raise DesignInfeasible(f"no design found: the solver stopped ({result.termination}) before finding one; allow more time (--time-limit)", result)
+    return _read_design(problem, model, tuple(solves))
+
+
+def price_of_balance(
+    inputs: TerritoryInputs, spec: DesignSpec, scales: Iterable[float | None] = (None, 2.0, 1.0, 0.5), options: SolveOptions = SolveOptions()
+) -> list[dict[str, object]]:
+    """The first objective at each tolerance scale (None: no balance), to show what balance costs."""
+    rows = []
+    for scale in scales:
+        balance = () if scale is None else tuple(replace(b, tolerance=b.tolerance * scale) for b in spec.balance)
+        trial = replace(spec, balance=balance, objective=spec.objective[:1])
+        row: dict[str, object] = {"scale": scale, "tolerances": {b.attribute: b.tolerance for b in balance}}
+        try:
+            result = design_territories(inputs, trial, replace(options, explain=False)).result
+            row.update(status=result.status, objective=result.objective, gap=result.gap)
+        except DesignInfeasible as error:
+            row.update(status="infeasible", objective=None, gap=None, reason=str(error))
+        rows.append(row)
+    return rows
+
+
+# ----- the problem in arrays -----
+
+
+def _problem(inputs: TerritoryInputs, spec: DesignSpec) -> _Problem:
+    units_frame, reps_frame = inputs.units, inputs.reps
+    for name in spec.attributes:
+        if name not in inputs.attributes:
+            raise DesignError(f"unknown attribute {name!r}; the units were read with {list(inputs.attributes)}")
+    for name in spec.objective:
+        if name not in OBJECTIVES:
+            raise DesignError(f"unknown objective {name!r}; expected {', '.join(OBJECTIVES)} or a comma-separated order")
+    for b in spec.balance:
+        if not 0 <= b.tolerance < 1:
+            raise DesignError(f"balance {b.attribute}: tolerance {b.tolerance} must be in [0, 1)")
+    units = list(units_frame.index)
+    has_owners = units_frame["owner"].notna().any()
+    if ("disruption" in spec.objective or "weighted" in spec.objective) and not has_owners:
+        raise DesignError("a disruption objective needs current owners: add an 'owner' column to the units")
+    if spec.contiguity and not inputs.adjacency:
+        raise DesignError("contiguity needs an adjacency list (--adjacency)")
+    if inputs.place_centres:
+        if units_frame["locked"].any():
+            raise DesignError("locked units need placed reps: give each rep a home_unit or lat/lon")
+        if reps_frame["weight"].nunique() > 1:
+            raise DesignError("capacity weights need placed reps: when the design picks centres every rep's share is equal")
+        if "disruption" in spec.objective or "weighted" in spec.objective:
+            raise DesignError("disruption is measured against placed reps: give each rep a home_unit or lat/lon")
+        servers = units
+        owner: list[int | None] = [None] * len(units)
+    else:
+        servers = list(reps_frame.index)
+        index = {rep: i for i, rep in enumerate(servers)}
+        owner = [index[o] if isinstance(o, str) else None for o in units_frame["owner"]]
+    distance = inputs.distance
+    values = {name: units_frame[name].to_numpy(dtype=float) for name in inputs.attributes}
+    weights = reps_frame["weight"].to_numpy(dtype=float)
+    share = {}
+    for name, column in values.items():
+        total = column.sum()
+        share[name] = np.full(len(servers), total / len(reps_frame)) if inputs.place_centres else total * weights / weights.sum()
+    options = _options(distance, owner, spec.nearest)
+    roots = [servers.index(s) if inputs.place_centres else _root(reps_frame, s, units, distance[i]) for i, s in enumerate(servers)]
+    return _Problem(inputs, spec, units, servers, distance, options, owner, values, share, roots)
+
+
+def _options(distance: np.ndarray, owner: list[int | None], nearest: int | None) -> list[list[int]]:
+    """Per unit, the servers it may be assigned to: all, or the k nearest plus its owner."""
+    n_servers, n_units = distance.shape
+    if nearest is None or nearest >= n_servers:
+        return [list(range(n_servers))] * n_units
+    closest = np.argpartition(distance, nearest - 1, axis=0)[:nearest].T
+    return [sorted(set(closest[u].tolist()) | ({owner[u]} if owner[u] is not None else set())) for u in range(n_units)]
+
+
+def _root(reps: pd.DataFrame, rep: str, units: list[str], distance_row: np.ndarray) -> int:
+    """The unit a rep's territory grows from: its home unit, else the unit nearest its home."""
+    home = reps.at[rep, "home_unit"]
+    return units.index(home) if isinstance(home, str) else int(np.argmin(distance_row))
+
+
+def _bounds(problem: _Problem, balance: Balance) -> tuple[np.ndarray, np.ndarray]:
+    share = problem.share[balance.attribute]
+    return share * (1 - balance.tolerance), share * (1 + balance.tolerance)
+
+
+# ----- the model, step by step -----
+
+
+def build_model(problem: _Problem) -> pyo.ConcreteModel:
+    """The territory MIP: a pure function of the problem, one ``add_*`` step per part."""
+    model = pyo.ConcreteModel(name="territories")
+    add_assignment(model, problem)
+    if problem.centres_mode:
+        add_centres(model, problem)
+    for balance in problem.spec.balance:
+        add_balance(model, problem, balance)
+    for cap in problem.spec.caps:
+        add_cap(model, problem, cap)
+    add_locks(model, problem)
+    if problem.spec.contiguity:
+        add_contiguity(model, problem)
+    add_objective_terms(model, problem)
+    return model
+
+
+def add_assignment(model: pyo.ConcreteModel, problem: _Problem) -> None:
+    """x[u, s] = 1 when unit u goes to server s; each unit to exactly one of its options."""
+    pairs = [(u, s) for u, servers in enumerate(problem.options) for s in servers]
+    model.U = pyo.Set(initialize=range(len(problem.units)))
+    model.S = pyo.Set(initialize=range(len(problem.servers)))
+    model.P = pyo.Set(dimen=2, initialize=pairs, ordered=False)
+    model.x = pyo.Var(model.P, domain=pyo.Binary)
+    model.units_of = {s: [] for s in model.S}
+    for u, s in pairs:
+        model.units_of[s].append(u)
+    model.assign = pyo.Constraint(model.U, rule=lambda m, u: pyo.quicksum(m.x[u, s] for s in problem.options[u]) == 1)
+
+
+def add_centres(model: pyo.ConcreteModel, problem: _Problem) -> None:
+    """p-median: open exactly one centre per rep; a unit only goes to an open centre."""
+    model.y = pyo.Var(model.S, domain=pyo.Binary)
+    model.open = pyo.Constraint(model.P, rule=lambda m, u, s: m.x[u, s] <= m.y[s])
+    model.centres = pyo.Constraint(expr=pyo.quicksum(model.y[s] for s in model.S) == len(problem.inputs.reps))
+
+
+def _load(model: pyo.ConcreteModel, problem: _Problem, attribute: str, s: int) -> pyo.Expression:
+    values = problem.values[attribute]
+    return pyo.quicksum(values[u] * model.x[u, s] for u in model.units_of[s] if values[u])
+
+
+def _scaled(model: pyo.ConcreteModel, problem: _Problem, bound: float, s: int) -> object:  # noqa: D401
+    """A per-server bound: constant for a placed rep, switched on by y[s] for a candidate centre."""
+    return bound * model.y[s] if problem.centres_mode else bound
+
+
+def add_balance(model: pyo.ConcreteModel, problem: _Problem, balance: Balance) -> None:
+    """Each server's load of the attribute within ±tolerance of its share."""
+    lower, upper = _bounds(problem, balance)
+    name = _component(balance.attribute)
+    model.add_component(f"balance_upper_{name}", pyo.Constraint(
+        model.S, rule=lambda m, s: _load(m, problem, balance.attribute, s) <= _scaled(m, problem, upper[s], s)))
+    model.add_component(f"balance_lower_{name}", pyo.Constraint(
+        model.S, rule=lambda m, s: _load(m, problem, balance.attribute, s) >= _scaled(m, problem, lower[s], s)))
+
+
+def add_cap(model: pyo.ConcreteModel, problem: _Problem, cap: Cap) -> None:
+    """Each server's load of the attribute at most the cap."""
+    model.add_component(f"cap_{_component(cap.attribute)}", pyo.Constraint(
+        model.S, rule=lambda m, s: _load(m, problem, cap.attribute, s) <= cap.limit))
+
+
+def add_locks(model: pyo.ConcreteModel, problem: _Problem) -> None:
+    """Locked units stay with their owner."""
+    locked = [u for u, flag in enumerate(problem.inputs.units["locked"]) if flag]
+    model.lock = pyo.Constraint(locked, rule=lambda m, u: m.x[u, problem.owner[u]] == 1)
+
+
+def add_contiguity(model: pyo.ConcreteModel, problem: _Problem) -> None:
+    """A unit joins a territory only next to a unit of it nearer the territory's root.
+
+    Following nearer neighbours from any unit ends at the root, so every territory is connected (a sufficient
+    condition: it rules out some connected shapes that wind away from their root, never a disconnected one).
+    """
+    index = {unit: i for i, unit in enumerate(problem.units)}
+    neighbours: dict[int, set[int]] = {u: set() for u in range(len(problem.units))}
+    for a, b in problem.inputs.adjacency:
+        neighbours[index[a]].add(index[b])
+        neighbours[index[b]].add(index[a])
+    root_distance = {s: _graph_order(problem, s) for s in model.S}
+    allowed = set(model.P)
+
+    def rule(m: pyo.ConcreteModel, u: int, s: int) -> object:
+        if u == problem.roots[s]:
+            return pyo.Constraint.Skip
+        nearer = [v for v in neighbours[u] if (v, s) in allowed and root_distance[s][v] < root_distance[s][u]]
+        return m.x[u, s] <= pyo.quicksum(m.x[v, s] for v in nearer) if nearer else m.x[u, s] == 0
+
+    model.contiguity = pyo.Constraint(model.P, rule=rule)
+
+
+def _graph_order(problem: _Problem, s: int) -> np.ndarray:
+    """Distance from a server to each unit, ties broken by unit order so that 'nearer' is strict."""
+    row = problem.distance[s].astype(float)
+    return row + np.arange(len(row)) * 1e-9 * max(1.0, float(np.nanmax(row)))
+
+
+def add_objective_terms(model: pyo.ConcreteModel, problem: _Problem) -> None:
+    """The objective expressions: compactness, disruption and their normalised mix, selectable by name."""
+    spec = problem.spec
+    weight = problem.values[spec.weight] if spec.weight else np.ones(len(problem.units))
+    compactness = pyo.quicksum(problem.distance[s, u] * weight[u] * model.x[u, s] for u, s in model.P if problem.distance[s, u] * weight[u])
+    terms = {"compactness": compactness}
+    if any(o is not None for o in problem.owner):
+        cost = _disruption_cost(problem)
+        disruption = float(cost.sum()) - pyo.quicksum(cost[u] * model.x[u, o] for u, o in enumerate(problem.owner) if o is not None)
+        compact_ref = max(float((weight * problem.distance.min(axis=0)).sum()), 1.0)
+        disruption_ref = max(float(cost.sum()), 1.0)
+        terms["disruption"] = disruption
+        terms["weighted"] = (1 - spec.disruption_share) * compactness / compact_ref + spec.disruption_share * disruption / disruption_ref
+    model.objective_terms = terms
+
+
+def _disruption_cost(problem: _Problem) -> np.ndarray:
+    """Per unit, what moving it away from its owner costs: the disruption attribute, or 1; 0 without an owner."""
+    base = problem.values[problem.spec.disruption_attribute] if problem.spec.disruption_attribute else np.ones(len(problem.units))
+    return np.where([o is not None for o in problem.owner], base, 0.0)
+
+
+def _component(attribute: str) -> str:
+    """An attribute name usable in a Pyomo component name."""
+    return "".join(ch if ch.isalnum() else "_" for ch in attribute)
+
+
+# ----- feasibility in the user's terms -----
+
+
+def check_feasibility(problem: _Problem) -> None:
+    """Catch the conflicts a person can fix before any solve: a unit too heavy for every rep, locked overloads."""
+    messages = []
+    units = problem.inputs.units
+    limits = [(b.attribute, _bounds(problem, b)[1], f"its share +{b.tolerance:.0%}") for b in problem.spec.balance]
+    limits += [(c.attribute, np.full(len(problem.servers), c.limit), "the cap") for c in problem.spec.caps]
+    for attribute, upper, what in limits:
+        values = problem.values[attribute]
+        for u, unit in enumerate(problem.units):
+            reachable = upper[problem.options[u]]
+            if values[u] > reachable.max() * (1 + 1e-9):
+                best = problem.options[u][int(np.argmax(reachable))]
+                need = ""
+                if what.startswith("its share"):
+                    need = f"; a tolerance of at least ±{values[u] / problem.share[attribute][best] - 1:.0%} could hold it"
+                messages.append(
+                    f"unit {unit!r}: {attribute} {values[u]:,.6g} is above every rep's upper bound "
+                    f"(largest {reachable.max():,.6g}, {what}){need}"
+                )
+        if not problem.centres_mode:
+            locked = units["locked"].to_numpy()
+            for s, rep in enumerate(problem.servers):
+                mine = [u for u in range(len(problem.units)) if locked[u] and problem.owner[u] == s]
+                load = values[mine].sum()
+                if load > upper[s] * (1 + 1e-9):
+                    names = ", ".join(repr(problem.units[u]) for u in mine[:5]) + (" …" if len(mine) > 5 else "")
+                    messages.append(f"rep {rep!r}: locked units {names} carry {attribute} {load:,.6g}, above {what} {upper[s]:,.6g}")
+    if messages:
+        raise DesignInfeasible("no balanced design exists: " + "; ".join(messages))
+
+
+def _infeasibility_message(problem: _Problem, result: SolveResult) -> str:
+    """The solver's conflicting constraints, in words about units, reps and attributes."""
+    if result.infeasibility is None:
+        return "no design meets the constraints"
+    readable = [_readable(problem, name) for name in result.infeasibility.constraints]
+    shown = readable[:12] + ([f"… {len(readable) - 12} more"] if len(readable) > 12 else [])
+    return f"no design meets the constraints; these cannot all hold ({result.infeasibility.method}): " + "; ".join(shown)
+
+
+def _readable(problem: _Problem, name: str) -> str:
+    family, _, index = name.partition("[")
+    keys = [int(k) for k in index.rstrip("]").split(",") if k.strip().lstrip("-").isdigit()]
+    unit = (lambda k: repr(problem.units[k]))
+    server = (lambda k: f"{'centre' if problem.centres_mode else 'rep'} {problem.servers[k]!r}")
+    if family == "assign":
+        return f"unit {unit(keys[0])} goes to one of its {len(problem.options[keys[0]])} allowed reps"
+    if family == "lock":
+        return f"locked unit {unit(keys[0])} stays with {problem.servers[problem.owner[keys[0]]]!r}"
+    if family == "contiguity":
+        return f"unit {unit(keys[0])} joins {server(keys[1])} only next to its territory"
+    for prefix, phrase in (("balance_upper_", "at most its share +"), ("balance_lower_", "at least its share −"), ("cap_", "at most the cap")):
+        if family.startswith(prefix):
+            attribute = next(a for a in problem.inputs.attributes if _component(a) == family[len(prefix):])
+            tolerance = next((b.tolerance for b in problem.spec.balance if b.attribute == attribute), None)
+            detail = f"{tolerance:.0%}" if prefix.startswith("balance") else ""
+            return f"{server(keys[0])} carries {attribute} {phrase}{detail}"
+    return name
+
+
+# ----- reading the solution back, in one place -----
+
+
+def _read_design(problem: _Problem, model: pyo.ConcreteModel, solves: tuple[SolveResult, ...]) -> Design:
+    chosen = np.full(len(problem.units), -1)
+    for (u, s), var in model.x.items():
+        if var.value is not None and var.value > 0.5:
+            chosen[u] = s
+    reps = list(problem.inputs.reps.index)
+    centres = None
+    if problem.centres_mode:
+        open_centres = sorted({int(s) for s in chosen})
+        rep_of_centre = _label_centres(problem, chosen, open_centres)
+        centres = pd.Series({rep_of_centre[c]: problem.units[c] for c in open_centres}, name="centre").reindex(reps)
+        server_of_rep = {rep_of_centre[c]: c for c in open_centres}
+        rep_names = np.array([rep_of_centre[s] for s in chosen], dtype=object)
+    else:
+        server_of_rep = {rep: i for i, rep in enumerate(reps)}
+        rep_names = np.array([reps[s] for s in chosen], dtype=object)
+    assignment = pd.Series(rep_names, index=pd.Index(problem.units, name="unit"), name="rep")
+    loads = pd.DataFrame({a: pd.Series(problem.values[a], index=assignment.index).groupby(assignment).sum() for a in problem.inputs.attributes}, index=pd.Index(reps, name="rep")).fillna(0.0)
+    weight = problem.values[problem.spec.weight] if problem.spec.weight else np.ones(len(problem.units))
+    compactness = float((problem.distance[chosen, np.arange(len(chosen))] * weight).sum())
+    owners = problem.inputs.units["owner"]
+    moved = owners.notna().to_numpy() & (owners.to_numpy() != rep_names)
+    disruption = float(_disruption_cost(problem)[moved].sum()) if owners.notna().any() and not problem.centres_mode else None
+    moves = explain_moves(problem, assignment, loads, server_of_rep)
+    return Design(assignment, centres, loads, moves, compactness, disruption, solves)
+
+
+def _label_centres(problem: _Problem, chosen: np.ndarray, open_centres: list[int]) -> dict[int, str]:
+    """Give each open centre a rep: the one that keeps most of its current units, else in order."""
+    reps = list(problem.inputs.reps.index)
+    owners = problem.inputs.units["owner"].to_numpy()
+    keep = np.zeros((len(open_centres), len(reps)))
+    position = {c: i for i, c in enumerate(open_centres)}
+    rep_index = {rep: j for j, rep in enumerate(reps)}
+    for u, s in enumerate(chosen):
+        if isinstance(owners[u], str):
+            keep[position[s], rep_index[owners[u]]] += 1
+    rows, cols = linear_sum_assignment(-keep)
+    return {open_centres[i]: reps[j] for i, j in zip(rows, cols)}
+
+
+def explain_moves(problem: _Problem, assignment: pd.Series, loads: pd.DataFrame, server_of_rep: dict[str, int]) -> pd.DataFrame:
+    """For each unit: previous rep, whether it moved and why (the constraint or distance that moving back breaks)."""
+    owners = problem.inputs.units["owner"]
+    reasons = []
+    for u, unit in enumerate(problem.units):
+        previous, rep = owners.iat[u], assignment.iat[u]
+        if not isinstance(previous, str):
+            reasons.append("new: no previous owner")
+        elif previous == rep:
+            reasons.append("locked" if problem.inputs.units["locked"].iat[u] else "")
+        else:
+            reasons.append(_why_moved(problem, u, previous, rep, loads, server_of_rep))
+    previous = owners.where(owners.notna(), "")
+    return pd.DataFrame({
+        "rep": assignment.to_numpy(),
+        "previous_rep": previous.to_numpy(),
+        "moved": (previous.to_numpy() != "") & (previous.to_numpy() != assignment.to_numpy()),
+        "reason": reasons,
+    }, index=assignment.index)
+
+
+def _why_moved(problem: _Problem, u: int, previous: str, rep: str, loads: pd.DataFrame, server_of_rep: dict[str, int]) -> str:
+    reasons = []
+    for balance in problem.spec.balance:
+        attribute, value = balance.attribute, problem.values[balance.attribute][u]
+        share = problem.share[attribute]
+        back, here = server_of_rep.get(previous), server_of_rep[rep]
+        if back is not None and loads.at[previous, attribute] + value > share[back] * (1 + balance.tolerance) * (1 + 1e-9):
+            pct = (loads.at[previous, attribute] + value) / share[back]
+            reasons.append(f"balance {attribute}: kept, {previous} would carry {pct:.0%} of its share (max {1 + balance.tolerance:.0%})")
+        if loads.at[rep, attribute] - value < share[here] * (1 - balance.tolerance) * (1 - 1e-9):
+            pct = (loads.at[rep, attribute] - value) / share[here]
+            reasons.append(f"balance {attribute}: without it {rep} would carry {pct:.0%} of its share (min {1 - balance.tolerance:.0%})")
+    for cap in problem.spec.caps:
+        if loads.at[previous, cap.attribute] + problem.values[cap.attribute][u] > cap.limit:
+            reasons.append(f"cap {cap.attribute}: kept, {previous} would exceed {cap.limit:,.6g}")
+    if previous not in server_of_rep:
+        reasons.append(f"{previous} has no territory in this design")
+        return "; ".join(reasons)
+    gain = problem.distance[server_of_rep[previous], u] - problem.distance[server_of_rep[rep], u]
+    if gain > 0:
+        reasons.append(f"compactness: {rep} is {gain:,.1f} nearer")
+    elif not reasons:
+        reasons.append(f"chain of moves: {rep} is {-gain:,.1f} farther, but moving it back alone breaks no balance; it makes room elsewhere" + (" or keeps territories contiguous" if problem.spec.contiguity else ""))
+    return "; ".join(reasons)
