@@ -19,10 +19,11 @@ import numpy as np
 import simpy
 from scipy import stats
 
+from engine.automation import adoption_by_month, away_share_by_month, usage_rate_by_month
 from engine.calendar import WorkCalendar, month_starts
 from engine.leads import Leads, draw_leads
 from engine.people import Rep, productivity, roster
-from scenarios.model import CrmAutomation, FollowUp, LeadScoring, Scenario, for_segment
+from scenarios.model import FollowUp, LeadScoring, Scenario, for_segment
 
 #: Queue priority of a lead that carries no score: FIFO among equals, behind well-scored leads.
 UNSCORED_PRIORITY = -0.5
@@ -67,38 +68,11 @@ class Replication:
         self.lead_role = scenario.roles[scenario.lead_role]
         self.opportunity_role_name = scenario.opportunity_role
         self.calendar = WorkCalendar(self.lead_role.working_hours, scenario.start)
-        self.away_share = {name: self._away_share_by_month(name) for name in scenario.roles}
-        self.usage_rate = self._usage_rate_by_month()
+        self.away_share = {name: away_share_by_month(scenario, name) for name in scenario.roles}
+        self.usage_rate = usage_rate_by_month(scenario)
         self._apply_levers()
 
     # ----- automation levers, applied per lead and per month before the run -----
-
-    def adoption_by_month(self, lever) -> np.ndarray:  # noqa: ANN001 - any lever
-        start = self.scenario.month_index(lever.start_month)
-        return np.array([lever.adoption_at(m - start) for m in range(self.scenario.horizon_months)])
-
-    def _away_share_by_month(self, role_name: str) -> np.ndarray:
-        """Share of working time not available for leads or opportunities: admin (less what CRM automation frees)
-        and prospecting."""
-        kept = np.ones(self.scenario.horizon_months)
-        for lever in self.scenario.automation.values():
-            if isinstance(lever, CrmAutomation):
-                kept *= 1.0 - lever.admin_time_freed * self.adoption_by_month(lever)
-        role = self.scenario.roles[role_name]
-        return role.admin_share * kept + role.prospecting_share
-
-    def _usage_rate_by_month(self) -> np.ndarray:
-        """The technology-usage KPI: mean adoption over the levers that have started (0 before any)."""
-        adoptions = [
-            np.where(np.arange(self.scenario.horizon_months) >= self.scenario.month_index(lever.start_month),
-                     self.adoption_by_month(lever), np.nan)
-            for lever in self.scenario.automation.values()
-        ]
-        if not adoptions:
-            return np.zeros(self.scenario.horizon_months)
-        stacked = np.vstack(adoptions)
-        started = ~np.isnan(stacked)
-        return np.where(started.any(axis=0), np.nansum(stacked, axis=0) / np.maximum(started.sum(axis=0), 1), 0.0)
 
     def _apply_levers(self) -> None:
         leads, n = self.leads, len(self.leads)
@@ -108,7 +82,7 @@ class Replication:
         accuracy = np.full(n, np.nan)
         filter_share = np.zeros(n)
         for j, lever in enumerate(self.scenario.automation.values()):
-            used = leads.adoption[j] < self.adoption_by_month(lever)[arrival_month]
+            used = leads.adoption[j] < adoption_by_month(self.scenario, lever)[arrival_month]
             if isinstance(lever, FollowUp):
                 self.response_factor[used] *= 1.0 - lever.response_reduction
                 self.handling_factor[used] *= 1.0 - lever.handling_reduction

@@ -183,6 +183,9 @@ class Role(Frozen):
     )
     backfill: bool = False
     backfill_lag_months: NonNegativeInt = 2
+    max_hires_per_month: NonNegativeInt | None = Field(default=None, description="recruiting capacity (planning)")
+    min_headcount: NonNegativeInt = Field(default=0, description="floor on headcount (planning)")
+    max_headcount: NonNegativeInt | None = Field(default=None, description="ceiling on headcount (planning)")
     salary_monthly: NonNegativeFloat = 0.0
     hiring_cost: NonNegativeFloat = 0.0
     manages: list[str] = Field(default_factory=list)
