@@ -13,11 +13,13 @@ from rich.table import Table
 from engine import Results
 from experiments.output import write_results
 from experiments.runner import run_replications
+from experiments.territory_command import territories
 from scenarios import ScenarioError, load_scenario, shipped_scenarios
 
 app = typer.Typer(help="Simulate and optimize a sales organisation.", no_args_is_help=True, add_completion=False)
 optimize_app = typer.Typer(help="Find hiring plans, territory designs and automation portfolios.", no_args_is_help=True)
 app.add_typer(optimize_app, name="optimize")
+optimize_app.command("territories")(territories)
 console = Console()
 
 HEADLINE = {

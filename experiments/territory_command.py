@@ -1,0 +1,241 @@
+"""``salesops optimize territories``: read the CSVs, design territories, explain, score by simulation, write files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, NoReturn, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import typer  # noqa: E402
+
+from optimizers.solve import SolveOptions
+from optimizers.territories import Balance, Cap, Design, DesignError, DesignInfeasible, DesignSpec, design_territories, price_of_balance
+from optimizers.territory_inputs import InputError, Table, TerritoryInputs, read_inputs
+from optimizers.territory_scoring import compare_designs, replications_runner
+from scenarios import ScenarioError, load_scenario
+
+#: Tolerance multipliers for the price of balance (None: no balance at all).
+PRICE_SCALES = (None, 2.0, 1.0, 0.5)
+
+
+def territories(
+    units: Annotated[Path, typer.Option(help="units CSV: id, attributes, lat/lon, owner, locked")],
+    reps: Annotated[Path, typer.Option(help="reps CSV: id, home_unit or lat/lon, weight")],
+    out: Annotated[Path, typer.Option(help="folder for assignment.csv, summary.json and map.png")],
+    distances: Annotated[Optional[Path], typer.Option(help="distance table CSV: from, to, distance")] = None,
+    adjacency: Annotated[Optional[Path], typer.Option(help="adjacency CSV: unit, neighbor (for --contiguity)")] = None,
+    balance: Annotated[list[str], typer.Option(help="ATTR:TOL, e.g. workload:0.1 or workload:10%; repeatable")] = [],  # noqa: B006
+    cap: Annotated[list[str], typer.Option(help="ATTR:LIMIT, each rep's total at most LIMIT; repeatable")] = [],  # noqa: B006
+    objective: Annotated[str, typer.Option(help="compactness, disruption, weighted, or an order such as compactness,disruption")] = "compactness",
+    weight: Annotated[Optional[str], typer.Option(help="attribute weighting each unit's distance in compactness")] = None,
+    disruption_attr: Annotated[Optional[str], typer.Option(help="attribute summed over moved units (default: count)")] = None,
+    disruption_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="for weighted: share of disruption")] = 0.5,
+    lex_slack: Annotated[float, typer.Option(min=0.0, help="lexicographic: let earlier objectives worsen by this fraction")] = 0.0,
+    contiguity: Annotated[bool, typer.Option("--contiguity", help="keep each territory connected over --adjacency")] = False,
+    nearest: Annotated[Optional[int], typer.Option(min=1, help="offer each unit only its K nearest reps (plus its owner)")] = None,
+    time_limit: Annotated[Optional[float], typer.Option(min=0.0, help="seconds per solve")] = None,
+    gap: Annotated[float, typer.Option(min=0.0, help="relative MIP gap to stop at")] = 1e-4,
+    solver_log: Annotated[bool, typer.Option("--solver-log", help="show HiGHS's log")] = False,
+    price: Annotated[bool, typer.Option("--price-of-balance/--no-price-of-balance", help="re-solve at 0, ½, 1 and 2× the tolerances")] = True,
+    scenario: Annotated[Optional[str], typer.Option(help="score designs by simulating them from this base scenario (e.g. baseline)")] = None,
+    lead_attr: Annotated[Optional[str], typer.Option(help="attribute that sets each territory's lead share (default: first balanced)")] = None,
+    rep_role: Annotated[Optional[str], typer.Option(help="scenario role of the design's reps (default: the opportunity role)")] = None,
+    replications: Annotated[int, typer.Option("--replications", "-n", min=1, help="replications per simulated design")] = 5,
+    seed: Annotated[Optional[int], typer.Option(min=0, help="simulation seed (default: the scenario's)")] = None,
+) -> None:
+    """Assign units to reps: balanced, compact, minimally disruptive; explain the moves and score by simulation."""
+    spec = DesignSpec(
+        balance=tuple(Balance(name, tolerance) for name, tolerance in (_pair(text, "--balance", percent=True) for text in balance)),
+        caps=tuple(Cap(name, limit) for name, limit in (_pair(text, "--cap") for text in cap)),
+        objective=tuple(part.strip() for part in objective.split(",") if part.strip()),
+        weight=weight,
+        disruption_attribute=disruption_attr,
+        disruption_share=disruption_share,
+        contiguity=contiguity,
+        nearest=nearest,
+        lex_slack=lex_slack,
+    )
+    lead_attribute = lead_attr or (spec.balance[0].attribute if spec.balance else None)
+    if scenario and lead_attribute is None:
+        _fail("--scenario needs --lead-attr (or a --balance attribute) to set each territory's lead share")
+    attributes = tuple(dict.fromkeys(spec.attributes + ((lead_attribute,) if lead_attribute else ())))
+    base = None
+    if scenario:
+        try:
+            base = load_scenario(scenario)
+        except ScenarioError as error:
+            _fail(*(f"{error.source}: {problem}" for problem in error.problems))
+    try:
+        inputs = read_inputs(
+            _table(units), _table(reps), attributes, _table(distances) if distances else None, _table(adjacency) if adjacency else None
+        )
+    except InputError as error:
+        _fail(*error.problems)
+    options = SolveOptions(time_limit=time_limit, rel_gap=gap, log=solver_log, echo_log=solver_log)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        design = design_territories(inputs, spec, options)
+    except DesignError as error:
+        _fail(str(error))
+    except DesignInfeasible as error:
+        summary = {"status": "infeasible", "explanation": str(error), "solver": error.result.as_dict() if error.result else None}
+        (out / "summary.json").write_text(json.dumps(_plain(summary), indent=2) + "\n", encoding="utf-8")
+        typer.echo(f"error: infeasible: {error}", err=True)
+        raise typer.Exit(1) from None
+    assignment = design.moves.reset_index()
+    assignment.to_csv(out / "assignment.csv", index=False)
+    summary = _summary(inputs, spec, design)
+    if price and spec.balance:
+        summary["price_of_balance"] = price_of_balance(inputs, spec, PRICE_SCALES, options)
+    written = [out / "assignment.csv", out / "summary.json"]
+    if base is not None:
+        designs = {"optimized": design.loads[lead_attribute]}
+        owners = inputs.units["owner"]
+        if owners.notna().all():
+            designs = {"today": inputs.units[lead_attribute].groupby(owners).sum().reindex(inputs.reps.index, fill_value=0.0), **designs}
+        try:
+            scores = compare_designs(base, designs, replications_runner(replications, seed), rep_role)
+        except (ValueError, ScenarioError) as error:
+            _fail(f"simulating the design from {scenario}: {error}")
+        scores.to_csv(out / "simulation.csv", index=False)
+        summary["simulation"] = {"scenario": base.name, "replications": replications, "by_design": _simulated_totals(scores)}
+        written.append(out / "simulation.csv")
+    (out / "summary.json").write_text(json.dumps(_plain(summary), indent=2) + "\n", encoding="utf-8")
+    if inputs.has_coordinates:
+        draw_map(inputs, design, out / "map.png")
+        written.append(out / "map.png")
+    result = design.result
+    typer.echo(
+        f"{result.status}: {', '.join(spec.objective)} {result.objective:,.6g} (gap {result.gap or 0:.2%}), "
+        f"distance {design.compactness:,.6g}, {int(design.moves['moved'].sum())} units moved, "
+        f"built in {sum(s.build_seconds for s in design.solves):.2f} s, solved in {sum(s.solve_seconds for s in design.solves):.2f} s"
+    )
+    typer.echo(f"wrote {', '.join(str(path) for path in written)}")
+
+
+def _table(path: Path) -> Table:
+    try:
+        return Table.parse(path.read_text(encoding="utf-8"), str(path))
+    except FileNotFoundError:
+        _fail(f"{path}: no such file")
+    except UnicodeDecodeError:
+        _fail(f"{path}: not a UTF-8 text file")
+    except InputError as error:
+        _fail(*error.problems)
+
+
+def _pair(text: str, option: str, percent: bool = False) -> tuple[str, float]:
+    """``ATTR:NUMBER`` (``NUMBER%`` allowed for tolerances)."""
+    name, sep, raw = text.rpartition(":")
+    try:
+        if not sep or not name:
+            raise ValueError
+        value = float(raw[:-1]) / 100 if percent and raw.endswith("%") else float(raw)
+    except ValueError:
+        _fail(f"{option} {text!r}: expected ATTR:NUMBER, e.g. workload:0.1")
+    if not math.isfinite(value) or value < 0:
+        _fail(f"{option} {text!r}: the number must be finite and not negative")
+    return name, value
+
+
+def _summary(inputs: TerritoryInputs, spec: DesignSpec, design: Design) -> dict[str, object]:
+    reps = inputs.reps
+    loads = {}
+    for rep in reps.index:
+        entry: dict[str, object] = {"units": int((design.assignment == rep).sum())}
+        if design.centres is not None:
+            entry["centre"] = design.centres[rep]
+        for attribute in inputs.attributes:
+            total = inputs.units[attribute].sum()
+            share = total * reps.at[rep, "weight"] / reps["weight"].sum()
+            entry[attribute] = {"load": design.loads.at[rep, attribute], "share": share, "ratio": design.loads.at[rep, attribute] / share if share else None}
+        loads[rep] = entry
+    return {
+        "status": design.result.status,
+        "objective": {"order": list(spec.objective), "value": design.result.objective, "stages": [s.objective for s in design.solves]},
+        "total_distance": design.compactness,
+        "distance": inputs.distance_source,
+        "disruption": design.disruption,
+        "units_moved": int(design.moves["moved"].sum()),
+        "balance": {b.attribute: b.tolerance for b in spec.balance},
+        "caps": {c.attribute: c.limit for c in spec.caps},
+        "rep_loads": loads,
+        "solver": [s.as_dict() for s in design.solves],
+        "gap": design.result.gap,
+        "build_seconds": sum(s.build_seconds for s in design.solves),
+        "solve_seconds": sum(s.solve_seconds for s in design.solves),
+    }
+
+
+def _simulated_totals(scores: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Organisation-wide figures per design: leads, bookings and won summed; response and utilisation averaged over
+    territories weighted by leads."""
+    totals = {}
+    for label, frame in scores.groupby("design", sort=False):
+        weights = frame["leads_per_month"]
+        totals[label] = {
+            "leads_per_month": frame["leads_per_month"].sum(),
+            "won": frame["won"].sum(),
+            "bookings": frame["bookings"].sum(),
+            "response_hours_mean": (frame["response_hours_mean"] * weights).sum() / weights.sum(),
+            "worst_territory_response_hours_p90": frame["response_hours_p90"].max(),
+            "utilization_mean": frame["utilization"].mean(),
+            "utilization_max": frame["utilization"].max(),
+        }
+    return totals
+
+
+def _plain(value: object) -> object:
+    """Plain JSON values: numpy numbers as Python numbers, NaN and infinities as null."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def draw_map(inputs: TerritoryInputs, design: Design, path: Path) -> None:
+    """Units coloured by rep (today's owners beside the design when known), homes or centres as stars, moved
+    units ringed."""
+    units = inputs.units
+    panels = [("design", design.assignment)]
+    if units["owner"].notna().all():
+        panels.insert(0, ("today", units["owner"]))
+    colours = {rep: plt.cm.tab20(i % 20) for i, rep in enumerate(inputs.reps.index)}
+    figure, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 6), squeeze=False)
+    aspect = 1 / max(math.cos(math.radians(float(units["lat"].mean()))), 0.1)
+    home_lat = design.centres.map(units["lat"]) if design.centres is not None else inputs.reps["lat"]
+    home_lon = design.centres.map(units["lon"]) if design.centres is not None else inputs.reps["lon"]
+    for axis, (title, owner) in zip(axes[0], panels):
+        axis.scatter(units["lon"], units["lat"], c=[colours[rep] for rep in owner], s=18, linewidths=0)
+        if title == "design":
+            moved = design.moves["moved"].to_numpy()
+            axis.scatter(units["lon"][moved], units["lat"][moved], facecolors="none", edgecolors="black", s=40, linewidths=0.6, label="moved")
+            axis.scatter(home_lon, home_lat, marker="*", c=[colours[rep] for rep in home_lat.index], edgecolors="black", s=220, label="rep home / centre")
+            axis.legend(loc="lower left", fontsize=8)
+        axis.set_title(f"{title}: {len(inputs.reps)} territories, {len(units)} units")
+        axis.set_aspect(aspect)
+        axis.set_xlabel("longitude")
+        axis.set_ylabel("latitude")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _fail(*lines: str) -> NoReturn:
+    for line in lines:
+        typer.echo(f"error: {line}", err=True)
+    raise typer.Exit(2)

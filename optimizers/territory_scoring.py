@@ -1,0 +1,108 @@
+"""Scoring territory designs by simulation: a design becomes a Scenario, the engine says what it does.
+
+Each rep's territory becomes a scenario territory whose ``lead_share`` is the rep's load of a chosen attribute
+(workload, potential…), so leads arrive where the design puts the accounts. The design's reps are one role of the
+base scenario (by default the role that owns opportunities), one rep per territory; every other working role keeps
+its base headcount, spread over the new territories by lead share (largest remainder, at least one each). Hiring
+plans become monthly totals that the engine spreads by lead share. Today's design goes through the same
+construction, so the two are compared on equal terms, with the same seed (common random numbers).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from engine import Results, run_replication
+from engine.calendar import month_starts
+from scenarios import Scenario, validate_scenario
+
+Runner = Callable[[Scenario], Results]
+#: Per-territory KPIs reported for each design.
+TERRITORY_KPIS = ("leads_per_month", "response_hours_mean", "response_hours_p90", "won", "bookings", "utilization")
+
+
+def design_scenario(base: Scenario, loads: pd.Series, rep_role: str | None = None, label: str = "design") -> Scenario:
+    """The base scenario with one territory per rep, lead shares from ``loads`` (rep → load) and reps placed."""
+    role_name = rep_role or base.opportunity_role
+    if role_name not in base.roles:
+        raise ValueError(f"role {role_name!r} is not in scenario {base.name!r}; roles: {', '.join(base.roles)}")
+    shares = loads.clip(lower=0.0)
+    if shares.sum() <= 0:
+        raise ValueError("every rep's load is zero: nothing to share leads by")
+    floor = shares[shares > 0].min() * 1e-3  # a territory with no load still exists, with almost no leads
+    shares = (shares.where(shares > 0, floor) / shares.sum()).astype(float)
+    data = base.model_dump(mode="json", exclude_none=True)
+    data["name"] = f"{base.name} / {label}"
+    data["territories"] = {str(rep): {"lead_share": float(share)} for rep, share in shares.items()}
+    for source in data["lead_sources"].values():
+        source.pop("territories", None)
+    for name, role in data["roles"].items():
+        if role.get("span_of_control") is not None:
+            continue
+        role["hiring_plan"] = {month: sum(plan.values()) for month, plan in role.get("hiring_plan", {}).items()}
+        if name == role_name:
+            role["headcount"] = {str(rep): 1 for rep in shares.index}
+        elif role["works"] != "none" or role.get("headcount"):
+            role["headcount"] = _spread(sum(role.get("headcount", {}).values()), shares)
+    return validate_scenario(data, source=data["name"])
+
+
+def _spread(total: int, shares: pd.Series) -> dict[str, int]:
+    """``total`` people over territories in proportion to shares, largest remainder first, at least one each."""
+    exact = shares.to_numpy() * total
+    counts = np.floor(exact).astype(int)
+    for index in np.argsort(-(exact - counts))[: total - counts.sum()]:
+        counts[index] += 1
+    return {str(rep): int(max(count, 1)) for rep, count in zip(shares.index, counts)}
+
+
+def replications_runner(replications: int, seed: int | None = None) -> Runner:
+    """Simulate in this process, keeping the lead log that per-territory KPIs need."""
+
+    def run(scenario: Scenario) -> Results:
+        return Results.from_replications([run_replication(scenario, r, seed, keep_log=True) for r in range(replications)])
+
+    return run
+
+
+def territory_kpis(results: Results, scenario: Scenario) -> pd.DataFrame:
+    """Per territory, means over replications: leads a month, response hours (mean, P90), deals won, bookings and
+    the utilisation of the opportunity role (slot-days held / slot-days of its starting headcount at full
+    productivity). Needs the lead log."""
+    if results.lead_log is None:
+        raise ValueError("per-territory KPIs need the lead log: simulate with keep_log=True")
+    log = results.lead_log
+    replications = log["replication"].nunique()
+    horizon_days = float(month_starts(scenario)[-1])
+    grouped = log.groupby("territory")
+    frame = pd.DataFrame({
+        "leads_per_month": grouped.size() / replications / scenario.horizon_months,
+        "response_hours_mean": grouped["response_hours"].mean(),
+        "response_hours_p90": grouped["response_hours"].quantile(0.9),
+        "won": grouped["state"].apply(lambda s: (s == "won").sum()) / replications,
+        "bookings": grouped["amount"].sum() / replications,
+    }).reindex(list(scenario.territories))
+    role_name = scenario.opportunity_role
+    if role_name is not None:
+        role = scenario.roles[role_name]
+        held = (log["close_day"].clip(upper=horizon_days) - log["accept_day"]).clip(lower=0.0).fillna(0.0)
+        slot_days = {t: role.headcount.get(t, 0) * role.open_opportunity_limit * (1 - role.admin_share) * horizon_days for t in scenario.territories}
+        used = held.groupby(log["territory"]).sum() / replications
+        frame["utilization"] = [used.get(t, 0.0) / slot_days[t] if slot_days[t] else math.nan for t in scenario.territories]
+    frame.index.name = "territory"
+    return frame
+
+
+def compare_designs(base: Scenario, designs: dict[str, pd.Series], run: Runner, rep_role: str | None = None) -> pd.DataFrame:
+    """Simulate each design (name → rep loads) and stack the per-territory KPIs with a ``design`` column."""
+    frames = []
+    for label, loads in designs.items():
+        scenario = design_scenario(base, loads, rep_role, label)
+        kpis = territory_kpis(run(scenario), scenario).reset_index()
+        kpis.insert(0, "design", label)
+        frames.append(kpis)
+    return pd.concat(frames, ignore_index=True)
