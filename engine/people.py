@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.streams import Stream, generator
-from scenarios.model import ALL_TERRITORIES, Role, Scenario, spread
+from scenarios.model import Role, Scenario
 
 #: Tenure given to reps on staff at the start: beyond any ramp or tenure-specific hazard.
 VETERAN = -10_000
@@ -51,15 +51,10 @@ def _role_roster(scenario: Scenario, name: str, role: Role, months: np.ndarray, 
     starts: list[tuple[str, int]] = []  # (territory, start month) in creation order
     for territory in scenario.territories:
         starts.extend((territory, VETERAN) for _ in range(role.headcount.get(territory, 0)))
-    lead_weights = {t: spec.lead_share for t, spec in scenario.territories.items()}
-    for month_key in sorted(role.hiring_plan):
-        start_month = scenario.month_index(month_key) + role.hiring_lag_months
-        by_territory = dict(role.hiring_plan[month_key])
-        for territory, hires in spread(by_territory.pop(ALL_TERRITORIES, 0), lead_weights).items():
-            by_territory[territory] = by_territory.get(territory, 0) + hires
+    for month, territory, hires in scenario.requisitions(name):
+        start_month = month + role.hiring_lag_months
         if start_month < horizon:
-            for territory in scenario.territories:
-                starts.extend((territory, start_month) for _ in range(by_territory.get(territory, 0)))
+            starts.extend((territory, start_month) for _ in range(hires))
 
     def hire(territory: str, start_month: int) -> Rep:
         start = 0.0 if start_month == VETERAN else float(months[start_month])

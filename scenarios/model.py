@@ -367,6 +367,17 @@ class Scenario(Frozen):
         total = self.start.year * 12 + self.start.month - 1 + index
         return f"{total // 12:04d}-{total % 12 + 1:02d}"
 
+    def requisitions(self, role_name: str) -> list[tuple[int, str, int]]:
+        """A role's hiring plan as (horizon month, territory, count), shorthand counts spread by lead share."""
+        weights = {t: spec.lead_share for t, spec in self.territories.items()}
+        rows = []
+        for key in sorted(self.roles[role_name].hiring_plan):
+            by_territory = dict(self.roles[role_name].hiring_plan[key])
+            for territory, hires in spread(by_territory.pop(ALL_TERRITORIES, 0), weights).items():
+                by_territory[territory] = by_territory.get(territory, 0) + hires
+            rows.extend((self.month_index(key), t, by_territory[t]) for t in self.territories if by_territory.get(t))
+        return rows
+
     @property
     def lead_role(self) -> str:
         return next(name for name, role in self.roles.items() if role.works == "leads")
