@@ -214,7 +214,8 @@ def draw_map(inputs: TerritoryInputs, design: Design, path: Path) -> None:
     panels = [("design", design.assignment)]
     if units["owner"].notna().all():
         panels.insert(0, ("today", units["owner"]))
-    colours = {rep: plt.cm.tab20(i % 20) for i, rep in enumerate(inputs.reps.index)}
+    palette = plt.cm.tab10 if len(inputs.reps) <= 10 else plt.cm.tab20
+    colours = {rep: palette(i % palette.N) for i, rep in enumerate(inputs.reps.index)}
     figure, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 6), squeeze=False)
     aspect = 1 / max(math.cos(math.radians(float(units["lat"].mean()))), 0.1)
     home_lat = design.centres.map(units["lat"]) if design.centres is not None else inputs.reps["lat"]

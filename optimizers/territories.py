@@ -419,12 +419,16 @@ def _readable(problem: _Problem, name: str) -> str:
         return f"locked unit {unit(keys[0])} stays with {problem.servers[problem.owner[keys[0]]]!r}"
     if family == "contiguity":
         return f"unit {unit(keys[0])} joins {server(keys[1])} only next to its territory"
-    for prefix, phrase in (("balance_upper_", "at most its share +"), ("balance_lower_", "at least its share −"), ("cap_", "at most the cap")):
+    for prefix, sign in (("balance_upper_", 1), ("balance_lower_", -1), ("cap_", 0)):
         if family.startswith(prefix):
             attribute = next(a for a in problem.inputs.attributes if _component(a) == family[len(prefix):])
-            tolerance = next((b.tolerance for b in problem.spec.balance if b.attribute == attribute), None)
-            detail = f"{tolerance:.0%}" if prefix.startswith("balance") else ""
-            return f"{server(keys[0])} carries {attribute} {phrase}{detail}"
+            if not sign:
+                limit = next(c.limit for c in problem.spec.caps if c.attribute == attribute)
+                return f"{server(keys[0])} carries {attribute} at most {limit:,.6g} (the cap)"
+            balance = next(b for b in problem.spec.balance if b.attribute == attribute)
+            bound = _bounds(problem, balance)[sign > 0][keys[0]]
+            word, mark = ("at most", "+") if sign > 0 else ("at least", "−")
+            return f"{server(keys[0])} carries {attribute} {word} {bound:,.6g} (its share {mark}{balance.tolerance:.0%})"
     return name
 
 
