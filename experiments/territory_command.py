@@ -43,7 +43,7 @@ def territories(
     time_limit: Annotated[Optional[float], typer.Option(min=0.0, help="seconds per solve")] = None,
     gap: Annotated[float, typer.Option(min=0.0, help="relative MIP gap to stop at")] = 1e-4,
     solver_log: Annotated[bool, typer.Option("--solver-log", help="show HiGHS's log")] = False,
-    price: Annotated[bool, typer.Option("--price-of-balance/--no-price-of-balance", help="re-solve at 0, ½, 1 and 2× the tolerances")] = True,
+    price: Annotated[bool, typer.Option("--price-of-balance/--no-price-of-balance", help="re-solve without balance and at 2, 1 and ½ times the tolerances")] = True,
     scenario: Annotated[Optional[str], typer.Option(help="score designs by simulating them from this base scenario (e.g. baseline)")] = None,
     lead_attr: Annotated[Optional[str], typer.Option(help="attribute that sets each territory's lead share (default: first balanced)")] = None,
     rep_role: Annotated[Optional[str], typer.Option(help="scenario role of the design's reps (default: the opportunity role)")] = None,
