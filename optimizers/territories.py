@@ -11,7 +11,6 @@ attribute summed over units that change owner), a weighted mix of both normalise
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, replace
 from typing import Iterable
@@ -282,7 +281,7 @@ def _load(model: pyo.ConcreteModel, problem: _Problem, attribute: str, s: int) -
     return pyo.quicksum(values[u] * model.x[u, s] for u in model.units_of[s] if values[u])
 
 
-def _scaled(model: pyo.ConcreteModel, problem: _Problem, bound: float, s: int) -> object:  # noqa: D401
+def _scaled(model: pyo.ConcreteModel, problem: _Problem, bound: float, s: int) -> object:
     """A per-server bound: constant for a placed rep, switched on by y[s] for a candidate centre."""
     return bound * model.y[s] if problem.centres_mode else bound
 
@@ -403,9 +402,15 @@ def _infeasibility_message(problem: _Problem, result: SolveResult) -> str:
     """The solver's conflicting constraints, in words about units, reps and attributes."""
     if result.infeasibility is None:
         return "no design meets the constraints"
-    readable = [_readable(problem, name) for name in result.infeasibility.constraints]
-    shown = readable[:12] + ([f"… {len(readable) - 12} more"] if len(readable) > 12 else [])
-    return f"no design meets the constraints; these cannot all hold ({result.infeasibility.method}): " + "; ".join(shown)
+    by_family: dict[str, list[str]] = {}
+    for name in result.infeasibility.constraints:
+        by_family.setdefault(name.split("[", 1)[0], []).append(_readable(problem, name))
+    parts = []
+    for lines in by_family.values():
+        parts.extend(lines[:3])
+        if len(lines) > 3:
+            parts.append(f"and {len(lines) - 3} more like these")
+    return f"no design meets the constraints; these cannot all hold ({result.infeasibility.method}): " + "; ".join(parts)
 
 
 def _readable(problem: _Problem, name: str) -> str:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from experiments.cli import app
 from optimizers.solve import SolveOptions
-from optimizers.territories import Balance, DesignInfeasible, DesignSpec, design_territories, price_of_balance
+from optimizers.territories import Balance, DesignSpec, design_territories, price_of_balance
 from optimizers.territory_inputs import Table, TerritoryInputs, read_inputs
 from optimizers.territory_scoring import design_scenario
 
@@ -207,3 +207,29 @@ def test_a_design_becomes_a_scenario_with_one_territory_per_rep(baseline):
     assert scenario.roles["ae"].headcount == {"r1": 1, "r2": 1, "r3": 1}
     sdrs = scenario.roles["sdr"].headcount
     assert sum(sdrs.values()) >= sum(baseline.roles["sdr"].headcount.values()) and min(sdrs.values()) >= 1
+
+
+def test_contiguous_territories_are_connected_over_the_adjacency_list(tmp_path):
+    from scipy.sparse import coo_array
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import Delaunay
+
+    units = write_state(tmp_path).assign(locked="")
+    units.to_csv(tmp_path / "units.csv", index=False)
+    points = units[["lon", "lat"]].to_numpy()
+    homes = [int(units["population"].to_numpy().argmax())]  # spread homes: farthest-point sampling
+    while len(homes) < 6:
+        homes.append(int(np.min(np.linalg.norm(points[:, None] - points[homes][None], axis=2), axis=1).argmax()))
+    pd.DataFrame({"id": [f"rep{k + 1}" for k in range(6)], "home_unit": units["id"].to_numpy()[homes]}).to_csv(tmp_path / "reps.csv", index=False)
+    edges = {tuple(sorted((a, b))) for simplex in Delaunay(points).simplices for a in simplex for b in simplex if a != b}
+    ids = units["id"].to_numpy()
+    pd.DataFrame([(ids[a], ids[b]) for a, b in edges], columns=["unit", "neighbor"]).to_csv(tmp_path / "adjacency.csv", index=False)
+    result = optimize(tmp_path, "--balance", "population:25%", "--contiguity", "--adjacency", str(tmp_path / "adjacency.csv"), "--no-price-of-balance")
+    assert result.exit_code == 0, result.output
+    rep = pd.read_csv(tmp_path / "out" / "assignment.csv", dtype=str).set_index("unit").loc[ids, "rep"].to_numpy()
+    for name in np.unique(rep):
+        members = np.flatnonzero(rep == name)
+        inside = [(a, b) for a, b in edges if rep[a] == name and rep[b] == name]
+        position = {u: i for i, u in enumerate(members)}
+        graph = coo_array((np.ones(len(inside)), ([position[a] for a, _ in inside], [position[b] for _, b in inside])), shape=(len(members),) * 2)
+        assert connected_components(graph, directed=False)[0] == 1, f"{name} is not connected"
