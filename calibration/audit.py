@@ -27,6 +27,7 @@ REASONS: dict[str, str] = {
     "unknown_outcome": "the outcome label is not in the mapping's outcome_values",
     "missing_created_at": "created_at is empty",
     "bad_date": "a date cell cannot be read in the column's date format",
+    "before_since": "created before the start of the calibration window (since)",
     "after_as_of": "created after the as-of date",
     "closed_without_date": "won or lost, but closed_at is empty",
     "closed_before_created": "closed_at is before created_at",
@@ -83,9 +84,9 @@ class _Quarantine:
         self.detail[take] = detail if isinstance(detail, str) else np.asarray(detail, dtype=object)[take]
 
 
-def audit(raw: RawExport, mapping: Mapping, as_of: date | None = None) -> Audit:
+def audit(raw: RawExport, mapping: Mapping, as_of: date | None = None, since: date | None = None) -> Audit:
     """Check every row of ``raw`` against ``mapping``; rows with events after ``as_of`` (default: the latest date
-    in the data) count as not yet happened, rows created after it are quarantined."""
+    in the data) count as not yet happened, rows created after it, or before ``since``, are quarantined."""
     frame = raw.frame
     columns = mapping.mapped()
     data_columns = [c for c in frame.columns if c not in (ROW, JOINED_ROW)]
@@ -109,6 +110,9 @@ def audit(raw: RawExport, mapping: Mapping, as_of: date | None = None) -> Audit:
     as_of_ts = pd.Timestamp(as_of) if as_of is not None else _latest(dates, q.open)
     if "created_at" in dates:
         created = dates["created_at"]
+        if since is not None:
+            q.flag(created < pd.Timestamp(since), "before_since",
+                   "created_at " + created.astype(str) + f" is before the window start {since}")
         q.flag(created > as_of_ts, "after_as_of",
                "created_at " + created.astype(str) + f" is after the as-of date {as_of_ts.date()}")
         outcome, notes_after = _forget_after(dates, outcome, as_of_ts, q.open)

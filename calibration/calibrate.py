@@ -167,11 +167,14 @@ class Calibration:
         return span
 
     def _maturity(self, duration: dict | None) -> float:
+        """Days a row must have been in a span for its outcome there to count: the span's P99 duration (Kaplan–
+        Meier, else the longest seen); with ``lost_after_days``, exactly that, since only then is a row resolved."""
+        if self.lost_after_days_:
+            return float(self.lost_after_days_)
         if duration is None:
             return 0.0
         fit: DurationFit = duration["fit"]
-        maturity = fit.km_p99_ if fit.km_p99_ is not None else fit.longest_event_
-        return float(min(maturity, self.lost_after_days_)) if self.lost_after_days_ else float(maturity)
+        return float(fit.km_p99_ if fit.km_p99_ is not None else fit.longest_event_)
 
     def _rate(self, passed: pd.Series, trials: pd.Series, groups: pd.Series) -> BetaBinomialRate:
         frame = pd.DataFrame({"group": groups[trials], "passed": passed[trials].astype(int)})

@@ -40,13 +40,15 @@ class BetaBinomialRate:
     """Conversion rate per group with a credible interval, shrunk toward the pooled rate.
 
     The prior is Beta(p₀·m, (1 − p₀)·m) around the pooled rate p₀; its strength m (in pseudo-trials) is the
-    maximum of the beta-binomial marginal likelihood of the groups' counts, capped at the median group size so a
-    group with typical data keeps at least half the say. A group with few trials thus sits near p₀, one with many
-    near its own rate. With a single group the prior is Jeffreys' Beta(½, ½).
+    maximum of the beta-binomial marginal likelihood of the groups' counts, capped at ``max_prior_strength``: with
+    few groups that maximum is often unbounded, and an unbounded prior would pull well-measured groups to p₀ and
+    their intervals off the truth. A group with few trials thus sits near p₀, one with many near its own rate.
+    With a single group the prior is Jeffreys' Beta(½, ½).
     """
 
-    def __init__(self, confidence: float = CONFIDENCE):
+    def __init__(self, confidence: float = CONFIDENCE, max_prior_strength: float = 30.0):
         self.confidence = confidence
+        self.max_prior_strength = max_prior_strength
 
     def fit(self, successes: pd.Series, trials: pd.Series) -> "BetaBinomialRate":
         k = successes.astype(float)
@@ -77,7 +79,7 @@ class BetaBinomialRate:
 
     def _prior_strength(self, k: np.ndarray, n: np.ndarray) -> float:
         p0 = min(max(k.sum() / n.sum(), 1e-6), 1 - 1e-6)
-        cap = max(float(np.median(n)), 2.0)
+        cap = self.max_prior_strength
 
         def negative_log_likelihood(log_m: float) -> float:
             m = math.exp(log_m)
