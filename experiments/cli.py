@@ -19,6 +19,11 @@ from scenarios import ScenarioError, load_scenario, shipped_scenarios
 app = typer.Typer(help="Simulate and optimize a sales organisation.", no_args_is_help=True, add_completion=False)
 optimize_app = typer.Typer(help="Find hiring plans, territory designs and automation portfolios.", no_args_is_help=True)
 app.add_typer(optimize_app, name="optimize")
+from experiments.calibration_commands import backtest, calibrate, generate_crm  # noqa: E402
+
+app.command("calibrate")(calibrate)
+app.command("backtest")(backtest)
+app.command("generate-crm")(generate_crm)
 optimize_app.command("territories")(territories)
 console = Console()
 

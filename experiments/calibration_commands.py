@@ -1,0 +1,143 @@
+"""The ``calibrate``, ``backtest`` and ``generate-crm`` commands: files in, files out, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from calibration import Calibration, CalibrationError, audit, load_mapping, read_export, read_roster
+from experiments.backtest import run_backtest
+from experiments.crm_generator import generate_crm as generate_export
+from scenarios import ScenarioError, load_scenario
+
+console = Console()
+ExportArg = Annotated[Path, typer.Argument(help="the CRM export (CSV)")]
+MappingOpt = Annotated[str, typer.Option("--mapping", "-m", help="a mapping file, or the name of a shipped one")]
+OutOpt = Annotated[Path, typer.Option(help="output folder")]
+
+
+def _fail(source: str, problems: list[str]) -> typer.Exit:
+    for problem in problems:
+        typer.echo(f"error: {source}: {problem}", err=True)
+    return typer.Exit(2)
+
+
+def calibrate(
+    export: ExportArg,
+    mapping: MappingOpt,
+    roster: Annotated[Optional[Path], typer.Option(help="rep roster CSV: rep, role, start_date, end_date")] = None,
+    as_of: Annotated[Optional[datetime], typer.Option("--as-of", formats=["%Y-%m-%d"], help="default: the latest date in the data")] = None,
+    since: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"], help="use only rows created from this date")] = None,
+    out: OutOpt = Path("runs/calibration"),
+) -> None:
+    """Audit a CRM export and fit its funnel: writes calibration.json, audit.json and quarantine.csv."""
+    try:
+        source, model = load_mapping(mapping)
+        raw = read_export(export, model, source)
+        checked = audit(raw, model, as_of=as_of, since=since)
+        reps = read_roster(roster, model) if roster else None
+        fitted = Calibration().fit(checked, reps)
+    except CalibrationError as error:
+        raise _fail(error.source, error.problems) from None
+    except ValueError as error:
+        raise _fail(str(export), [str(error)]) from None
+    out.mkdir(parents=True, exist_ok=True)
+    calibration = fitted.to_dict()
+    (out / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
+    (out / "audit.json").write_text(json.dumps(calibration["audit"] | {"data": calibration["data"]}, indent=2) + "\n", encoding="utf-8")
+    checked.quarantine.to_csv(out / "quarantine.csv", index=False)
+    console.print(_summary(calibration))
+    console.print(f"wrote {out / 'calibration.json'}, {out / 'audit.json'}, {out / 'quarantine.csv'}", highlight=False)
+
+
+def _summary(calibration: dict) -> Table:
+    audit_part, kpis = calibration["audit"], calibration["kpis"]
+    table = Table(title=f"calibration as of {calibration['data']['as_of'] or '(undated)'}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("95% interval / n", justify="right")
+    table.add_row("rows in / used / quarantined", f"{audit_part['rows_in']:,} / {audit_part['used']:,} / {audit_part['quarantined']:,}", "")
+    for reason, count in audit_part["by_reason"].items():
+        table.add_row(f"  quarantined: {reason}", f"{count:,}", "")
+    won = kpis["won_among_closed"]
+    table.add_row(f"won among closed ({won['meaning'].split(',')[0]})", f"{won['rate']:.2%}",
+                  f"{won['interval'][0]:.2%}–{won['interval'][1]:.2%} / {won['closed']:,}")
+    cycle = calibration["cycle_days"]
+    if cycle:
+        km = cycle["kaplan_meier"]
+        table.add_row("cycle days, median (Kaplan–Meier)", _days(km["median"]), f"{_days(km['median_interval'][0])}–{_days(km['median_interval'][1])} / {cycle['n_events']:,} closed, {cycle['n_censored']:,} open")
+        table.add_row(f"cycle days, fitted {cycle['distribution']['dist']}: median, P90", f"{cycle['median']:.1f}, {cycle['p90']:.1f}", "")
+    for span_name, span in calibration["spans"].items():
+        pooled = span["rate"]["pooled"]
+        table.add_row(f"rate {span_name}", f"{pooled['rate']:.2%}", f"{pooled['interval'][0]:.2%}–{pooled['interval'][1]:.2%} / {pooled['trials']:,}")
+    for name, source in calibration["arrivals"]["lead_sources"].items():
+        table.add_row(f"arrivals {name} (per month)", f"{source['monthly_volume']:,.1f}", f"trend {source['trend']:+.1%} / {source['n']:,}")
+    for note in calibration["notes"] + audit_part["notes"]:
+        table.add_row(f"note: {note}", "", "")
+    return table
+
+
+def _days(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def backtest(
+    export: ExportArg,
+    mapping: MappingOpt,
+    cut: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="fit on what was known before this date")],
+    since: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"], help="use only rows created from this date")] = None,
+    end: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"], help="last month compared; default: last full month with a close")] = None,
+    replications: Annotated[int, typer.Option("--replications", "-n", min=1)] = 20,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    workers: Annotated[int, typer.Option(min=1)] = 1,
+    out: OutOpt = Path("runs/backtest"),
+) -> None:
+    """Fit up to a cut date, simulate forward, and compare monthly won deals and bookings with what happened."""
+    try:
+        source, model = load_mapping(mapping)
+        raw = read_export(export, model, source)
+        result = run_backtest(raw, model, cut.date(), replications, seed, end.date() if end else None,
+                              since.date() if since else None, workers)
+    except CalibrationError as error:
+        raise _fail(error.source, error.problems) from None
+    except (ValueError, ScenarioError) as error:
+        raise _fail(str(export), str(error).splitlines()) from None
+    out.mkdir(parents=True, exist_ok=True)
+    result.monthly.to_csv(out / "backtest_monthly.csv", index=False)
+    (out / "backtest.json").write_text(json.dumps(result.metrics, indent=2) + "\n", encoding="utf-8")
+    (out / "calibration.json").write_text(json.dumps(result.calibration, indent=2) + "\n", encoding="utf-8")
+    table = Table(title=f"back-test from {result.metrics['cut']}, {result.metrics['months']} months")
+    for column in ("measure", "MAPE", "bias", "inside P10–P90", "actual", "forecast"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    for measure in ("won", "bookings"):
+        if measure in result.metrics:
+            m = result.metrics[measure]
+            table.add_row(measure, "–" if m["mape"] is None else f"{m['mape']:.1%}", "–" if m["bias"] is None else f"{m['bias']:+.1%}",
+                          f"{m['inside_p10_p90']:.0%}", f"{m['actual_total']:,.0f}", f"{m['forecast_total']:,.0f}")
+    console.print(table)
+    console.print(f"wrote {out / 'backtest_monthly.csv'}, {out / 'backtest.json'}, {out / 'calibration.json'}", highlight=False)
+
+
+def generate_crm(
+    scenario: Annotated[str, typer.Argument(help="a scenario file, or the name of a shipped scenario")] = "baseline",
+    seed: Annotated[Optional[int], typer.Option(min=0, help="seed; default: the scenario's")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="override a scenario key, e.g. horizon_months=12")] = [],  # noqa: B006
+    out: OutOpt = Path("runs/crm"),
+) -> None:
+    """Write a realistic CRM export (crm_export.csv) and rep roster (roster.csv) simulated from a known scenario."""
+    try:
+        model = load_scenario(scenario, set_)
+    except ScenarioError as error:
+        raise _fail(error.source, error.problems) from None
+    export, reps = generate_export(model, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    export.to_csv(out / "crm_export.csv", index=False)
+    reps.to_csv(out / "roster.csv", index=False)
+    console.print(f"wrote {len(export):,} leads to {out / 'crm_export.csv'} and {len(reps)} reps to {out / 'roster.csv'} "
+                  "(read it with --mapping generated)", highlight=False)
