@@ -346,8 +346,8 @@ def _poisson_regression(design: np.ndarray, counts: np.ndarray, offset: np.ndarr
 def weekday_weights(created: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> list[float]:
     """Arrivals per weekday (Monday first) relative to the average day, counting each weekday's days in the window."""
     days = pd.date_range(pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize(), freq="D")
-    exposure = np.bincount(days.weekday, minlength=7).astype(float)
-    counts = np.bincount(created.dt.weekday, minlength=7).astype(float)
+    exposure = np.bincount(days.day_of_week, minlength=7).astype(float)
+    counts = np.bincount(created.dt.day_of_week, minlength=7).astype(float)
     per_day = np.divide(counts, exposure, out=np.zeros(7), where=exposure > 0)
     return (per_day / per_day.mean()).tolist() if per_day.mean() > 0 else [1.0] * 7
 

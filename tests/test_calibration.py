@@ -1,0 +1,213 @@
+"""Calibration against known truth: interval coverage, censored cycle times, the generator's parameters,
+the fragment in the scenario format, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from calibration import Calibration, CalibrationError, apply_calibration, audit, load_mapping, read_export, read_roster
+from calibration.estimators import BetaBinomialRate, DurationFit
+from experiments.cli import app
+from experiments.crm_generator import generate_crm
+from scenarios import load_scenario, read_scenario_data, validate_scenario
+
+runner = CliRunner()
+
+
+TRIALS = np.array([25, 150, 800, 60])
+
+
+def _coverage(draw_truth, data_sets: int = 400, seed: int = 11) -> np.ndarray:
+    """Share of data sets whose fitted 95% interval holds the true rate, per segment."""
+    rng = np.random.default_rng(seed)
+    hits = []
+    for _ in range(data_sets):
+        truth = draw_truth(rng)
+        fit = BetaBinomialRate().fit(pd.Series(rng.binomial(TRIALS, truth)), pd.Series(TRIALS))
+        hits.append(((fit.by_group_["lower"] <= truth) & (truth <= fit.by_group_["upper"])).to_numpy())
+    return np.mean(hits, axis=0)
+
+
+def test_rate_intervals_cover_the_truth_at_about_the_nominal_rate():
+    """Segments' true rates drawn afresh for each of 400 data sets (as the shrinkage prior assumes): the 95%
+    intervals hold the truth about 95% of the time over all segments, small and large."""
+    coverage = _coverage(lambda rng: rng.beta(6, 14, len(TRIALS)))
+    assert 0.92 <= coverage.mean() <= 0.975, coverage
+
+
+def test_well_measured_segments_keep_nominal_coverage_at_fixed_rates():
+    """Shrinkage costs coverage only where a segment has little data: at fixed, spread-out rates, segments with
+    150 and 800 trials stay near 95% (the 25-trial one, far from the pooled rate, is pulled toward it)."""
+    coverage = _coverage(lambda rng: np.array([0.12, 0.3, 0.35, 0.6]))
+    assert coverage[1] >= 0.92 and coverage[2] >= 0.92, coverage
+
+
+def test_small_groups_shrink_toward_the_pooled_rate():
+    fit = BetaBinomialRate().fit(pd.Series([1, 300]), pd.Series([2, 1000]))
+    small = fit.by_group_.iloc[0]
+    assert abs(small["rate"] - fit.pooled_) < abs(small["observed"] - fit.pooled_)
+
+
+def _censored_sample(seed: int, n: int = 6000):
+    """Deals opened uniformly over 90 days, cycle ~ gamma(2, 15) (mean 30 d, median 25.2 d), observed until day
+    90: a third of the deals (mean cycle / window) are still open."""
+    rng = np.random.default_rng(seed)
+    opened = rng.uniform(0, 90, n)
+    cycle = rng.gamma(2.0, 15.0, n)
+    as_of = 90
+    observed = opened + cycle <= as_of
+    keep = opened <= as_of
+    return np.where(observed, cycle, as_of - opened)[keep], observed[keep]
+
+
+def test_median_cycle_within_5_percent_with_a_third_open_and_dropping_open_deals_fails():
+    from scipy import stats
+
+    true_median = stats.gamma(2.0, scale=15.0).median()
+    durations, observed = _censored_sample(5)
+    open_share = 1 - observed.mean()
+    assert 0.28 <= open_share <= 0.4, open_share
+    fit = DurationFit().fit(durations, observed)
+    assert abs(fit.median_ / true_median - 1) < 0.05
+    assert abs(fit.km_median_ / true_median - 1) < 0.05
+    assert fit.family_ == "gamma"
+    dropped = DurationFit().fit(durations[observed], observed[observed])
+    assert abs(dropped.median_ / true_median - 1) > 0.05
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """A six-month export of the baseline, written to disk as a user would get it from generate-crm."""
+    folder = tmp_path_factory.mktemp("generated")
+    scenario = load_scenario("baseline", ["horizon_months=6"])
+    export, roster = generate_crm(scenario, seed=4)
+    export.to_csv(folder / "crm.csv", index=False)
+    roster.to_csv(folder / "roster.csv", index=False)
+    source, mapping = load_mapping("generated")
+    checked = audit(read_export(folder / "crm.csv", mapping, source), mapping)
+    return scenario, folder, mapping, checked, Calibration().fit(checked, read_roster(folder / "roster.csv", mapping))
+
+
+def test_generated_export_recovers_the_scenario(generated):
+    scenario, _, _, checked, fitted = generated
+    assert checked.summary["quarantined"] == 0
+    funnel = scenario.funnel
+    decay = fitted.response_decay_
+    assert decay["significant"]
+    lo, hi = decay["half_life_interval"]
+    assert lo <= funnel.response_decay.half_life_hours <= hi
+    lo, hi = decay["floor_interval"]
+    assert lo <= funnel.response_decay.floor <= hi
+    hits = []
+    opportunity = fitted.spans_["sql→opportunity"]["rate"]["by_group"]
+    immediate = decay["sql_rate_at_immediate_response"]
+    for segment in scenario.segments:
+        hits.append(opportunity[segment]["interval"][0] <= funnel.opportunity_rate[segment] <= opportunity[segment]["interval"][1])
+        hits.append(immediate[segment]["interval"][0] <= funnel.sql_rate[segment] <= immediate[segment]["interval"][1])
+    assert sum(hits) >= len(hits) - 1, hits
+
+
+def test_generated_fragment_merges_into_a_scenario_that_runs(generated):
+    from engine import run_replication
+
+    scenario, _, _, _, fitted = generated
+    calibration = json.loads(json.dumps(fitted.to_dict()))
+    _, base = read_scenario_data("baseline")
+    merged = validate_scenario(apply_calibration(base, calibration), "calibrated baseline")
+    assert set(merged.segments) == set(scenario.segments)
+    assert merged.funnel.response_decay is not None
+    result = run_replication(merged.model_copy(update={"horizon_months": 2}), 0, 1)
+    assert result.totals["leads"] > 0
+
+
+def test_calibrate_command_writes_files_and_rows_add_up(generated, tmp_path):
+    _, folder, _, _, _ = generated
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["calibrate", str(folder / "crm.csv"), "-m", "generated", "--roster", str(folder / "roster.csv"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    calibration = json.loads((out / "calibration.json").read_text())
+    audit_file = json.loads((out / "audit.json").read_text())
+    assert audit_file["rows_in"] == audit_file["used"] + audit_file["quarantined"]
+    assert len(calibration["data"]["sha256"]) == 64
+    assert set(calibration["scenario"]) == {"segments", "lead_sources", "funnel"}
+    assert calibration["roster"]["sdr"]["attrition"]["rep_months"] > 0
+
+
+# ----- bad input -----
+
+def _calibrate(export, mapping="maven_sales_pipeline"):
+    return runner.invoke(app, ["calibrate", str(export), "-m", str(mapping), "--out", str(export.parent / "out")])
+
+
+def _one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) >= 1 and all(line.startswith("error:") for line in lines), result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+
+
+HEADER = "opportunity_id,sales_agent,product,account,deal_stage,engage_date,close_date,close_value\n"
+ROW = "A1,Ann,GTX Basic,Acme,Won,2017-01-02,2017-02-03,550\n"
+
+
+@pytest.mark.parametrize("content, fragments", [
+    (b"", ("empty file",)),
+    (HEADER.encode(), ("header only",)),
+    (HEADER.encode() + ROW.encode() + "B2,J\xf6rg,GTX Basic,Acme,Won,2017-01-02,2017-02-03,550\n".encode("latin-1"), ("row 2", "utf-8")),
+    (HEADER.replace("engage_date", "engaged").encode() + ROW.encode(), ("columns.created_at", "'engage_date'")),
+])
+def test_bad_exports_give_one_line_errors(tmp_path, content, fragments):
+    export = tmp_path / "export.csv"
+    export.write_bytes(content)
+    _one_line_error(_calibrate(export), *fragments)
+
+
+def test_mapping_naming_a_missing_column_and_bad_mapping_keys(tmp_path):
+    export = tmp_path / "export.csv"
+    export.write_text(HEADER + ROW)
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text("columns: {id: opportunity_id, created_at: engage_date, amount: value_usd}\n")
+    _one_line_error(_calibrate(export, mapping), "columns.amount", "value_usd")
+    mapping.write_text("columns: {id: opportunity_id, created_at: engage_date}\ncolour: blue\n")
+    _one_line_error(_calibrate(export, mapping), "colour: unknown key")
+    mapping.write_text("columns: {id: opportunity_id}\n")
+    _one_line_error(_calibrate(export, mapping), "columns.created_at: required")
+
+
+def test_every_bad_row_is_quarantined_with_its_reason(tmp_path):
+    rows = [
+        "A1,Ann,GTX Basic,Acme,Won,2017-01-02,2017-02-03,550",
+        "A1,Ann,GTX Basic,Acme,Won,2017-01-02,2017-02-03,550",      # exact duplicate
+        "A2,Ann,GTX Basic,Acme,Won,2017-01-05,2017-01-03,550",      # closed before created
+        "A3,Ann,GTX Basic,Acme,Pending,2017-01-05,,",              # label not in the map
+        "A4,Ann,GTX Basic,Acme,Won,2017-13-45,2017-02-03,550",     # bad date
+        "A5,Ann,GTX Basic,Acme,Won,2017-01-05,2017-02-03,",        # won without amount
+        "A6,Ann,GTX Basic,Acme,Lost,2017-01-05,,0",                # lost without close date
+        "A7,Ann,GTX Basic,Acme,Engaging,2017-01-05,,",             # fine, open
+        "A8,Ann,GTX Basic,Acme,Won,2017-01-05,2017-02-03,abc",     # amount not a number
+        "A9,Ann,GTX Basic,Acme,Lost,2017-01-05,2017-02-03,0",      # fine
+    ]
+    export = tmp_path / "export.csv"
+    export.write_text(HEADER + "\n".join(rows) + "\n")
+    source, mapping = load_mapping("maven_sales_pipeline")
+    checked = audit(read_export(export, mapping, source), mapping)
+    reasons = dict(zip(checked.quarantine["row"], checked.quarantine["reason"]))
+    assert reasons == {2: "duplicate_row", 3: "closed_before_created", 4: "unknown_outcome", 5: "bad_date",
+                       6: "won_without_amount", 7: "closed_without_date", 9: "bad_amount"}
+    assert checked.summary["rows_in"] == checked.summary["used"] + checked.summary["quarantined"] == 10
+    assert all(checked.quarantine["detail"].str.len() > 0)
+
+
+def test_roster_errors_name_row_and_column(tmp_path):
+    roster = tmp_path / "roster.csv"
+    roster.write_text("rep,role,start_date,end_date\nr1,sdr,2027-01-01,\nr2,sdr,someday,\n")
+    _, mapping = load_mapping("generated")
+    with pytest.raises(CalibrationError, match=r"row 2, column 'start_date'"):
+        read_roster(roster, mapping)
