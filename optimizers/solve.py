@@ -203,7 +203,7 @@ def _solve_pyomo(model: pyo.ConcreteModel, options: SolveOptions, build_seconds:
     stream = io.StringIO()
     tee: list = [stream] if options.log else []
     if options.echo_log:
-        tee.append(_Echo())
+        tee.append(sys.stderr)
     config = {"threads": options.threads} if options.threads else {}
     started = time.perf_counter()
     results = PyomoHighs().solve(
@@ -373,10 +373,3 @@ def _gap(objective: float | None, bound: float | None) -> float | None:
     if objective is None or bound is None or not math.isfinite(bound):
         return None
     return abs(objective - bound) / max(abs(objective), 1e-9)
-
-
-class _Echo(io.TextIOBase):
-    """Writes the solver log to standard error as it comes."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)

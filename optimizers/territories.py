@@ -276,8 +276,9 @@ def add_centres(model: pyo.ConcreteModel, problem: _Problem) -> None:
     model.centres = pyo.Constraint(expr=pyo.quicksum(model.y[s] for s in model.S) == len(problem.inputs.reps))
 
 
-def _load(model: pyo.ConcreteModel, problem: _Problem, attribute: str, s: int) -> pyo.Expression:
-    values = problem.values[attribute]
+def _load(model: pyo.ConcreteModel, problem: _Problem, attribute: str, s: int, scale: float = 1.0) -> pyo.Expression:
+    """Server s's total of the attribute, divided by ``scale`` (balance rows are kept near 1 for HiGHS)."""
+    values = problem.values[attribute] / scale
     return pyo.quicksum(values[u] * model.x[u, s] for u in model.units_of[s] if values[u])
 
 
@@ -287,13 +288,14 @@ def _scaled(model: pyo.ConcreteModel, problem: _Problem, bound: float, s: int) -
 
 
 def add_balance(model: pyo.ConcreteModel, problem: _Problem, balance: Balance) -> None:
-    """Each server's load of the attribute within ±tolerance of its share."""
-    lower, upper = _bounds(problem, balance)
+    """Each server's load of the attribute within ±tolerance of its share, written as load / share in 1 ± tolerance."""
+    share, tolerance = problem.share[balance.attribute], balance.tolerance
     name = _component(balance.attribute)
+    skip = pyo.Constraint.Skip  # an attribute that is zero everywhere balances itself
     model.add_component(f"balance_upper_{name}", pyo.Constraint(
-        model.S, rule=lambda m, s: _load(m, problem, balance.attribute, s) <= _scaled(m, problem, upper[s], s)))
+        model.S, rule=lambda m, s: _load(m, problem, balance.attribute, s, share[s]) <= _scaled(m, problem, 1 + tolerance, s) if share[s] > 0 else skip))
     model.add_component(f"balance_lower_{name}", pyo.Constraint(
-        model.S, rule=lambda m, s: _load(m, problem, balance.attribute, s) >= _scaled(m, problem, lower[s], s)))
+        model.S, rule=lambda m, s: _load(m, problem, balance.attribute, s, share[s]) >= _scaled(m, problem, 1 - tolerance, s) if share[s] > 0 else skip))
 
 
 def add_cap(model: pyo.ConcreteModel, problem: _Problem, cap: Cap) -> None:
