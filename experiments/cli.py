@@ -13,8 +13,10 @@ from rich.table import Table
 from engine import Results
 from experiments.output import write_results
 from experiments.runner import run_replications
+from experiments.headcount_command import headcount
 from experiments.territory_command import territories
-from scenarios import ScenarioError, load_scenario, shipped_scenarios
+from experiments.console import load_scenario_or_exit
+from scenarios import shipped_scenarios
 
 app = typer.Typer(help="Simulate and optimize a sales organisation.", no_args_is_help=True, add_completion=False)
 optimize_app = typer.Typer(help="Find hiring plans, territory designs and automation portfolios.", no_args_is_help=True)
@@ -25,6 +27,7 @@ app.command("calibrate")(calibrate)
 app.command("backtest")(backtest)
 app.command("generate-crm")(generate_crm)
 optimize_app.command("territories")(territories)
+optimize_app.command("headcount")(headcount)
 console = Console()
 
 HEADLINE = {
@@ -50,12 +53,7 @@ def simulate(
     lead_log: Annotated[bool, typer.Option("--lead-log", help="also write leads.csv, one row per lead")] = False,
 ) -> None:
     """Simulate a scenario over its horizon and write the monthly results and their summary."""
-    try:
-        model = load_scenario(scenario, set_)
-    except ScenarioError as error:
-        for problem in error.problems:
-            typer.echo(f"error: {error.source}: {problem}", err=True)
-        raise typer.Exit(2) from None
+    model = load_scenario_or_exit(scenario, set_)
     seed = model.seed if seed is None else seed
     with Progress(
         TextColumn("simulating {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -1,0 +1,24 @@
+"""What every command shares at the edge: loading a scenario or failing with one line per problem."""
+
+from __future__ import annotations
+
+from typing import Iterable, NoReturn
+
+import typer
+
+from scenarios import Scenario, ScenarioError, load_scenario
+
+
+def fail(lines: Iterable[str], code: int = 2) -> NoReturn:
+    """Print each line as an error on stderr and exit with ``code``, never a traceback."""
+    for line in lines:
+        typer.echo(f"error: {line}", err=True)
+    raise typer.Exit(code)
+
+
+def load_scenario_or_exit(name_or_path: str, overrides: Iterable[str] = ()) -> Scenario:
+    """The validated scenario, or exit 2 with one line per problem naming the file and key path."""
+    try:
+        return load_scenario(name_or_path, overrides)
+    except ScenarioError as error:
+        fail(f"{error.source}: {problem}" for problem in error.problems)

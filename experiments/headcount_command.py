@@ -1,0 +1,114 @@
+"""``salesops optimize headcount``: the cheapest hiring plan that reaches a bookings target, checked by simulation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Optional
+
+import pandas as pd
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from experiments.console import fail, load_scenario_or_exit
+from experiments.runner import run_replications
+from optimizers.headcount import HeadcountOptions, HeadcountReport, plan_headcount
+
+console = Console()
+
+
+def headcount(
+    scenario: Annotated[str, typer.Argument(help="a scenario file, or the name of a shipped scenario")],
+    out: Annotated[Path, typer.Option(help="folder for plan.csv, scenario.yaml and report.json")],
+    target_bookings: Annotated[Optional[float], typer.Option(min=0.0, help="bookings to reach over the horizon")] = None,
+    confidence: Annotated[float, typer.Option(min=0.0, max=1.0, help="share of replications that must reach it")] = 0.8,
+    budget: Annotated[Optional[float], typer.Option(min=0.0, help="most the whole horizon may cost")] = None,
+    objective: Annotated[str, typer.Option(help="cost (least cost reaching the target) or margin")] = "cost",
+    gross_margin: Annotated[float, typer.Option(min=0.0, max=1.0, help="margin on bookings, for --objective margin")] = 1.0,
+    max_utilization: Annotated[float, typer.Option(min=0.1, max=1.0, help="busiest the plan may count on reps being")] = 0.85,
+    replications: Annotated[int, typer.Option("--replications", "-n", min=2, help="replications per simulated check")] = 40,
+    seed: Annotated[Optional[int], typer.Option(min=0, help="seed; default: the scenario's")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="processes to simulate in")] = 1,
+    time_limit: Annotated[float, typer.Option(min=0.1, help="seconds per solve")] = 30.0,
+    gap: Annotated[float, typer.Option(min=0.0, help="relative MIP gap to stop at")] = 0.01,
+    set_: Annotated[list[str], typer.Option("--set", help="override a scenario key")] = [],  # noqa: B006
+) -> None:
+    """Plan hires per role, territory and month: least cost reaching the target with the asked probability."""
+    if objective not in ("cost", "margin"):
+        fail([f"--objective: expected cost or margin, got {objective!r}"])
+    if objective == "cost" and target_bookings is None:
+        fail(["--target-bookings: required with --objective cost"])
+    model = load_scenario_or_exit(scenario, set_)
+    options = HeadcountOptions(
+        target_bookings=target_bookings, confidence=confidence, budget=budget, objective=objective,  # type: ignore[arg-type]
+        gross_margin=gross_margin, max_utilization=max_utilization, replications=replications, seed=seed,
+        time_limit=time_limit, rel_gap=gap,
+    )
+    with console.status("planning: solve, simulate, correct…"):
+        report = plan_headcount(model, options, partial(run_replications, workers=workers))
+    write_report(report, options, out)
+    console.print(_summary(report, options))
+    if report.status != "met":
+        fail([report.message], code=1)
+
+
+def write_report(report: HeadcountReport, options: HeadcountOptions, out: Path) -> None:
+    """plan.csv, scenario.yaml (the scenario with the plan, runnable as it is) and report.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = report.plan.rows() if report.plan else []
+    pd.DataFrame(rows, columns=["month", "role", "territory", "hires"]).to_csv(out / "plan.csv", index=False)
+    if report.scenario is not None:
+        (out / "scenario.yaml").write_text(yaml.safe_dump(report.scenario.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    last = report.iterations[-1] if report.iterations else None
+    document = {
+        "status": report.status,
+        "message": report.message,
+        "options": asdict(options),
+        "plan_cost_expected": report.plan.expected_cost if report.plan else None,
+        "simulated": asdict(last.check) if last and last.check else None,
+        "hires": {role: report.plan.total(role) for role in report.plan.headcount} if report.plan else {},
+        "iterations": [
+            {
+                "target_scale": it.target_scale,
+                "expected_bookings": it.expected_bookings,
+                "expected_cost": it.expected_cost,
+                "simulated": asdict(it.check) if it.check else None,
+                "solver": it.solve.as_dict(),
+            }
+            for it in report.iterations
+        ],
+        "binding_constraints": report.binding,
+        "marginal_value_of_one_more_hire_slot": report.marginal_values,
+        "comparison": report.naive,
+    }
+    (out / "report.json").write_text(json.dumps(document, indent=2, default=float) + "\n", encoding="utf-8")
+
+
+def _summary(report: HeadcountReport, options: HeadcountOptions) -> Table:
+    table = Table(title=f"headcount plan: {report.status}, {report.message}")
+    for column in ("iteration", "target ×", "model bookings", "model cost", "P(reach)", "sim bookings P10–P90", "solve s"):
+        table.add_column(column, justify="right")
+    for number, it in enumerate(report.iterations, 1):
+        check = it.check
+        table.add_row(
+            str(number), f"{it.target_scale:.3f}",
+            f"{it.expected_bookings:,.0f}" if it.expected_bookings is not None else "–",
+            f"{it.expected_cost:,.0f}" if it.expected_cost is not None else "–",
+            f"{check.probability:.0%}" if check else "–",
+            f"{check.bookings['p10']:,.0f}–{check.bookings['p90']:,.0f}" if check else "–",
+            f"{it.solve.solve_seconds:.1f}",
+        )
+    if report.plan:
+        hires = ", ".join(f"{role} {report.plan.total(role)}" for role in report.plan.headcount)
+        table.caption = f"hires: {hires}"
+        if report.naive:
+            naive = report.naive["naive"]
+            table.caption += (
+                f"; naive plan (all at once: {report.naive['naive_hires']}) reaches the target in "
+                f"{naive['probability']:.0%} at a cost of {naive['cost']['mean']:,.0f}"
+            )
+    return table

@@ -1,0 +1,198 @@
+"""The expected-value picture of a scenario that the headcount model plans with.
+
+Everything here is an expectation computed from the scenario alone, as plain arrays, so the model stays linear in
+the hires: a cohort kernel says what one requisition (or one rep on staff today) brings month by month, with
+ramp, attrition and the backfill chain; a funnel kernel says what one accepted SQL of a segment holds in
+opportunity slots and books, month by month. Samples use a fixed seed, so the plan is deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.automation import adoption_by_month, away_share_by_month
+from engine.calendar import WorkCalendar, month_starts
+from engine.leads import daily_rate, stage_paths, territory_shares
+from scenarios.model import DAYS_PER_MONTH, FollowUp, Role, Scenario, for_segment
+
+#: Opportunity paths sampled per segment for the funnel kernels.
+PATH_SAMPLES = 20_000
+#: Tenure month standing for "on staff since before the start": fully ramped, long-run hazard.
+VETERAN_TENURE = 10_000
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Expected staffing, by month offset, from one rep starting at offset 0 and the reps that backfill them."""
+
+    staffed: np.ndarray  # time-average reps on staff during each month (salaries)
+    ramped: np.ndarray  # time-average fully ramped equivalents during each month (capacity)
+    at_month_end: np.ndarray  # reps on staff at month end (headcount)
+    hires: np.ndarray  # rep starts that cost a hire (backfills, and the first start unless a veteran)
+
+
+def cohort(role: Role, horizon: int, veteran: bool) -> Cohort:
+    """What one rep starting at month 0 (a new hire, or a rep already on staff) contributes over the horizon."""
+    staffed, ramped, at_end, hires = (np.zeros(horizon) for _ in range(4))
+    starts = np.zeros(horizon)
+    starts[0] = 1.0
+    for start in range(horizon):
+        if starts[start] == 0.0:
+            continue
+        is_veteran = veteran and start == 0
+        hires[start] += 0.0 if is_veteran else starts[start]
+        alive = 1.0
+        for month in range(start, horizon):
+            tenure = (VETERAN_TENURE if is_veteran else 0) + month - start
+            leaving = alive * role.hazard(tenure)
+            staffed[month] += starts[start] * (alive - leaving / 2)
+            ramped[month] += starts[start] * (alive - leaving / 2) * role.productivity(tenure)
+            alive -= leaving
+            at_end[month] += starts[start] * alive
+            backfill_start = month + 1 + role.backfill_lag_months
+            if role.backfill and backfill_start < horizon:
+                starts[backfill_start] += starts[start] * leaving
+    return Cohort(staffed, ramped, at_end, hires)
+
+
+def shifted(kernel: np.ndarray, offset: int) -> np.ndarray:
+    """The kernel of a start ``offset`` months later (zeros before it)."""
+    out = np.zeros_like(kernel)
+    if offset < len(kernel):
+        out[offset:] = kernel[: len(kernel) - offset]
+    return out
+
+
+@dataclass(frozen=True)
+class SegmentFunnel:
+    """Per accepted SQL of one segment: slot occupancy and expected bookings by month offset from acceptance."""
+
+    holding: np.ndarray  # time-average slots held in the k-th month after the acceptance month (k = 0 its own)
+    bookings: np.ndarray  # expected value won and closed in the k-th month after the acceptance month
+
+
+def segment_funnel(scenario: Scenario, segment: str, horizon: int, rng: np.random.Generator) -> SegmentFunnel:
+    """Sample opportunity paths as the engine draws them and fold them into month kernels."""
+    funnel = scenario.funnel
+    n = PATH_SAMPLES
+    opportunity = rng.random(n) < for_segment(funnel.opportunity_rate, segment)
+    discovery = for_segment(funnel.discovery_days, segment).ppf(rng.random(n))
+    won, stage_days = stage_paths(scenario, segment, rng.random((2, len(funnel.stages), n)))
+    accepted = rng.random(n) * DAYS_PER_MONTH  # acceptance spread evenly over its month
+    closed = accepted + discovery + np.where(opportunity, stage_days, 0.0)
+    month_edges = np.arange(horizon + 1) * DAYS_PER_MONTH
+    held = np.clip(np.minimum(closed[:, None], month_edges[None, 1:]) - np.maximum(accepted[:, None], month_edges[None, :-1]), 0, None)
+    close_month = np.floor(closed / DAYS_PER_MONTH).astype(int)
+    wins = opportunity & won & (close_month < horizon)
+    deal = scenario.segments[segment].deal_size.expected()
+    bookings = np.bincount(close_month[wins], minlength=horizon)[:horizon] / n * deal
+    return SegmentFunnel(holding=held.mean(axis=0) / DAYS_PER_MONTH, bookings=bookings)
+
+
+@dataclass(frozen=True)
+class HeadcountData:
+    """Arrays indexed by plan role, territory, segment and month, in scenario order."""
+
+    roles: list[str]  # the roles the plan hires: the first-touch role, then the opportunity role
+    territories: list[str]
+    segments: list[str]
+    months: list[str]  # YYYY-MM labels
+    veterans: np.ndarray  # (role, territory): reps on staff at the start
+    committed: np.ndarray  # (role, territory, month): requisitions the scenario already plans
+    cohorts: dict[str, Cohort]  # per role, from a new hire at offset 0
+    veteran_cohorts: dict[str, Cohort]  # per role, from a rep on staff at the start
+    inbound_mql: np.ndarray  # (segment, territory, month): MQLs from inbound sources
+    outbound_mql: np.ndarray  # (segment, month): MQLs per fully ramped prospecting rep of the first-touch role
+    first_touch_hours: np.ndarray  # (month): working hours of one fully ramped first-touch rep, net of time away
+    handling_hours: np.ndarray  # (month): mean first-touch hours per MQL
+    sql_yield: np.ndarray  # (segment): SQLs per MQL touched, at the planning response time
+    slots_per_rep: np.ndarray  # (month): opportunity slots of one fully ramped opportunity rep
+    funnels: dict[str, SegmentFunnel]
+    fixed_cost: np.ndarray  # (month): costs no hiring decision changes (other roles' salaries, automation)
+    lags: dict[str, int]
+
+    @property
+    def horizon(self) -> int:
+        return len(self.months)
+
+
+def headcount_data(scenario: Scenario, planning_response_hours: float) -> HeadcountData:
+    """The expected-value data of a scenario for the headcount model."""
+    horizon = scenario.horizon_months
+    lead_role, opportunity_role = scenario.lead_role, scenario.opportunity_role
+    if opportunity_role is None:
+        raise ValueError("roles: the headcount model needs a role with works: opportunities")
+    roles = [lead_role, opportunity_role]
+    territories, segments = list(scenario.territories), list(scenario.segments)
+    months = month_starts(scenario)
+
+    committed = np.zeros((len(roles), len(territories), horizon))
+    for r, name in enumerate(roles):
+        for month, territory, count in scenario.requisitions(name):
+            committed[r, territories.index(territory), month] += count
+
+    inbound = np.zeros((len(segments), len(territories), horizon))
+    outbound = np.zeros((len(segments), horizon))
+    day_month = np.searchsorted(months, np.arange(int(months[-1])), side="right") - 1
+    for index, (name, source) in enumerate(scenario.lead_sources.items()):
+        per_month = np.bincount(day_month, weights=daily_rate(scenario, index, months), minlength=horizon)
+        mql = for_segment(scenario.funnel.mql_rate, source.segment) if source.mql_rate is None else source.mql_rate
+        g = segments.index(source.segment)
+        if source.produced_by == lead_role:
+            outbound[g] += per_month * mql
+        elif source.produced_by is None:
+            inbound[g] += np.outer(territory_shares(scenario, index), per_month) * mql
+        # sources produced by other roles do not change with this plan: counted as inbound at today's staffing
+        else:
+            producers = scenario.roles[source.produced_by].headcount
+            inbound[g] += np.outer([producers.get(t, 0) for t in territories], per_month) * mql
+
+    calendar = WorkCalendar(scenario.roles[lead_role].working_hours, scenario.start)
+    working_hours = calendar.working_days(months[:-1], months[1:]) * 24.0
+    handling = np.full(horizon, scenario.roles[lead_role].handling_hours.expected())
+    for lever in scenario.automation.values():
+        if isinstance(lever, FollowUp):
+            handling *= 1.0 - lever.handling_reduction * adoption_by_month(scenario, lever)
+    decay = scenario.funnel.response_decay
+    multiplier = decay.multiplier(planning_response_hours) if decay else 1.0
+    sql_yield = np.array([for_segment(scenario.funnel.sql_rate, g) * multiplier for g in segments])
+    opp = scenario.roles[opportunity_role]
+    rng = np.random.default_rng(scenario.seed)
+    funnels = {g: segment_funnel(scenario, g, horizon, rng) for g in segments}
+
+    return HeadcountData(
+        roles=roles,
+        territories=territories,
+        segments=segments,
+        months=[scenario.month_label(m) for m in range(horizon)],
+        veterans=np.array([[scenario.roles[r].headcount.get(t, 0) for t in territories] for r in roles], dtype=float),
+        committed=committed,
+        cohorts={r: cohort(scenario.roles[r], horizon, veteran=False) for r in roles},
+        veteran_cohorts={r: cohort(scenario.roles[r], horizon, veteran=True) for r in roles},
+        inbound_mql=inbound,
+        outbound_mql=outbound,
+        first_touch_hours=working_hours * (1.0 - away_share_by_month(scenario, lead_role)),
+        handling_hours=handling,
+        sql_yield=sql_yield,
+        slots_per_rep=opp.open_opportunity_limit * (1.0 - away_share_by_month(scenario, opportunity_role)),
+        funnels=funnels,
+        fixed_cost=_fixed_cost(scenario, roles),
+        lags={r: scenario.roles[r].hiring_lag_months for r in roles},
+    )
+
+
+def _fixed_cost(scenario: Scenario, plan_roles: list[str]) -> np.ndarray:
+    """Monthly costs outside the plan: staffed roles the plan does not hire, and automation tools."""
+    horizon = scenario.horizon_months
+    cost = np.zeros(horizon)
+    for name, role in scenario.roles.items():
+        if name not in plan_roles and role.span_of_control is None:
+            veterans = cohort(role, horizon, veteran=True)
+            cost += role.salary_monthly * sum(role.headcount.values()) * veterans.staffed
+    for lever in scenario.automation.values():
+        start = scenario.month_index(lever.start_month)
+        cost[start] += lever.one_time_cost
+        cost[start:] += lever.monthly_cost
+    return cost
