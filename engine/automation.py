@@ -1,16 +1,36 @@
-"""Automation tools month by month: adoption, the rep time they give back, and the technology-usage KPI."""
+"""Automation tools month by month and lead by lead: adoption, the rep time they give back, the conversion they add,
+and the technology-usage KPI."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from scenarios.model import AutomationLever, CrmAutomation, Scenario
+from scenarios.model import AutomationLever, ConversionUplift, CrmAutomation, Scenario
 
 
 def adoption_by_month(scenario: Scenario, lever: AutomationLever) -> np.ndarray:
     """Share of work done with the tool in each horizon month (0 before it starts)."""
     start = scenario.month_index(lever.start_month)
     return np.array([lever.adoption_at(m - start) for m in range(scenario.horizon_months)])
+
+
+def levers_used(scenario: Scenario, adoption: np.ndarray, arrival_month: np.ndarray) -> np.ndarray:
+    """(levers × leads) bool: a tool is used on a lead when the lead's adoption uniform for it lies below the tool's
+    adoption share in the lead's arrival month."""
+    used = np.zeros(adoption.shape, dtype=bool)
+    for j, lever in enumerate(scenario.automation.values()):
+        used[j] = adoption[j] < adoption_by_month(scenario, lever)[arrival_month]
+    return used
+
+
+def conversion_multiplier(scenario: Scenario, used: np.ndarray, step: str) -> np.ndarray | float:
+    """Per lead, the factor on the conversion probability at a funnel step from the conversion-uplift tools used on
+    it (several multiply); plain 1 when no tool targets the step."""
+    factor: np.ndarray | float = 1.0
+    for j, lever in enumerate(scenario.automation.values()):
+        if isinstance(lever, ConversionUplift) and lever.step == step:
+            factor = factor * np.where(used[j], 1.0 + lever.uplift, 1.0)
+    return factor
 
 
 def away_share_by_month(scenario: Scenario, role_name: str) -> np.ndarray:

@@ -3,15 +3,20 @@
 Arrivals are a non-homogeneous Poisson process with a piecewise-constant daily rate (monthly volume, trend,
 seasonality, weekday weights). Everything about a lead that does not depend on the queue (is it an MQL, its
 quality, handling time, discovery outcome, stage path, deal size, whether tools are used on it) is drawn here
-from its own stream, so the same lead meets the same luck in every scenario compared with the same seed.
+from its own stream, so the same lead meets the same luck in every scenario compared with the same seed. Tools that
+raise a conversion (``conversion_uplift``) act here too: the lead's uniform is compared against the raised probability.
+A tool's adoption draws are keyed by its name, so they do not change when other tools are added or removed.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
+from engine.automation import conversion_multiplier, levers_used
 from engine.people import Rep, productivity
 from engine.streams import Stream, generator
 from scenarios.model import DAYS_PER_MONTH, Scenario, for_segment
@@ -43,7 +48,7 @@ class Leads:
 def draw_leads(scenario: Scenario, months: np.ndarray, reps: list[Rep], seed: int, replication: int) -> Leads:
     """All leads of the horizon for one replication (``reps``, the roster, places outbound leads)."""
     parts = [
-        _draw_source(scenario, index, _daily_rates(scenario, index, months, reps), seed, replication)
+        _draw_source(scenario, index, _daily_rates(scenario, index, months, reps), months, seed, replication)
         for index in range(len(scenario.lead_sources))
     ]
     columns = {name: np.concatenate([part[name] for part in parts], axis=-1) for name in parts[0]}
@@ -102,7 +107,9 @@ def _ramped_reps_by_day(scenario: Scenario, role_name: str, reps: list[Rep], mon
     return ramped
 
 
-def _draw_source(scenario: Scenario, index: int, rates: np.ndarray, seed: int, replication: int) -> dict[str, np.ndarray]:
+def _draw_source(
+    scenario: Scenario, index: int, rates: np.ndarray, months: np.ndarray, seed: int, replication: int
+) -> dict[str, np.ndarray]:
     source = list(scenario.lead_sources.values())[index]
 
     def rng(stream: Stream, *subkeys: int) -> np.random.Generator:
@@ -114,19 +121,26 @@ def _draw_source(scenario: Scenario, index: int, rates: np.ndarray, seed: int, r
     cells = np.repeat(np.arange(counts.size), counts)
     time = (cells // rates.shape[1]).astype(float) + arrivals.random(n)
     territory = cells % rates.shape[1]
+    arrival_month = np.searchsorted(months, time, side="right") - 1
+    adoption = np.array([rng(Stream.ADOPTION, zlib.crc32(name.encode())).random(n) for name in scenario.automation])
+    adoption = adoption.reshape(len(scenario.automation), n)
+    used = levers_used(scenario, adoption, arrival_month)
+
+    def uplift(step: str) -> np.ndarray | float:
+        return conversion_multiplier(scenario, used, step)
 
     segment = list(scenario.segments).index(source.segment)
     funnel = scenario.funnel
     mql_rate = for_segment(funnel.mql_rate, source.segment) if source.mql_rate is None else source.mql_rate
-    mql = rng(Stream.MQL).random(n) < mql_rate
+    mql = rng(Stream.MQL).random(n) < mql_rate * uplift("mql")
     quality, score_noise = rng(Stream.QUALITY).random(n), rng(Stream.SCORE).standard_normal(n)
     handling = scenario.roles[scenario.lead_role].handling_hours.ppf(rng(Stream.HANDLING).random(n))
     opportunity_draws = rng(Stream.OPPORTUNITY).random((2, n))
-    opportunity = opportunity_draws[0] < for_segment(funnel.opportunity_rate, source.segment)
+    opportunity = opportunity_draws[0] < for_segment(funnel.opportunity_rate, source.segment) * uplift("opportunity")
     discovery = for_segment(funnel.discovery_days, source.segment).ppf(opportunity_draws[1])
-    won, stage_days = stage_paths(scenario, source.segment, rng(Stream.STAGES).random((2, len(funnel.stages), n)))
+    stage_draws = rng(Stream.STAGES).random((2, len(funnel.stages), n))
+    won, stage_days = stage_paths(scenario, source.segment, stage_draws, [uplift(stage.name) for stage in funnel.stages])
     amount = scenario.segments[source.segment].deal_size.ppf(rng(Stream.DEAL_SIZE).random(n))
-    adoption = rng(Stream.ADOPTION).random((len(scenario.automation), n))
     return {
         "time": time,
         "segment": np.full(n, segment),
@@ -145,16 +159,19 @@ def _draw_source(scenario: Scenario, index: int, rates: np.ndarray, seed: int, r
     }
 
 
-def stage_paths(scenario: Scenario, segment: str, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def stage_paths(
+    scenario: Scenario, segment: str, draws: np.ndarray, uplift: Sequence[np.ndarray | float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Whether each opportunity is won, and the days from its creation to its close.
 
     An opportunity spends each stage's duration in turn and closes lost at the end of the first stage it fails.
-    ``draws[0]`` decides passing, ``draws[1]`` the durations (one row per stage).
+    ``draws[0]`` decides passing, ``draws[1]`` the durations (one row per stage); ``uplift`` multiplies each stage's
+    conversion (per stage: a number or one factor per opportunity).
     """
     n = draws.shape[-1]
     alive = np.ones(n, dtype=bool)
     elapsed = np.zeros(n)
     for i, stage in enumerate(scenario.funnel.stages):
         elapsed += np.where(alive, for_segment(stage.duration_days, segment).ppf(draws[1, i]), 0.0)
-        alive &= draws[0, i] < for_segment(stage.conversion, segment)
+        alive &= draws[0, i] < for_segment(stage.conversion, segment) * (1.0 if uplift is None else uplift[i])
     return alive, elapsed

@@ -19,7 +19,7 @@ import numpy as np
 import simpy
 from scipy import stats
 
-from engine.automation import adoption_by_month, away_share_by_month, usage_rate_by_month
+from engine.automation import away_share_by_month, conversion_multiplier, levers_used, usage_rate_by_month
 from engine.calendar import WorkCalendar, month_starts
 from engine.leads import Leads, draw_leads
 from engine.people import Rep, productivity, roster
@@ -81,8 +81,8 @@ class Replication:
         self.handling_factor = np.ones(n)
         accuracy = np.full(n, np.nan)
         filter_share = np.zeros(n)
-        for j, lever in enumerate(self.scenario.automation.values()):
-            used = leads.adoption[j] < adoption_by_month(self.scenario, lever)[arrival_month]
+        used_by_lever = levers_used(self.scenario, leads.adoption, arrival_month)
+        for lever, used in zip(self.scenario.automation.values(), used_by_lever):
             if isinstance(lever, FollowUp):
                 self.response_factor[used] *= 1.0 - lever.response_reduction
                 self.handling_factor[used] *= 1.0 - lever.handling_reduction
@@ -98,7 +98,8 @@ class Replication:
         self.nurtured = leads.mql & scored & (score < filter_share)
         segments = list(self.scenario.segments)
         sql_rate = np.array([for_segment(self.scenario.funnel.sql_rate, s) for s in segments])
-        self.sql_probability = sql_rate[leads.segment]
+        uplift = conversion_multiplier(self.scenario, used_by_lever, "sql")
+        self.sql_probability = np.minimum(1.0, sql_rate[leads.segment] * uplift)
 
     # ----- the run -----
 

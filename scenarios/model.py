@@ -260,7 +260,24 @@ class CrmAutomation(_Lever):
     admin_time_freed: Probability
 
 
-AutomationLever = Annotated[Union[LeadScoring, FollowUp, CrmAutomation], Field(discriminator="kind")]
+#: Funnel steps of the spine that a conversion uplift can target; opportunity stages are named by their ``name``.
+SPINE_STEPS = ("mql", "sql", "opportunity")
+
+
+class ConversionUplift(_Lever):
+    """Raises the conversion at one funnel step (``mql``, ``sql``, ``opportunity`` or a named opportunity stage) by a
+    relative ``uplift`` for the leads the tool is used on: sales engagement, proposal or forecasting tools.
+
+    The lead's own uniform draw is compared against the raised probability (capped at 1), so a lead that converts
+    without the tool converts with it: scenarios compared with the same seed share their luck.
+    """
+
+    kind: Literal["conversion_uplift"]
+    step: str = Field(description="mql, sql, opportunity, or the name of an opportunity stage")
+    uplift: Annotated[float, Field(gt=0.0, le=1.0)] = Field(description="relative increase: 0.1 = 10% more convert")
+
+
+AutomationLever = Annotated[Union[LeadScoring, FollowUp, CrmAutomation, ConversionUplift], Field(discriminator="kind")]
 
 
 def _month_key_error(key: str) -> str | None:
@@ -317,8 +334,11 @@ class Scenario(Frozen):
         for path, mapping in per_segment.items():
             errors.extend(_check_per_segment(path, mapping, segments))
         errors.extend(self._check_roles(territories))
+        steps = self.funnel_steps
         for name, lever in self.automation.items():
             errors.extend(self._check_month(f"automation.{name}.start_month", lever.start_month))
+            if isinstance(lever, ConversionUplift) and lever.step not in steps:
+                errors.append(f"automation.{name}.step: unknown funnel step {lever.step!r}; expected one of {list(steps)}")
         if errors:
             raise ValueError("\n".join(errors))
         return self
@@ -377,6 +397,11 @@ class Scenario(Frozen):
                 by_territory[territory] = by_territory.get(territory, 0) + hires
             rows.extend((self.month_index(key), t, by_territory[t]) for t in self.territories if by_territory.get(t))
         return rows
+
+    @property
+    def funnel_steps(self) -> tuple[str, ...]:
+        """The steps a conversion uplift can target: the spine's, then the opportunity stages by name."""
+        return SPINE_STEPS + tuple(stage.name for stage in self.funnel.stages)
 
     @property
     def lead_role(self) -> str:
