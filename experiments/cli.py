@@ -15,6 +15,7 @@ from experiments.output import write_results
 from experiments.runner import run_replications
 from experiments.headcount_command import headcount
 from experiments.territory_command import territories
+from experiments.sweep_command import sweep
 from experiments.console import load_scenario_or_exit
 from scenarios import shipped_scenarios
 
@@ -28,6 +29,7 @@ app.command("backtest")(backtest)
 app.command("generate-crm")(generate_crm)
 optimize_app.command("territories")(territories)
 optimize_app.command("headcount")(headcount)
+app.command("sweep")(sweep)
 console = Console()
 
 HEADLINE = {

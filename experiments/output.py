@@ -6,9 +6,10 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
-from engine import Results
+from engine import ReplicationResult, Results
 from scenarios import Scenario
 
 
@@ -41,3 +42,23 @@ def write_results(results: Results, scenario: Scenario, seed: int, out: Path) ->
 def _plain(value: float) -> float | None:
     """JSON has no NaN: a KPI with no observations (no deal closed, say) is null."""
     return None if value is None or math.isnan(value) else float(value)
+
+
+def write_replications(runs: list[ReplicationResult], out: Path) -> Path:
+    """replications.csv: one row per replication with its KPIs over the horizon, for paired comparisons."""
+    path = out / "replications.csv"
+    frame = pd.DataFrame([run.totals for run in runs])
+    frame.insert(0, "replication", range(len(runs)))
+    frame.to_csv(path, index=False)
+    return path
+
+
+def band_column(bands: pd.DataFrame, column: str, stat: str) -> str:
+    """The bands column of a monthly column's statistic (``mean``, ``p10``, ``p50``, ``p90``).
+
+    The engine names percentile columns ``<column>__p10`` today; ``<column>_p10`` is accepted too.
+    """
+    for name in (f"{column}_{stat}", f"{column}__{stat}"):
+        if name in bands.columns:
+            return name
+    raise KeyError(f"bands: no column for {column} {stat}")

@@ -1,0 +1,145 @@
+"""Running a sweep: every cell's replications on an executor, each finished cell stored and tracked as it ends.
+
+Tasks are (cell, replication) pairs, so a pool stays busy however few the cells. Every cell runs with the same seed,
+so replication r of every cell shares its random numbers (common random numbers): differences between cells are
+paired. Only this process writes: ``cells/<key>.json`` per finished cell, then ``results.csv`` and ``summary.csv``.
+A re-run skips cells already stored and logged; a cell that raised is recorded with its error and run again next time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from engine import SUMMARY_KPIS, Results, run_replication
+from experiments.cells import CellRecord, CellStore, canonical_json, cell_key, scenario_hash, write_atomically
+from experiments.runner import Executor
+from experiments.sweep_spec import Cell, Sweep, describe_levels
+from experiments.tracking import CELL_TAG, NullTracker, RunRecord, run_record, write_run_folder
+
+
+class SweepProgress:
+    """Told what happens, for a progress bar; does nothing by default."""
+
+    def start(self, cells: int, done: int, replications: int) -> None:
+        """``cells`` in the design, ``done`` of them already stored, ``replications`` per cell."""
+
+    def replication_done(self) -> None:
+        """One replication of a pending cell finished."""
+
+    def cell_done(self, failed: bool) -> None:
+        """A pending cell finished (or failed)."""
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    """What a run of the sweep did: cells run now, cells found stored, cells that failed, files written."""
+
+    ran: int
+    reused: int
+    failed: int
+    results: Path
+    summary: Path
+
+
+def run_sweep(
+    sweep: Sweep, out: Path, pool: Executor, tracker: NullTracker | None = None, progress: SweepProgress | None = None,
+    sweep_text: str | None = None,
+) -> SweepOutcome:
+    """Run the cells not yet stored in ``out/cells``, store and track each as it ends, then write the tables."""
+    tracker, progress = tracker or NullTracker(), progress or SweepProgress()
+    store = CellStore(out / "cells")
+    replications = sweep.spec.replications
+    keys = {cell.index: cell_key(cell.scenario, replications, sweep.seed) for cell in sweep.cells}
+    cells_by_key = {key: cell for cell in reversed(sweep.cells) for key in [keys[cell.index]]}  # first cell of a key wins
+    if sweep_text is not None:
+        write_atomically(out / "sweep.yaml", sweep_text)
+    sweep_key = hashlib.sha256(canonical_json(sorted(cells_by_key)).encode()).hexdigest()[:16]
+    logged = tracker.open_sweep(sweep.spec.name, sweep_key, _sweep_params(sweep))
+    stored = {key: store.read(key) for key in cells_by_key}
+    finished = {key for key, record in stored.items() if record is not None and record.ok}
+    for key in sorted(finished - logged, key=lambda k: cells_by_key[k].index):  # stored before a crash, not yet logged
+        _track(tracker, sweep, cells_by_key[key], stored[key])  # type: ignore[arg-type]
+    pending = [key for key in cells_by_key if key not in finished]
+    pending.sort(key=lambda k: cells_by_key[k].index)
+    progress.start(len(cells_by_key), len(finished), replications)
+    tasks = {(key, r): (cells_by_key[key].scenario, r, sweep.seed) for key in pending for r in range(replications)}
+    partial: dict[str, dict[int, Any]] = {key: {} for key in pending}
+    failed = 0
+    for (key, replication), result, error in pool.run(run_replication, tasks):
+        if key not in partial:  # the cell already failed: its other replications do not matter
+            continue
+        if error is None:
+            partial[key][replication] = result
+            progress.replication_done()
+            if len(partial[key]) < replications:
+                continue
+        cell = cells_by_key[key]
+        record = CellRecord(
+            key, cell.index, cell.levels, list(cell.overrides), replications, sweep.seed, scenario_hash(cell.scenario),
+            error=None if error is None else f"replication {replication}: {type(error).__name__}: {error}",
+            runs=[partial[key][r] for r in range(replications)] if error is None else [],
+        )
+        del partial[key]
+        store.write(record)
+        _track(tracker, sweep, cell, record)
+        failed += error is not None
+        progress.cell_done(error is not None)
+    results_path, summary_path = write_tables(sweep, keys, store, out)
+    tracker.close_sweep(failed > 0, out)
+    return SweepOutcome(len(pending), len(finished), failed, results_path, summary_path)
+
+
+def write_tables(sweep: Sweep, keys: dict[int, str], store: CellStore, out: Path) -> tuple[Path, Path]:
+    """results.csv (cell × replication: factors and KPIs) and summary.csv (cell: status, KPI mean and P10/P50/P90)."""
+    factors = list(sweep.spec.factors)
+    result_rows, summary_rows = [], []
+    for cell in sweep.cells:
+        key = keys[cell.index]
+        record = store.read(key)
+        head = {"cell": cell.index, "cell_key": key, **{name: cell.levels[name] for name in factors}}
+        if record is None:
+            summary_rows.append(head | {"status": "not run", "error": ""})
+            continue
+        summary = head | {"status": "ok" if record.ok else "failed", "error": record.error or ""}
+        if record.ok:
+            for replication, run in enumerate(record.runs):
+                result_rows.append(head | {"replication": replication} | {kpi: run.totals[kpi] for kpi in SUMMARY_KPIS})
+            stats = Results.from_replications(record.runs).summary
+            summary |= {f"{kpi}_{stat}": stats.loc[kpi, stat] for kpi in SUMMARY_KPIS for stat in stats.columns}
+        summary_rows.append(summary)
+    columns = ["cell", "cell_key", *factors, "replication", *SUMMARY_KPIS]
+    results_path = write_atomically(out / "results.csv", pd.DataFrame(result_rows, columns=columns).to_csv(index=False))
+    summary_path = write_atomically(out / "summary.csv", pd.DataFrame(summary_rows).to_csv(index=False))
+    return results_path, summary_path
+
+
+def _track(tracker: NullTracker, sweep: Sweep, cell: Cell, record: CellRecord) -> None:
+    """Log one cell as a nested run: its levels and overrides, its KPIs and monthly series, its files."""
+    if not tracker.active:
+        return
+    params = {f"factor.{name}": str(value) for name, value in cell.levels.items()}
+    params |= {"overrides": "; ".join(cell.overrides), "cell_key": record.key, "cell": str(cell.index)}
+    name = f"{sweep.spec.name} #{cell.index}: {describe_levels(cell.levels)}"[:250]
+    tags = {CELL_TAG: record.key}
+    if not record.ok:
+        tags["salesops.error"] = record.error[:5000]  # type: ignore[index]
+        params |= {"scenario_hash": record.scenario_hash, "seed": str(sweep.seed)}
+        tracker.log_run(RunRecord(name, params, tags=tags), failed=True)
+        return
+    with tempfile.TemporaryDirectory(prefix="salesops-cell-") as folder:
+        write_run_folder(Path(folder), cell.scenario, sweep.seed, record.runs)
+        tracker.log_run(run_record(name, cell.scenario, sweep.seed, record.runs, Path(folder), params, tags))
+
+
+def _sweep_params(sweep: Sweep) -> dict[str, str]:
+    spec = sweep.spec
+    return {
+        "sweep": spec.name, "scenario": spec.scenario, "set": "; ".join(spec.set), "factors": ", ".join(spec.factors),
+        "cells": str(len(sweep.cells)), "replications": str(spec.replications), "seed": str(sweep.seed),
+    }

@@ -1,0 +1,273 @@
+"""Sweep definitions: a base scenario, factors over ``--set`` key paths, replications and seed, and their cells.
+
+A sweep file is YAML, validated strictly. Every cell is checked (overrides applied, scenario validated) before
+anything runs, so an unknown key path or a value out of range is an error naming the sweep file and the factor.
+
+```yaml
+name: hiring_timing
+scenario: baseline                      # a shipped scenario or a path, relative to this file
+set: [horizon_months=12]                # overrides every cell shares
+factors:
+  hire_month: ["2027-02", "2027-05"]   # fills {hire_month} in another factor's key, sets nothing itself
+  ae_hires:
+    key: roles.ae.hiring_plan.{hire_month}
+    values: [2, 4]
+  territories.north.lead_share: {range: {start: 0.2, stop: 0.4, step: 0.1}}
+  roles.sdr.prospecting_share: {uniform: [0.05, 0.2]}     # sampled: needs `sample`
+sample: {method: latin_hypercube, n: 8}
+replications: 10
+seed: 1
+max_cells: 500
+```
+
+Listed and range factors form a grid; sampled factors (``uniform``, ``integers``) are drawn jointly, ``sample.n``
+points, seeded, and every point is crossed with the grid.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from scipy.stats import qmc
+
+from scenarios import Scenario, ScenarioError, apply_overrides, read_scenario_data, validate_scenario
+from scenarios.loading import _describe as describe_validation_error
+
+DEFAULT_MAX_CELLS = 500
+
+
+class SweepError(ValueError):
+    """A sweep that cannot run; ``problems`` holds one line per problem, each naming its key."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {problem}" for problem in problems))
+
+
+class Range(BaseModel):
+    """``start``, ``start + step``, … up to and including ``stop`` (within rounding)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    start: float
+    stop: float
+    step: float
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "Range":
+        if self.step == 0:
+            raise ValueError("step: must not be 0")
+        if (self.stop - self.start) / self.step < 0:
+            raise ValueError(f"empty range: from {self.start:g} to {self.stop:g} by {self.step:g}")
+        return self
+
+    @property
+    def count(self) -> int:
+        return math.floor((self.stop - self.start) / self.step + 1e-9) + 1
+
+    def values(self) -> list[float | int]:
+        values = [round(self.start + i * self.step, 12) for i in range(self.count)]
+        return [int(v) for v in values] if all(float(v).is_integer() for v in (self.start, self.step)) else values
+
+
+class Factor(BaseModel):
+    """One factor: the key path it sets and its levels, listed, as a range, or sampled."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    key: str | None = Field(default=None, description="--set key path; default: the factor's name; may hold {factor}")
+    values: list[Any] | None = None
+    range: Range | None = None
+    uniform: tuple[float, float] | None = None
+    integers: tuple[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Factor":
+        given = [kind for kind in ("values", "range", "uniform", "integers") if getattr(self, kind) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of values, range, uniform, integers (got {', '.join(given) or 'none'})")
+        if self.values is not None and not self.values:
+            raise ValueError("values: empty factor list")
+        bounds = self.uniform or self.integers
+        if bounds is not None and bounds[0] > bounds[1]:
+            raise ValueError(f"bounds {list(bounds)}: low is above high")
+        return self
+
+    @property
+    def sampled(self) -> bool:
+        return self.uniform is not None or self.integers is not None
+
+    def size(self) -> int:
+        """How many levels a grid factor has, without listing a range."""
+        return len(self.values) if self.values is not None else self.range.count  # type: ignore[union-attr]
+
+    def levels(self) -> list[Any]:
+        """The listed or ranged levels (grid factors only)."""
+        return self.values if self.values is not None else self.range.values()  # type: ignore[union-attr]
+
+    def draw(self, u: np.ndarray) -> list[float | int]:
+        """Levels from uniform numbers in [0, 1) (sampled factors only)."""
+        if self.integers is not None:
+            low, high = self.integers
+            return [int(min(high, low + math.floor(x * (high - low + 1)))) for x in u]
+        low, high = self.uniform  # type: ignore[misc]
+        return [float(low + x * (high - low)) for x in u]
+
+
+class Sample(BaseModel):
+    """How sampled factors are drawn: plain random or Latin-hypercube points, seeded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    method: Literal["random", "latin_hypercube"] = "latin_hypercube"
+    n: int = Field(ge=1)
+    seed: int | None = Field(default=None, ge=0, description="default: the sweep's seed")
+
+
+class SweepSpec(BaseModel):
+    """A sweep file as written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    description: str = ""
+    scenario: str
+    set: list[str] = []
+    factors: dict[str, Factor] = Field(min_length=1)
+    sample: Sample | None = None
+    replications: int = Field(default=10, ge=1)
+    seed: int | None = Field(default=None, ge=0, description="default: the scenario's")
+    max_cells: int = Field(default=DEFAULT_MAX_CELLS, ge=1)
+
+    @field_validator("factors", mode="before")
+    @classmethod
+    def _lists_are_values(cls, factors: Any) -> Any:
+        if isinstance(factors, dict):
+            return {name: {"values": spec} if isinstance(spec, list) else spec for name, spec in factors.items()}
+        return factors
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SweepSpec":
+        problems = []
+        for name, factor in self.factors.items():
+            for placeholder in placeholders(factor.key or name):
+                if placeholder not in self.factors:
+                    problems.append(f"factors.{name}.key: {{{placeholder}}} names no factor")
+                elif placeholder == name:
+                    problems.append(f"factors.{name}.key: refers to itself")
+        if any(f.sampled for f in self.factors.values()) and self.sample is None:
+            problems.append("sample: required when a factor is uniform or integers ({method: latin_hypercube, n: 10})")
+        if self.sample is not None and not any(f.sampled for f in self.factors.values()):
+            problems.append("sample: no factor is uniform or integers")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the design: its levels by factor, the overrides they make and the validated scenario."""
+
+    index: int
+    levels: dict[str, Any]
+    overrides: tuple[str, ...]
+    scenario: Scenario
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A validated sweep: its definition, where it came from, the seed it runs with and its cells."""
+
+    spec: SweepSpec
+    source: str
+    seed: int
+    cells: list[Cell]
+
+
+def placeholders(key: str) -> list[str]:
+    """The ``{factor}`` names in a key path."""
+    return [field for _, field, _, _ in string.Formatter().parse(key) if field]
+
+
+def format_value(value: Any) -> str:
+    """A level written as ``--set`` reads it back (YAML flow style)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10**9).strip().removesuffix("...").strip()
+
+
+def load_sweep(path: Path, max_cells: int | None = None) -> Sweep:
+    """Read, validate and expand a sweep file: every cell's scenario is built and validated before returning."""
+    source = str(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SweepError(source, ["no such file"]) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SweepError(source, [f"{where}not valid YAML ({getattr(error, 'problem', None) or error})"]) from None
+    if not isinstance(data, dict):
+        raise SweepError(source, ["expected a mapping of sweep keys at the top level"])
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as error:
+        raise SweepError(source, describe_validation_error(error)) from None
+    limit = spec.max_cells if max_cells is None else max_cells
+    count = math.prod(f.size() for f in spec.factors.values() if not f.sampled) * (spec.sample.n if spec.sample else 1)
+    if count > limit:
+        raise SweepError(source, [f"the design has {count:,} cells, more than the maximum of {limit:,} (max_cells, or --max-cells)"])
+    designs = design(spec)
+    base_path = path.parent / spec.scenario
+    try:
+        base_source, base = read_scenario_data(base_path if base_path.suffix in {".yaml", ".yml"} or base_path.exists() else spec.scenario)
+        seed = validate_scenario(apply_overrides(base, spec.set, f"{source}: set"), base_source).seed if spec.seed is None else spec.seed
+    except ScenarioError as error:
+        raise SweepError(source, [f"scenario {error.source}: {problem}" for problem in error.problems]) from None
+    cells, problems = [], {}
+    for index, levels in enumerate(designs):
+        overrides = (*spec.set, f"seed={seed}", *cell_overrides(spec, levels))
+        try:
+            scenario = validate_scenario(apply_overrides(base, overrides), base_source)
+        except ScenarioError as error:
+            for problem in error.problems:
+                problems.setdefault(problem, describe_levels(levels))
+            continue
+        cells.append(Cell(index, levels, overrides, scenario))
+    if problems:
+        raise SweepError(source, [f"{problem} (first in cell {where})" for problem, where in problems.items()])
+    return Sweep(spec, source, seed, cells)
+
+
+def design(spec: SweepSpec) -> list[dict[str, Any]]:
+    """Levels of every cell: the grid of listed and ranged factors, crossed with the sampled points."""
+    grid = {name: f.levels() for name, f in spec.factors.items() if not f.sampled}
+    sampled = {name: f for name, f in spec.factors.items() if f.sampled}
+    points: list[dict[str, Any]] = [{}]
+    if sampled and spec.sample is not None:
+        seed = spec.sample.seed if spec.sample.seed is not None else spec.seed
+        if spec.sample.method == "latin_hypercube":
+            u = qmc.LatinHypercube(d=len(sampled), seed=np.random.default_rng(seed)).random(spec.sample.n)
+        else:
+            u = np.random.default_rng(seed).random((spec.sample.n, len(sampled)))
+        columns = {name: f.draw(u[:, j]) for j, (name, f) in enumerate(sampled.items())}
+        points = [{name: columns[name][i] for name in sampled} for i in range(spec.sample.n)]
+    combos = itertools.product(*grid.values())
+    return [dict(zip(grid, combo)) | point for combo in combos for point in points]
+
+
+def cell_overrides(spec: SweepSpec, levels: dict[str, Any]) -> list[str]:
+    """``KEY=VALUE`` for every factor that sets a key (a factor named in another's key only fills it in)."""
+    fillers = {p for name, f in spec.factors.items() for p in placeholders(f.key or name)}
+    text = {name: format_value(value) for name, value in levels.items()}
+    return [
+        f"{(f.key or name).format(**text)}={text[name]}" for name, f in spec.factors.items() if name not in fillers
+    ]
+
+
+def describe_levels(levels: dict[str, Any]) -> str:
+    """``name=value, …`` for messages."""
+    return ", ".join(f"{name}={format_value(value)}" for name, value in levels.items())

@@ -1,0 +1,208 @@
+"""Experiment tracking behind a small interface: nothing by default, MLflow on request.
+
+Only the main process logs (workers return plain results). ``NullTracker`` records nothing; ``MlflowTracker``
+writes to an MLflow store, by default the SQLite file ``mlflow.db`` in the working directory with its artifacts in
+``mlartifacts/`` beside it. A sweep is one parent run with one nested run per cell, found again on resume by tags,
+so re-running a sweep never duplicates a run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from engine import ReplicationResult, Results
+from experiments.cells import scenario_hash
+from experiments.output import band_column, write_replications, write_results
+from scenarios import Scenario
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "salesops"
+#: Tags that find runs again: the sweep a parent stands for, the cell a child stands for, the folder a run wrote.
+SWEEP_TAG, CELL_TAG, OUT_TAG = "salesops.sweep_key", "salesops.cell_key", "salesops.out"
+#: Monthly percentiles logged as series besides every monthly mean.
+EXTRA_SERIES = (("bookings", "p10"), ("bookings", "p90"))
+
+
+@dataclass
+class RunRecord:
+    """What one run logs: parameters, headline metrics, monthly series (step = month index), files and tags."""
+
+    name: str
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    series: dict[str, list[float]] = field(default_factory=dict)
+    folder: Path | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class NullTracker:
+    """Records nothing: the default, so commands run the same with or without a tracking store."""
+
+    active = False
+
+    def open_sweep(self, name: str, key: str, params: dict[str, str]) -> set[str]:
+        """Start (or resume) a sweep's parent run; the cell keys it already holds a finished run for."""
+        return set()
+
+    def log_run(self, record: RunRecord, failed: bool = False) -> str | None:
+        """Log one run, nested in the open sweep if there is one; its run id."""
+        return None
+
+    def close_sweep(self, failed: bool, folder: Path | None = None) -> None:
+        """End the sweep's parent run, with the sweep's own files as its artifacts."""
+
+    def attach(self, out: Path, files: Iterable[Path], artifact_path: str, name: str) -> str | None:
+        """Add files to the run that wrote ``out`` (or to a new run named ``name``); its run id."""
+        return None
+
+
+class MlflowTracker(NullTracker):
+    """Logs to an MLflow tracking store through ``MlflowClient`` (no global active run)."""
+
+    active = True
+
+    def __init__(self, uri: str = DEFAULT_TRACKING_URI, experiment: str = DEFAULT_EXPERIMENT):
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        found = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = (
+            found.experiment_id if found else self.client.create_experiment(experiment, artifact_location=artifact_location(uri))
+        )
+        self.parent: str | None = None
+
+    def open_sweep(self, name: str, key: str, params: dict[str, str]) -> set[str]:
+        existing = self._search(f"tags.`{SWEEP_TAG}` = '{key}'")
+        if existing:
+            self.parent = existing[0].info.run_id
+            self.client.update_run(self.parent, status="RUNNING")
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=name, tags={SWEEP_TAG: key, "salesops.kind": "sweep"})
+            self.parent = run.info.run_id
+            self._log_batch(self.parent, params=params)
+        finished = set()
+        for child in self._search(f"tags.mlflow.parentRunId = '{self.parent}'"):
+            cell = child.data.tags.get(CELL_TAG)
+            if child.info.status == "FINISHED" and cell and cell not in finished:
+                finished.add(cell)
+            else:  # killed while logging, failed (it is run again), or a duplicate: one run per cell stays
+                self.client.delete_run(child.info.run_id)
+        return finished
+
+    def log_run(self, record: RunRecord, failed: bool = False) -> str | None:
+        tags = dict(record.tags)
+        if self.parent:
+            tags["mlflow.parentRunId"] = self.parent
+        run_id = self.client.create_run(self.experiment_id, run_name=record.name, tags=tags).info.run_id
+        self._log_batch(run_id, record.params, record.metrics, record.series)
+        if record.folder is not None:
+            self.client.log_artifacts(run_id, str(record.folder))
+        self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+        return run_id
+
+    def close_sweep(self, failed: bool, folder: Path | None = None) -> None:
+        if self.parent is None:
+            return
+        if folder is not None:
+            for name in ("results.csv", "summary.csv", "sweep.yaml"):
+                if (folder / name).is_file():
+                    self.client.log_artifact(self.parent, str(folder / name))
+        self.client.set_terminated(self.parent, "FAILED" if failed else "FINISHED")
+        self.parent = None
+
+    def attach(self, out: Path, files: Iterable[Path], artifact_path: str, name: str) -> str | None:
+        runs = self._search(f"tags.`{OUT_TAG}` = '{out.resolve()}'")
+        if runs:
+            run_id = runs[0].info.run_id
+        else:
+            run_id = self.client.create_run(self.experiment_id, run_name=name, tags={OUT_TAG: str(out.resolve())}).info.run_id
+            self.client.set_terminated(run_id, "FINISHED")
+        for path in files:
+            self.client.log_artifact(run_id, str(path), artifact_path)
+        return run_id
+
+    def _search(self, filter_string: str) -> list[Any]:
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], filter_string, max_results=1000, page_token=token, order_by=["attributes.start_time DESC"]
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def _log_batch(
+        self, run_id: str, params: dict[str, str] | None = None, metrics: dict[str, float] | None = None,
+        series: dict[str, list[float]] | None = None,
+    ) -> None:
+        from mlflow.entities import Metric, Param
+
+        now = int(time.time() * 1000)
+        entries = [Metric(_name(k), float(v), now, 0) for k, v in (metrics or {}).items() if v == v]
+        entries += [Metric(_name(k), float(v), now, step) for k, values in (series or {}).items() for step, v in enumerate(values) if v == v]
+        params_list = [Param(_name(k), str(v)[:6000]) for k, v in (params or {}).items()]
+        for start in range(0, max(len(entries), 1), 1000):
+            self.client.log_batch(run_id, metrics=entries[start:start + 1000], params=params_list if start == 0 else [])
+
+
+def artifact_location(uri: str) -> str | None:
+    """For a SQLite store, ``mlartifacts/`` beside the database file; a server decides for itself."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+    return None
+
+
+def make_tracker(track: bool, uri: str | None, experiment: str = DEFAULT_EXPERIMENT) -> NullTracker:
+    """MLflow when ``--track`` or ``--tracking-uri`` is given, else the null tracker."""
+    if not track and uri is None:
+        return NullTracker()
+    return MlflowTracker(uri or DEFAULT_TRACKING_URI, experiment)
+
+
+def run_record(
+    name: str, scenario: Scenario, seed: int, runs: list[ReplicationResult], folder: Path | None,
+    params: dict[str, Any] | None = None, tags: dict[str, str] | None = None,
+) -> RunRecord:
+    """The record of one simulation: its parameters, the summary as metrics and the monthly means as series."""
+    results = Results.from_replications(runs)
+    metrics = {f"{kpi}_{stat}": value for kpi, row in results.summary.iterrows() for stat, value in row.items()}
+    bands = results.bands.set_index("month")
+    series = {f"monthly/{column.removesuffix('_mean')}": bands[column].tolist() for column in bands if column.endswith("_mean")}
+    series |= {f"monthly/{column}_{stat}": bands[band_column(bands, column, stat)].tolist() for column, stat in EXTRA_SERIES}
+    all_params = {"scenario": scenario.name, "scenario_hash": scenario_hash(scenario), "seed": seed, "replications": len(runs)}
+    return RunRecord(name, {k: str(v) for k, v in (all_params | (params or {})).items()}, metrics, series, folder, tags or {})
+
+
+def write_run_folder(folder: Path, scenario: Scenario, seed: int, runs: list[ReplicationResult]) -> Path:
+    """The files a run logs as artifacts, the same as ``simulate`` writes: summary, bands, scenario and the rest."""
+    write_results(Results.from_replications(runs), scenario, seed, folder)
+    write_replications(runs, folder)
+    return folder
+
+
+def calibration_sha256(name_or_path: str | Path) -> str | None:
+    """The data hash of the calibration file a scenario file references, if any (a tracking parameter)."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        return None
+    try:
+        reference = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("calibration")
+        if reference is None:
+            return None
+        return json.loads((path.parent / str(reference)).read_text(encoding="utf-8"))["data"]["sha256"]
+    except (OSError, yaml.YAMLError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _name(key: str) -> str:
+    """MLflow names allow letters, digits, ``_ - . / : `` and spaces; anything else becomes ``_``."""
+    return re.sub(r"[^\w\-./: ]", "_", key)
