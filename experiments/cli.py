@@ -11,11 +11,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from engine import Results
-from experiments.output import write_results
-from experiments.runner import run_replications
+from experiments.output import write_replications, write_results
+from experiments.runner import replicate
 from experiments.headcount_command import headcount
 from experiments.territory_command import territories
-from experiments.sweep_command import sweep
+from experiments.sweep_command import TrackOpt, TrackingUriOpt, sweep
+from experiments.tracking import make_tracker, track_simulation
+from experiments.analysis_commands import compare, report
 from experiments.console import load_scenario_or_exit
 from scenarios import shipped_scenarios
 
@@ -30,6 +32,8 @@ app.command("generate-crm")(generate_crm)
 optimize_app.command("territories")(territories)
 optimize_app.command("headcount")(headcount)
 app.command("sweep")(sweep)
+app.command("compare")(compare)
+app.command("report")(report)
 console = Console()
 
 HEADLINE = {
@@ -53,6 +57,8 @@ def simulate(
     set_: Annotated[list[str], typer.Option("--set", help="override a key: roles.ae.hiring_plan.2027-03=4")] = [],  # noqa: B006
     workers: Annotated[int, typer.Option(min=1, help="processes to run replications in")] = 1,
     lead_log: Annotated[bool, typer.Option("--lead-log", help="also write leads.csv, one row per lead")] = False,
+    track: TrackOpt = False,
+    tracking_uri: TrackingUriOpt = None,
 ) -> None:
     """Simulate a scenario over its horizon and write the monthly results and their summary."""
     model = load_scenario_or_exit(scenario, set_)
@@ -62,8 +68,11 @@ def simulate(
         console=console, transient=True,
     ) as progress:
         task = progress.add_task(model.name, total=replications)
-        results = run_replications(model, replications, seed, workers, lambda _: progress.advance(task), lead_log)
-    paths = write_results(results, model, seed, out)
+        runs = replicate(model, replications, seed, workers, lambda _: progress.advance(task), lead_log)
+    results = Results.from_replications(runs)
+    paths = write_results(results, model, seed, out) | {"replications.csv": write_replications(runs, out)}
+    tracked = [path for name, path in paths.items() if name != "leads.csv"]
+    track_simulation(make_tracker(track, tracking_uri), scenario, set_, model, seed, runs, tracked, out)
     console.print(_headline(results, model.name, replications, model.horizon_months))
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}", highlight=False)
 

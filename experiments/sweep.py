@@ -133,8 +133,8 @@ def _track(tracker: NullTracker, sweep: Sweep, cell: Cell, record: CellRecord) -
         tracker.log_run(RunRecord(name, params, tags=tags), failed=True)
         return
     with tempfile.TemporaryDirectory(prefix="salesops-cell-") as folder:
-        write_run_folder(Path(folder), cell.scenario, sweep.seed, record.runs)
-        tracker.log_run(run_record(name, cell.scenario, sweep.seed, record.runs, Path(folder), params, tags))
+        files = write_run_folder(Path(folder), cell.scenario, sweep.seed, record.runs)
+        tracker.log_run(run_record(name, cell.scenario, sweep.seed, record.runs, files, params, tags))
 
 
 def _sweep_params(sweep: Sweep) -> dict[str, str]:

@@ -38,7 +38,7 @@ class RunRecord:
     params: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     series: dict[str, list[float]] = field(default_factory=dict)
-    folder: Path | None = None
+    files: list[Path] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -103,8 +103,8 @@ class MlflowTracker(NullTracker):
             tags["mlflow.parentRunId"] = self.parent
         run_id = self.client.create_run(self.experiment_id, run_name=record.name, tags=tags).info.run_id
         self._log_batch(run_id, record.params, record.metrics, record.series)
-        if record.folder is not None:
-            self.client.log_artifacts(run_id, str(record.folder))
+        for path in record.files:
+            self.client.log_artifact(run_id, str(path))
         self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
         return run_id
 
@@ -169,7 +169,7 @@ def make_tracker(track: bool, uri: str | None, experiment: str = DEFAULT_EXPERIM
 
 
 def run_record(
-    name: str, scenario: Scenario, seed: int, runs: list[ReplicationResult], folder: Path | None,
+    name: str, scenario: Scenario, seed: int, runs: list[ReplicationResult], files: Iterable[Path],
     params: dict[str, Any] | None = None, tags: dict[str, str] | None = None,
 ) -> RunRecord:
     """The record of one simulation: its parameters, the summary as metrics and the monthly means as series."""
@@ -179,14 +179,27 @@ def run_record(
     series = {f"monthly/{column.removesuffix('_mean')}": bands[column].tolist() for column in bands if column.endswith("_mean")}
     series |= {f"monthly/{column}_{stat}": bands[band_column(bands, column, stat)].tolist() for column, stat in EXTRA_SERIES}
     all_params = {"scenario": scenario.name, "scenario_hash": scenario_hash(scenario), "seed": seed, "replications": len(runs)}
-    return RunRecord(name, {k: str(v) for k, v in (all_params | (params or {})).items()}, metrics, series, folder, tags or {})
+    return RunRecord(name, {k: str(v) for k, v in (all_params | (params or {})).items()}, metrics, series, list(files), tags or {})
 
 
-def write_run_folder(folder: Path, scenario: Scenario, seed: int, runs: list[ReplicationResult]) -> Path:
+def write_run_folder(folder: Path, scenario: Scenario, seed: int, runs: list[ReplicationResult]) -> list[Path]:
     """The files a run logs as artifacts, the same as ``simulate`` writes: summary, bands, scenario and the rest."""
-    write_results(Results.from_replications(runs), scenario, seed, folder)
-    write_replications(runs, folder)
-    return folder
+    paths = write_results(Results.from_replications(runs), scenario, seed, folder)
+    return [*paths.values(), write_replications(runs, folder)]
+
+
+def track_simulation(
+    tracker: NullTracker, source: str, overrides: list[str], scenario: Scenario, seed: int,
+    runs: list[ReplicationResult], files: Iterable[Path], out: Path,
+) -> str | None:
+    """Log a ``simulate`` run: overrides, hashes, KPIs, monthly series and the files it wrote; its run id."""
+    if not tracker.active:
+        return None
+    params = {"source": source, "overrides": "; ".join(overrides)}
+    if (calibration := calibration_sha256(source)) is not None:
+        params["calibration_sha256"] = calibration
+    tags = {OUT_TAG: str(out.resolve()), "salesops.kind": "simulate"}
+    return tracker.log_run(run_record(scenario.name, scenario, seed, runs, files, params, tags))
 
 
 def calibration_sha256(name_or_path: str | Path) -> str | None:
