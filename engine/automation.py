@@ -14,6 +14,17 @@ def adoption_by_month(scenario: Scenario, lever: AutomationLever) -> np.ndarray:
     return np.array([lever.adoption_at(m - start) for m in range(scenario.horizon_months)])
 
 
+def lever_cost_by_month(scenario: Scenario, lever: AutomationLever, staffed: np.ndarray) -> np.ndarray:
+    """What a tool costs in each horizon month: the one-time cost in its start month, then the monthly cost and the
+    per-rep cost for the adopted share of ``staffed``, the reps on staff at each month end."""
+    start = scenario.month_index(lever.start_month)
+    cost = (np.arange(scenario.horizon_months) >= start) * (
+        lever.monthly_cost + lever.monthly_cost_per_rep * adoption_by_month(scenario, lever) * staffed
+    )
+    cost[start] += lever.one_time_cost
+    return cost
+
+
 def levers_used(scenario: Scenario, adoption: np.ndarray, arrival_month: np.ndarray) -> np.ndarray:
     """(levers × leads) bool: a tool is used on a lead when the lead's adoption uniform for it lies below the tool's
     adoption share in the lead's arrival month."""

@@ -12,7 +12,7 @@ from enum import IntEnum
 import numpy as np
 import pandas as pd
 
-from engine.automation import adoption_by_month
+from engine.automation import lever_cost_by_month
 from engine.people import productivity
 from engine.simulation import LeadTimes, Replication
 
@@ -266,11 +266,7 @@ def _staffing(sim: Replication, times: LeadTimes) -> dict[str, np.ndarray]:
             cost += role.salary_monthly * headcount[name]
     staffed = sum(headcount.values())
     for lever in scenario.automation.values():
-        start_month = scenario.month_index(lever.start_month)
-        adoption = adoption_by_month(scenario, lever)
-        active = np.arange(horizon_months) >= start_month
-        cost[start_month] += lever.one_time_cost
-        cost += active * (lever.monthly_cost + lever.monthly_cost_per_rep * adoption * staffed)
+        cost += lever_cost_by_month(scenario, lever, staffed)
     out["cost"] = cost
     return out
 
