@@ -61,10 +61,15 @@ class Range(BaseModel):
     stop: float
     step: float
 
+    @field_validator("step")
+    @classmethod
+    def _step(cls, step: float) -> float:
+        if step == 0:
+            raise ValueError("must not be 0")
+        return step
+
     @model_validator(mode="after")
     def _not_empty(self) -> "Range":
-        if self.step == 0:
-            raise ValueError("step: must not be 0")
         if (self.stop - self.start) / self.step < 0:
             raise ValueError(f"empty range: from {self.start:g} to {self.stop:g} by {self.step:g}")
         return self
