@@ -31,6 +31,8 @@ app.command("backtest")(backtest)
 app.command("generate-crm")(generate_crm)
 optimize_app.command("territories")(territories)
 optimize_app.command("headcount")(headcount)
+from experiments.automation_command import automation  # noqa: E402
+optimize_app.command("automation")(automation)
 app.command("sweep")(sweep)
 app.command("compare")(compare)
 app.command("report")(report)

@@ -1,0 +1,186 @@
+"""``salesops optimize automation``: the portfolio of automation investments worth buying, valued by simulation."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Optional
+
+import pandas as pd
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from experiments.console import fail, load_scenario_or_exit
+from experiments.runner import run_replications
+from optimizers.automation import AutomationOptions, AutomationReport, Candidate, plan_automation, quarter_limits
+from optimizers.automation_catalogue import Catalogue, CatalogueError, load_catalogue
+from scenarios import Scenario
+
+console = Console()
+
+PORTFOLIO_COLUMNS = [
+    "item", "kind", "start_month", "one_time_cost", "monthly_cost", "monthly_cost_per_rep", "spend",
+    "value_mean", "value_low", "value_high", "value_per_currency_unit",
+]
+
+
+def automation(
+    scenario: Annotated[str, typer.Argument(help="a scenario file, or the name of a shipped scenario")],
+    catalogue: Annotated[str, typer.Option(help="a catalogue file, or the name of a shipped one (example)")],
+    budget: Annotated[float, typer.Option(min=0.0, help="most the chosen tools may cost over the horizon")],
+    out: Annotated[Path, typer.Option(help="folder for portfolio.csv, scenario.yaml and report.json")],
+    quarter_budget: Annotated[list[str], typer.Option(help="spend limit per quarter: N for every quarter, or 2027Q3=N; repeatable")] = [],  # noqa: B006
+    gross_margin: Annotated[float, typer.Option(min=0.0, max=1.0, help="margin on bookings")] = 1.0,
+    replications: Annotated[int, typer.Option("--replications", "-n", min=2, help="paired replications per simulated portfolio")] = 20,
+    seed: Annotated[Optional[int], typer.Option(min=0, help="seed of the valuation; default: the scenario's (the confirmation uses seed + 1)")] = None,
+    start_step: Annotated[int, typer.Option(min=1, help="months between candidate starts of an item without start_months")] = 3,
+    interactions: Annotated[bool, typer.Option(help="value pairs of tools together")] = True,
+    workers: Annotated[int, typer.Option(min=1, help="processes to simulate in")] = 1,
+    time_limit: Annotated[float, typer.Option(min=0.1, help="seconds for the solve")] = 30.0,
+    gap: Annotated[float, typer.Option(min=0.0, help="relative MIP gap to stop at")] = 1e-6,
+    set_: Annotated[list[str], typer.Option("--set", help="override a scenario key")] = [],  # noqa: B006
+) -> None:
+    """Choose automation investments and their start months under the budgets, maximising the simulated margin."""
+    model = load_scenario_or_exit(scenario, set_)
+    try:
+        items = load_catalogue(catalogue)
+    except CatalogueError as error:
+        fail(f"{error.source}: {problem}" for problem in error.problems)
+    every, by_quarter = _quarter_budgets(quarter_budget)
+    options = AutomationOptions(
+        budget=budget, quarter_budget=every, quarter_budgets=by_quarter, gross_margin=gross_margin,
+        replications=replications, seed=seed, start_step=start_step, interactions=interactions,
+        time_limit=time_limit, rel_gap=gap,
+    )
+    with console.status("valuing the catalogue by simulation…") as status:
+        def progress(done: int) -> None:
+            status.update(f"valuing the catalogue by simulation: {done} portfolios simulated")
+
+        try:
+            report = plan_automation(model, items, options, partial(run_replications, workers=workers), progress)
+        except CatalogueError as error:
+            fail(f"{catalogue}: {problem}" for problem in error.problems)
+    write_report(report, items, options, model, out)
+    console.print(_summary(report, items, model))
+    if report.portfolio is None:
+        fail([f"no portfolio found: the solver stopped with {report.solve.termination}"], code=1)
+
+
+def _quarter_budgets(values: list[str]) -> tuple[float | None, dict[str, float]]:
+    """``N`` (every quarter) and ``2027Q3=N`` (one quarter) from the repeated option; exit 2 on a bad one."""
+    every, named, problems = None, {}, []
+    for value in values:
+        quarter, sep, amount = value.rpartition("=")
+        try:
+            number = float(amount)
+        except ValueError:
+            number = -1.0
+        if number < 0 or (sep and not (len(quarter) == 6 and quarter[:4].isdigit() and quarter[4] == "Q" and quarter[5] in "1234")):
+            problems.append(f"--quarter-budget: expected N or YYYYQn=N with N ≥ 0, got {value!r}")
+        elif sep:
+            named[quarter] = number
+        else:
+            every = number
+    if problems:
+        fail(problems)
+    return every, named
+
+
+def write_report(report: AutomationReport, catalogue: Catalogue, options: AutomationOptions, scenario: Scenario, out: Path) -> None:
+    """portfolio.csv (the chosen items), scenario.yaml (the scenario with them, runnable as it is) and report.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    valuation, portfolio = report.valuation, report.portfolio
+    chosen = [valuation.candidate(item, start) for item, start in (portfolio.starts.items() if portfolio else [])]
+    pd.DataFrame([_row(c, catalogue, scenario) for c in chosen], columns=PORTFOLIO_COLUMNS).to_csv(out / "portfolio.csv", index=False)
+    if report.scenario is not None:
+        (out / "scenario.yaml").write_text(yaml.safe_dump(report.scenario.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    spend = portfolio.spend_by_quarter if portfolio else {}
+    limits = quarter_limits(valuation.quarters, options)
+    document = {
+        "options": {
+            "budget": options.budget, "quarter_budgets": limits, "gross_margin": options.gross_margin,
+            "replications": options.replications, "seed": report.seed, "confirm_seed": report.confirm_seed,
+            "start_step": options.start_step, "interactions": options.interactions,
+        },
+        "baseline": valuation.baseline,
+        "items": {name: _item(name, catalogue, report, scenario) for name in catalogue.items},
+        "interactions": [
+            {"items": list(i.items), "value": i.value.as_dict(), "in_model": i.value.significant}
+            for i in valuation.interactions
+        ],
+        "chosen": {item: scenario.month_label(start) for item, start in portfolio.starts.items()} if portfolio else {},
+        "model_value": portfolio.model_value if portfolio else None,
+        "confirmed_value": report.confirmed.as_dict() | {"replications": report.confirmed.replications} if report.confirmed else None,
+        "confirmed_kpis": report.confirmed_kpis,
+        "budget_use": {
+            "total": {"budget": options.budget, "spend": round(portfolio.spend, 2) if portfolio else 0.0},
+            "by_quarter": {q: {"budget": limits.get(q), "spend": round(spend.get(q, 0.0), 2)} for q in dict.fromkeys(valuation.quarters)},
+        },
+        "solver": report.solve.as_dict(),
+    }
+    (out / "report.json").write_text(json.dumps(document, indent=2, default=float) + "\n", encoding="utf-8")
+
+
+def _row(candidate: Candidate, catalogue: Catalogue, scenario: Scenario) -> dict[str, object]:
+    item = catalogue.items[candidate.item]
+    return {
+        "item": candidate.item, "kind": item.effect.kind, "start_month": scenario.month_label(candidate.start),
+        "one_time_cost": item.one_time_cost, "monthly_cost": item.monthly_cost, "monthly_cost_per_rep": item.monthly_cost_per_rep,
+        "spend": round(candidate.total_cost, 2), "value_mean": round(candidate.value.mean, 2), "value_low": round(candidate.value.low, 2),
+        "value_high": round(candidate.value.high, 2), "value_per_currency_unit": _ratio(candidate),
+    }
+
+
+def _ratio(candidate: Candidate) -> float | None:
+    ratio = candidate.value_per_currency_unit
+    return None if ratio is None else round(ratio, 3)
+
+
+def _item(name: str, catalogue: Catalogue, report: AutomationReport, scenario: Scenario) -> dict[str, object]:
+    """An item's candidates, each with its value, spend, value per currency unit and KPIs without and with it."""
+    valuation, portfolio = report.valuation, report.portfolio
+    chosen = portfolio.starts.get(name) if portfolio else None
+    return {
+        "kind": catalogue.items[name].effect.kind,
+        "available": name not in valuation.unavailable,
+        "requires": catalogue.prerequisites(name),
+        "chosen_start": None if chosen is None else scenario.month_label(chosen),
+        "candidates": [
+            {
+                "start_month": scenario.month_label(c.start), "value": c.value.as_dict(), "spend": round(c.total_cost, 2),
+                "value_per_currency_unit": _ratio(c), "kpis": c.kpis,
+            }
+            for c in valuation.candidates if c.item == name
+        ],
+    }
+
+
+def _summary(report: AutomationReport, catalogue: Catalogue, scenario: Scenario) -> Table:
+    """One row per item: the chosen start (or the best one), its value with interval, spend and value per unit."""
+    valuation, portfolio = report.valuation, report.portfolio
+    starts = portfolio.starts if portfolio else {}
+    table = Table(title=f"automation portfolio: solver {report.solve.status}, {len(starts)} of {len(catalogue.items)} items chosen")
+    for column in ("item", "start", "value", "95% interval", "spend", "value/spend", "chosen"):
+        table.add_column(column, justify="left" if column == "item" else "right", no_wrap=column in ("item", "95% interval"))
+    for name in catalogue.items:
+        candidates = [c for c in valuation.candidates if c.item == name]
+        if not candidates:
+            table.add_row(name, "–", "cannot start in the horizon", "", "", "", "")
+            continue
+        shown = valuation.candidate(name, starts[name]) if name in starts else max(candidates, key=lambda c: c.value.mean)
+        ratio = shown.value_per_currency_unit
+        table.add_row(
+            name, scenario.month_label(shown.start), f"{shown.value.mean:,.0f}",
+            f"{shown.value.low:,.0f} to {shown.value.high:,.0f}", f"{shown.total_cost:,.0f}",
+            "–" if ratio is None else f"{ratio:.2f}", "yes" if name in starts else "",
+        )
+    if portfolio and report.confirmed:
+        confirmed = report.confirmed
+        table.caption = (
+            f"model value {portfolio.model_value:,.0f}; confirmed by {confirmed.replications} fresh replications: "
+            f"{confirmed.mean:,.0f} ({confirmed.low:,.0f} to {confirmed.high:,.0f}); spend {portfolio.spend:,.0f}"
+        )
+    return table
