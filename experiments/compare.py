@@ -78,7 +78,7 @@ def _from_mlflow(run_id: str, tracking_uri: str) -> RunData:
     except (MlflowException, OSError) as error:
         raise CompareError(f"MLflow run {run_id} ({tracking_uri}): {str(error).splitlines()[0]}") from None
     seed = run.data.params.get("seed")
-    return RunData(run.info.run_name or run_id, int(seed) if seed is not None else None, kpis)
+    return RunData(f"{run.info.run_name} ({run_id[:8]})", int(seed) if seed is not None else None, kpis)
 
 
 def paired_differences(a: RunData, b: RunData, kpis: tuple[str, ...] = SUMMARY_KPIS, confidence: float = 0.95) -> pd.DataFrame:

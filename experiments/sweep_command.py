@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from experiments.console import fail
 from experiments.runner import ExecutorError, executor
 from experiments.sweep import SweepProgress, run_sweep
-from experiments.sweep_spec import SweepError, load_sweep
+from experiments.sweep_spec import SweepError, find_sweep, load_sweep
 from experiments.tracking import DEFAULT_EXPERIMENT, make_tracker
 
 console = Console()
@@ -46,7 +46,7 @@ class BarProgress(SweepProgress):
 
 
 def sweep(
-    sweep_file: Annotated[Path, typer.Argument(help="the sweep definition (YAML)")],
+    sweep_file: Annotated[str, typer.Argument(help="a sweep file (YAML), or the name of a shipped sweep")],
     out: Annotated[Path, typer.Option(help="folder for cells/, results.csv and summary.csv")],
     workers: Annotated[int, typer.Option(min=1, help="processes (or Dask workers with --scheduler local)")] = 1,
     scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler: tcp://host:port, or 'local' for a local cluster")] = None,
@@ -57,7 +57,8 @@ def sweep(
 ) -> None:
     """Run every cell of a sweep (factors × replications, common random numbers); a re-run resumes."""
     try:
-        definition = load_sweep(sweep_file, max_cells)
+        path = find_sweep(sweep_file)
+        definition = load_sweep(path, max_cells)
     except SweepError as error:
         fail(f"{error.source}: {problem}" for problem in error.problems)
     tracker = make_tracker(track, tracking_uri, experiment)
@@ -67,7 +68,7 @@ def sweep(
     )
     try:
         with executor(workers, scheduler) as pool, Progress(*columns, console=console, transient=True) as bar:
-            outcome = run_sweep(definition, out, pool, tracker, BarProgress(bar), sweep_file.read_text(encoding="utf-8"))
+            outcome = run_sweep(definition, out, pool, tracker, BarProgress(bar), path.read_text(encoding="utf-8"))
     except ExecutorError as error:
         fail([str(error)])
     cells = outcome.ran + outcome.reused

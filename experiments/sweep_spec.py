@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 import math
 import string
+from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -202,6 +203,22 @@ def placeholders(key: str) -> list[str]:
 def format_value(value: Any) -> str:
     """A level written as ``--set`` reads it back (YAML flow style)."""
     return yaml.safe_dump(value, default_flow_style=True, width=10**9).strip().removesuffix("...").strip()
+
+
+def shipped_sweeps() -> list[str]:
+    """Names of the example sweeps shipped with the package."""
+    return sorted(entry.name.removesuffix(".yaml") for entry in resources.files("experiments").joinpath("sweeps").iterdir() if entry.name.endswith(".yaml"))
+
+
+def find_sweep(name_or_path: str) -> Path:
+    """A sweep file by path, or by the name of a shipped sweep (``hiring_timing``)."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix in {".yaml", ".yml"}:
+        return path
+    shipped = resources.files("experiments").joinpath("sweeps", f"{name_or_path}.yaml")
+    if not shipped.is_file():
+        raise SweepError(name_or_path, [f"not a file and not a shipped sweep; shipped: {', '.join(shipped_sweeps())}"])
+    return Path(str(shipped))
 
 
 def load_sweep(path: Path, max_cells: int | None = None) -> Sweep:
