@@ -103,6 +103,8 @@ def test_simulate_track_logs_kpis_series_and_files_and_compare_reads_run_ids(tmp
     assert [m.step for m in client.get_metric_history(run_ids[1], "monthly/bookings")] == [0, 1, 2]
     artifacts = {a.path for a in client.list_artifacts(run_ids[1])}
     assert {"scenario.yaml", "summary.json", "replications.csv", "bands.csv"} <= artifacts
+    assert CliRunner().invoke(app, ["report", str(tmp_path / "b"), "--tracking-uri", store]).exit_code == 0
+    assert {"report/report.html", "report/bookings.png"} <= {a.path for a in client.list_artifacts(run_ids[1], "report")}
     experiment = client.get_experiment_by_name("salesops")
     assert experiment.artifact_location == (tmp_path / "mlartifacts").as_uri()
 
