@@ -60,6 +60,16 @@ class Item(Frozen):
     requires: list[str] = Field(default_factory=list, description="items that must have started by its start")
     excludes: list[str] = Field(default_factory=list, description="items that cannot be chosen with it")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _item_keys_on_the_item(cls, data: Any) -> Any:
+        """Start, costs and adoption are the item's: say so when they are written inside its effect."""
+        effect = data.get("effect") if isinstance(data, dict) else None
+        misplaced = sorted(ITEM_KEYS & set(effect)) if isinstance(effect, dict) else []
+        if misplaced:
+            raise ValueError(f"effect.{misplaced[0]}: belongs to the item, not to its effect")
+        return data
+
     @field_validator("earliest_start")
     @classmethod
     def _month(cls, key: str | None) -> str | None:
