@@ -20,7 +20,7 @@ from optimizers.automation_catalogue import CatalogueError, apply_portfolio, loa
 from scenarios import load_scenario
 
 HORIZON = 6
-REPLICATIONS = 8
+REPLICATIONS = 6
 #: Fixed deal sizes keep the Monte Carlo error of bookings to the count of deals, so small effects show.
 SCENARIO = [
     f"horizon_months={HORIZON}", "segments.smb.deal_size={dist: fixed, value: 8000}",
