@@ -20,7 +20,7 @@ from engine import SUMMARY_KPIS, Results, run_replication
 from experiments.cells import CellRecord, CellStore, canonical_json, cell_key, scenario_hash, write_atomically
 from experiments.runner import Executor
 from experiments.sweep_spec import Cell, Sweep, describe_levels
-from experiments.tracking import CELL_TAG, NullTracker, RunRecord, run_record, write_run_folder
+from experiments.tracking import CELL_TAG, NullTracker, RunRecord, calibration_sha256, run_record, write_run_folder
 
 
 class SweepProgress:
@@ -139,7 +139,10 @@ def _track(tracker: NullTracker, sweep: Sweep, cell: Cell, record: CellRecord) -
 
 def _sweep_params(sweep: Sweep) -> dict[str, str]:
     spec = sweep.spec
-    return {
+    params = {
         "sweep": spec.name, "scenario": spec.scenario, "set": "; ".join(spec.set), "factors": ", ".join(spec.factors),
         "cells": str(len(sweep.cells)), "replications": str(spec.replications), "seed": str(sweep.seed),
     }
+    if (calibration := calibration_sha256(Path(sweep.source).parent / spec.scenario)) is not None:
+        params["calibration_sha256"] = calibration
+    return params
