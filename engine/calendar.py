@@ -24,6 +24,10 @@ def month_starts(scenario: Scenario) -> np.ndarray:
     return np.asarray(offsets, dtype=float)
 
 
+#: Days within which two instants count as the same (about a tenth of a millisecond).
+_TOLERANCE = 1e-9
+
+
 class WorkCalendar:
     """A weekly pattern of working hours, anchored at the scenario's start date (time 0 = its midnight)."""
 
@@ -63,7 +67,7 @@ class WorkCalendar:
         if self.always:
             return t
         position = (t + self._offset) % 7.0
-        k = bisect_right(self._opens, position) - 1
+        k = bisect_right(self._opens, position + _TOLERANCE) - 1  # an instant at an opening, up to rounding, is open
         if k >= 0 and position < self._closes[k]:
             return t
         following = self._opens[k + 1] if k + 1 < len(self._opens) else self._opens[0] + 7.0
@@ -73,10 +77,14 @@ class WorkCalendar:
         return self.next_open(t) == t
 
     def finish(self, start: float, work_hours: float) -> float:
-        """When a task of ``work_hours`` working hours begun at ``start`` ends."""
+        """When a task of ``work_hours`` working hours begun at ``start`` ends.
+
+        Counted from the Monday midnight of ``start``'s week, in one step: this runs once per first touch.
+        """
         if self.always:
             return start + work_hours / 24.0
-        return max(start, self._time_at(self.work_before(start) + work_hours / 24.0))
+        weeks, position = divmod(start + self._offset, 7.0)
+        return max(start, weeks * 7.0 + self._time_at(self._week_work_at(position) + work_hours / 24.0 - self._origin_work))
 
     def working_days(self, begin: np.ndarray, end: np.ndarray) -> np.ndarray:
         """Working time (days) within each interval [begin, end), elementwise; empty intervals give 0."""

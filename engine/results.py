@@ -158,7 +158,7 @@ def summarize_replication(sim: Replication, times: LeadTimes, replication: int, 
         for m in range(horizon_months)
     ])
     month_length = np.diff(months)
-    table["backlog_mean"] = sim.waiting_area.sum(axis=0) / month_length
+    table["backlog_mean"] = sim.waiting_area / month_length
     created = np.flatnonzero(~np.isnan(opportunity_created))
     month_end = months[1:, None]
     open_at_end = (opportunity_created[created] <= month_end) & (times.close[created] > month_end)

@@ -34,13 +34,13 @@ class Pool:
     """A territory's queue for one role: waiting leads by (priority, arrival order) and free capacity."""
 
     queue: list = field(default_factory=list)
+    arrivals: list[int] = field(default_factory=list)  # first touch: the territory's leads in arrival order
+    next: int = 0  # first touch: the first of ``arrivals`` not yet queued or handed to a rep
     free: list[int] = field(default_factory=list)  # first-touch reps that are idle
     active: list[int] = field(default_factory=list)  # opportunity reps on staff
     capacity: int = 0  # opportunity slots
     open: int = 0  # opportunities holding a slot
     wake_pending: bool = False
-    waiting_area: float = 0.0  # ∫ queue length dt, for the time-average backlog
-    last_change: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -105,29 +105,64 @@ class Replication:
 
     def run(self) -> LeadTimes:
         env = self.env = simpy.Environment()
-        n, territories = len(self.leads), len(self.scenario.territories)
-        self.times = LeadTimes(
-            touch=np.full(n, np.nan), touch_done=np.full(n, np.nan), sql=np.zeros(n, dtype=bool),
-            accept=np.full(n, np.nan), close=np.full(n, np.nan), response_hours=np.full(n, np.nan),
-            rep=np.full(n, -1),
-        )
+        leads, n = self.leads, len(self.leads)
+        territories = len(self.scenario.territories)
+        self._touch, self._done = [math.nan] * n, [math.nan] * n
+        self._response, self._rep, self._sql = [math.nan] * n, [-1] * n, [False] * n
+        self._accept, self._close = [math.nan] * n, [math.nan] * n
+        self._arrival = leads.time.tolist()
+        self._work = (leads.handling_hours * self.handling_factor).tolist()
+        self._felt = (self.response_factor * 24.0).tolist()
+        self._priority = self.priority.tolist()
+        self._converts_below = self.sql_probability.tolist()
+        self._quality = leads.quality.tolist()
+        self._holding = (leads.discovery_days + np.where(leads.opportunity, leads.stage_days, 0.0)).tolist()
+        self._speed = self._first_touch_speed()
+        self._lead_role_name = self.scenario.lead_role
+        self._decay = self.scenario.funnel.response_decay
+        entering = np.flatnonzero(leads.mql & ~self.nurtured)
         self.first_touch = [Pool() for _ in range(territories)]
         self.owners = [Pool() for _ in range(territories)]
+        for territory, pool in enumerate(self.first_touch):
+            pool.arrivals = entering[leads.territory[entering] == territory].tolist()
         self.busy = np.zeros(len(self.reps), dtype=bool)
         self.leaving = np.zeros(len(self.reps), dtype=bool)
         self.busy_hours = np.zeros(self.scenario.horizon_months)
-        self.waiting_area = np.zeros((territories, self.scenario.horizon_months))
         self._territory_index = {name: i for i, name in enumerate(self.scenario.territories)}
         for index, rep in enumerate(self.reps):
-            if rep.role in (self.scenario.lead_role, self.opportunity_role_name):
+            if rep.role in (self._lead_role_name, self.opportunity_role_name):
                 self._at(rep.start, self._join, index)
                 if rep.end < self.horizon:
                     self._at(rep.end, self._leave, index)
         env.process(self._month_boundaries())
-        env.process(self._arrivals())
         env.run(until=self.horizon)
-        self._snapshot_backlog(self.scenario.horizon_months - 1)
-        return self.times
+        for pool in self.first_touch:
+            self._pull_arrivals(pool, self.horizon)
+        return self._recorded()
+
+    def _recorded(self) -> LeadTimes:
+        times = LeadTimes(
+            touch=np.array(self._touch), touch_done=np.array(self._done), sql=np.array(self._sql, dtype=bool),
+            accept=np.array(self._accept), close=np.array(self._close), response_hours=np.array(self._response),
+            rep=np.array(self._rep),
+        )
+        waited_until = np.where(np.isnan(times.touch), self.horizon, times.touch)
+        entered = self.leads.mql & ~self.nurtured
+        start, end = self.leads.time[entered], waited_until[entered]
+        self.waiting_area = np.clip(
+            np.minimum(end[None, :], self.months[1:, None]) - np.maximum(start[None, :], self.months[:-1, None]), 0.0, None
+        ).sum(axis=1)
+        return times
+
+    def _first_touch_speed(self) -> list[list[float]]:
+        """Per rep and month: the share of full speed at first touches (ramp × time not away)."""
+        away = self.away_share[self.scenario.lead_role]
+        months = range(self.scenario.horizon_months)
+        return [
+            [productivity(rep, m, self.lead_role) * (1.0 - away[m]) for m in months]
+            if rep.role == self.scenario.lead_role else []
+            for rep in self.reps
+        ]
 
     def _at(self, time: float, callback, *args) -> None:  # noqa: ANN001
         event = simpy.Timeout(self.env, time - self.env.now)
@@ -139,81 +174,81 @@ class Replication:
     def _month_boundaries(self):  # noqa: ANN202 - a SimPy process
         for month in range(1, self.scenario.horizon_months):
             yield self.env.timeout(self.months[month] - self.env.now)
-            self._snapshot_backlog(month - 1)
             for territory in range(len(self.owners)):
                 self._update_capacity(territory)
 
-    def _snapshot_backlog(self, month: int) -> None:
-        for territory, pool in enumerate(self.first_touch):
-            self._account_waiting(pool)
-            self.waiting_area[territory, month] = pool.waiting_area
-            pool.waiting_area = 0.0
-
-    def _account_waiting(self, pool: Pool) -> None:
-        pool.waiting_area += len(pool.queue) * (self.env.now - pool.last_change)
-        pool.last_change = self.env.now
-
-    def _arrivals(self):  # noqa: ANN202 - a SimPy process
-        leads = self.leads
-        entering = np.flatnonzero(leads.mql & ~self.nurtured)
-        env = self.env
-        for lead, time, territory, priority in zip(
-            entering.tolist(), leads.time[entering].tolist(), leads.territory[entering].tolist(),
-            self.priority[entering].tolist(),
-        ):
-            yield env.timeout(time - env.now)
-            pool = self.first_touch[territory]
-            self._account_waiting(pool)
-            heapq.heappush(pool.queue, (priority, lead))
-            self._dispatch_first_touch(territory)
-
     # ----- first touch (the role that works leads) -----
+    #
+    # Arrivals are known in advance, so they are not events: a rep who becomes free takes the best waiting lead,
+    # or, with nobody waiting, is handed the next lead to arrive (served the moment it arrives, if that falls in
+    # working hours). Leads arriving while reps are busy or off duty wait in a queue ordered by priority.
 
-    def _dispatch_first_touch(self, territory: int) -> None:
+    def _pull_arrivals(self, pool: Pool, until: float) -> None:
+        """Move the leads that have arrived by ``until`` into the waiting queue."""
+        arrivals, arrival, priority = pool.arrivals, self._arrival, self._priority
+        while pool.next < len(arrivals) and arrival[arrivals[pool.next]] <= until:
+            lead = arrivals[pool.next]
+            heapq.heappush(pool.queue, (priority[lead], lead))
+            pool.next += 1
+
+    def _rep_free(self, territory: int, rep: int) -> None:
+        """A first-touch rep has nothing to do: serve the queue, or take the next arrival, or wait for one."""
+        pool, now = self.first_touch[territory], self.env.now
+        self._pull_arrivals(pool, now)
+        if pool.queue:
+            if self.calendar.is_open(now):
+                self._start_touch(territory, rep, heapq.heappop(pool.queue)[1], now)
+            else:
+                pool.free.append(rep)
+                self._wake_at(territory, self.calendar.next_open(now))
+            return
+        if pool.next < len(pool.arrivals):
+            lead = pool.arrivals[pool.next]
+            arrival = self._arrival[lead]
+            if self.calendar.is_open(arrival):
+                pool.next += 1
+                self._start_touch(territory, rep, lead, arrival)
+                return
+            self._wake_at(territory, self.calendar.next_open(arrival))
+        pool.free.append(rep)
+
+    def _wake_at(self, territory: int, time: float) -> None:
         pool = self.first_touch[territory]
-        if not (pool.queue and pool.free):
-            return
-        now = self.env.now
-        if not self.calendar.is_open(now):
-            if not pool.wake_pending:
-                pool.wake_pending = True
-                self._at(self.calendar.next_open(now), self._wake, territory)
-            return
-        self._account_waiting(pool)
-        month = self._month()
-        away = self.away_share[self.scenario.lead_role][month]
-        while pool.queue and pool.free:
-            _, lead = heapq.heappop(pool.queue)
-            rep = pool.free.pop()
-            self.busy[rep] = True
-            speed = productivity(self.reps[rep], month, self.lead_role) * (1.0 - away)
-            work = self.leads.handling_hours[lead] * self.handling_factor[lead] / speed
-            self.busy_hours[month] += work
-            self.times.touch[lead] = now
-            self.times.rep[lead] = rep
-            self.times.response_hours[lead] = (now - self.leads.time[lead]) * 24.0 * self.response_factor[lead]
-            done = self.calendar.finish(now, work)
-            if done < self.horizon:
-                self._at(done, self._first_touch_done, territory, rep, lead)
+        if not pool.wake_pending:
+            pool.wake_pending = True
+            self._at(time, self._wake, territory)
 
     def _wake(self, territory: int, _event: simpy.Event) -> None:
-        self.first_touch[territory].wake_pending = False
-        self._dispatch_first_touch(territory)
+        """Working hours begin with leads waiting: every free rep takes one, best first."""
+        pool = self.first_touch[territory]
+        pool.wake_pending = False
+        free, pool.free = pool.free, []
+        for rep in free:
+            self._rep_free(territory, rep)
+
+    def _start_touch(self, territory: int, rep: int, lead: int, start: float) -> None:
+        month = bisect_right(self.months, start) - 1
+        work = self._work[lead] / self._speed[rep][month]
+        self.busy[rep] = True
+        self.busy_hours[month] += work
+        self._touch[lead] = start
+        self._rep[lead] = rep
+        self._response[lead] = (start - self._arrival[lead]) * self._felt[lead]
+        done = self.calendar.finish(start, work)
+        if done < self.horizon:
+            self._at(done, self._first_touch_done, territory, rep, lead)
 
     def _first_touch_done(self, territory: int, rep: int, lead: int, _event: simpy.Event) -> None:
-        times, now = self.times, self.env.now
-        times.touch_done[lead] = now
-        decay = self.scenario.funnel.response_decay
-        chance = self.sql_probability[lead] * (decay.multiplier(times.response_hours[lead]) if decay else 1.0)
-        if self.leads.quality[lead] < chance:
-            times.sql[lead] = True
-            heapq.heappush(self.owners[territory].queue, (self.priority[lead], lead))
+        self._done[lead] = self.env.now
+        decay = self._decay
+        chance = self._converts_below[lead] * (decay.multiplier(self._response[lead]) if decay else 1.0)
+        if self._quality[lead] < chance:
+            self._sql[lead] = True
+            heapq.heappush(self.owners[territory].queue, (self._priority[lead], lead))
             self._dispatch_owner(territory)
         self.busy[rep] = False
-        if self.leaving[rep]:
-            return
-        self.first_touch[territory].free.append(rep)
-        self._dispatch_first_touch(territory)
+        if not self.leaving[rep]:
+            self._rep_free(territory, rep)
 
     # ----- opportunities (the role that owns them) -----
 
@@ -228,13 +263,13 @@ class Replication:
         self._dispatch_owner(territory)
 
     def _dispatch_owner(self, territory: int) -> None:
-        pool, leads, times, now = self.owners[territory], self.leads, self.times, self.env.now
+        pool, now = self.owners[territory], self.env.now
         while pool.queue and pool.open < pool.capacity:
             _, lead = heapq.heappop(pool.queue)
             pool.open += 1
-            times.accept[lead] = now
-            close = now + leads.discovery_days[lead] + (leads.stage_days[lead] if leads.opportunity[lead] else 0.0)
-            times.close[lead] = close
+            self._accept[lead] = now
+            close = now + self._holding[lead]
+            self._close[lead] = close
             if close < self.horizon:
                 self._at(close, self._release, territory)
 
@@ -246,16 +281,16 @@ class Replication:
 
     def _join(self, rep: int, _event: simpy.Event) -> None:
         territory = self._territory_index[self.reps[rep].territory]
-        if self.reps[rep].role == self.scenario.lead_role:
-            self.first_touch[territory].free.append(rep)
-            self._dispatch_first_touch(territory)
+        if self.reps[rep].role == self._lead_role_name:
+            self._rep_free(territory, rep)
         else:
             self.owners[territory].active.append(rep)
             self._update_capacity(territory)
 
     def _leave(self, rep: int, _event: simpy.Event) -> None:
+        """A rep leaves; one at work (or already handed the next lead) finishes that lead first."""
         territory = self._territory_index[self.reps[rep].territory]
-        if self.reps[rep].role == self.scenario.lead_role:
+        if self.reps[rep].role == self._lead_role_name:
             self.leaving[rep] = True
             if not self.busy[rep]:
                 self.first_touch[territory].free.remove(rep)
