@@ -1,10 +1,10 @@
 """One replication of a scenario as a SimPy discrete-event simulation.
 
-Only what contends for a resource is an event: an MQL's arrival at its territory's first-touch queue, the end of
-a first touch (the rep becomes free), an SQL's acceptance into an opportunity slot and the slot's release, reps
-joining and leaving, and the first working minute of a day when leads wait overnight. Everything else about a
-lead was drawn up front (``engine.leads``), and its stage path after acceptance is known at once, so the
-simulation only records times; states and monthly figures are derived from those times afterwards.
+Only what changes who can work on what is an event: the end of a first touch (the rep becomes free), the release
+of an opportunity slot, reps joining and leaving, month starts (ramp changes slots), and the first working minute
+of a day when leads wait overnight. Arrivals are known in advance, so a free rep is handed the next one directly.
+Everything else about a lead was drawn up front (``engine.leads``), and its stage path after acceptance is known
+at once, so the simulation only records times; states and monthly figures are derived from those times afterwards.
 """
 
 from __future__ import annotations
