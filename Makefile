@@ -12,8 +12,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The whole story on shipped data, tracked in MLflow (runs/mlflow.db): a sample CRM export, its calibration, the
+# baseline over 18 months, the cheapest hiring plan reaching the bookings target, that plan simulated, HTML reports.
+TRACK := --tracking-uri sqlite:///runs/mlflow.db
+TARGET := 30000000
 run: $(STAMP)
-	$(BIN)/salesops simulate baseline --replications 20 --seed 1 --out runs/baseline
+	mkdir -p runs
+	$(BIN)/salesops generate-crm baseline --seed 3 --out runs/crm
+	$(BIN)/salesops calibrate runs/crm/crm_export.csv --mapping generated --roster runs/crm/roster.csv --out runs/calibration
+	$(BIN)/salesops simulate baseline --replications 20 --seed 1 --workers 2 --out runs/baseline $(TRACK)
+	$(BIN)/salesops optimize headcount baseline --target-bookings $(TARGET) --replications 20 --seed 1 --workers 2 --out runs/plan
+	$(BIN)/salesops simulate runs/plan/scenario.yaml --replications 20 --seed 1 --workers 2 --out runs/plan/simulation $(TRACK)
+	$(BIN)/salesops report runs/baseline $(TRACK)
+	$(BIN)/salesops report runs/plan/simulation $(TRACK)
+	$(BIN)/salesops compare runs/baseline runs/plan/simulation --out runs/comparison.csv
+	@echo "reports: runs/baseline/report.html, runs/plan/simulation/report.html; plan: runs/plan/plan.csv"
+	@echo "runs in MLflow: $(BIN)/mlflow ui --backend-store-uri sqlite:///runs/mlflow.db  (then http://127.0.0.1:5000)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -52,8 +52,9 @@ def compare(
 
 def _table(a: str, b: str, frame: pd.DataFrame) -> Table:
     table = Table(title=f"B − A  (A = {a}, B = {b}; paired by replication)")
-    for column in ("KPI", "A mean", "B mean", "B − A", "95% interval", "relative", "n"):
-        table.add_column(column, justify="left" if column == "KPI" else "right")
+    table.add_column("KPI", no_wrap=True)
+    for column in ("A mean", "B mean", "B − A", "95% interval", "relative", "n"):
+        table.add_column(column, justify="right")
     for row in frame.itertuples():
         interval = "–" if math.isnan(row.ci_low) else f"[{_num(row.ci_low)}, {_num(row.ci_high)}]"
         relative = "–" if math.isnan(row.relative) else f"{row.relative:+.1%}"
