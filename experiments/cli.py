@@ -74,7 +74,7 @@ def simulate(
     results = Results.from_replications(runs)
     paths = write_results(results, model, seed, out) | {"replications.csv": write_replications(runs, out)}
     tracked = [path for name, path in paths.items() if name != "leads.csv"]
-    track_simulation(make_tracker(track, tracking_uri), scenario, set_, model, seed, runs, tracked, out)
+    track_simulation(make_tracker(track, tracking_uri), scenario, set_, model, seed, results, tracked, out)
     console.print(_headline(results, model.name, replications, model.horizon_months))
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}", highlight=False)
 

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from engine import SUMMARY_KPIS, Results, run_replication
+from engine.results import _bands as horizon_stats
 from experiments.cells import CellRecord, CellStore, canonical_json, cell_key, scenario_hash, write_atomically
 from experiments.runner import Executor
 from experiments.sweep_spec import Cell, Sweep, describe_levels
@@ -87,7 +88,8 @@ def run_sweep(
         )
         del partial[key]
         store.write(record)
-        _track(tracker, sweep, cell, record)
+        if key not in logged:  # a cell whose file was lost but whose run is in the store is not logged twice
+            _track(tracker, sweep, cell, record)
         failed += error is not None
         progress.cell_done(error is not None)
     results_path, summary_path = write_tables(sweep, keys, store, out)
@@ -110,7 +112,7 @@ def write_tables(sweep: Sweep, keys: dict[int, str], store: CellStore, out: Path
         if record.ok:
             for replication, run in enumerate(record.runs):
                 result_rows.append(head | {"replication": replication} | {kpi: run.totals[kpi] for kpi in SUMMARY_KPIS})
-            stats = Results.from_replications(record.runs).summary
+            stats = horizon_stats(pd.DataFrame([run.totals for run in record.runs]))  # the engine's summary, without its monthly bands
             summary |= {f"{kpi}_{stat}": stats.loc[kpi, stat] for kpi in SUMMARY_KPIS for stat in stats.columns}
         summary_rows.append(summary)
     columns = ["cell", "cell_key", *factors, "replication", *SUMMARY_KPIS]
@@ -132,9 +134,10 @@ def _track(tracker: NullTracker, sweep: Sweep, cell: Cell, record: CellRecord) -
         params |= {"scenario_hash": record.scenario_hash, "seed": str(sweep.seed)}
         tracker.log_run(RunRecord(name, params, tags=tags), failed=True)
         return
+    results = Results.from_replications(record.runs)
     with tempfile.TemporaryDirectory(prefix="salesops-cell-") as folder:
-        files = write_run_folder(Path(folder), cell.scenario, sweep.seed, record.runs)
-        tracker.log_run(run_record(name, cell.scenario, sweep.seed, record.runs, files, params, tags))
+        files = write_run_folder(Path(folder), cell.scenario, sweep.seed, results, record.runs)
+        tracker.log_run(run_record(name, cell.scenario, sweep.seed, results, files, params, tags))
 
 
 def _sweep_params(sweep: Sweep) -> dict[str, str]:

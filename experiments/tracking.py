@@ -169,28 +169,27 @@ def make_tracker(track: bool, uri: str | None, experiment: str = DEFAULT_EXPERIM
 
 
 def run_record(
-    name: str, scenario: Scenario, seed: int, runs: list[ReplicationResult], files: Iterable[Path],
+    name: str, scenario: Scenario, seed: int, results: Results, files: Iterable[Path],
     params: dict[str, Any] | None = None, tags: dict[str, str] | None = None,
 ) -> RunRecord:
     """The record of one simulation: its parameters, the summary as metrics and the monthly means as series."""
-    results = Results.from_replications(runs)
     metrics = {f"{kpi}_{stat}": value for kpi, row in results.summary.iterrows() for stat, value in row.items()}
     bands = results.bands.set_index("month")
     series = {f"monthly/{column.removesuffix('_mean')}": bands[column].tolist() for column in bands if column.endswith("_mean")}
     series |= {f"monthly/{column}_{stat}": bands[band_column(bands, column, stat)].tolist() for column, stat in EXTRA_SERIES}
-    all_params = {"scenario": scenario.name, "scenario_hash": scenario_hash(scenario), "seed": seed, "replications": len(runs)}
+    all_params = {"scenario": scenario.name, "scenario_hash": scenario_hash(scenario), "seed": seed, "replications": len(results.states)}
     return RunRecord(name, {k: str(v) for k, v in (all_params | (params or {})).items()}, metrics, series, list(files), tags or {})
 
 
-def write_run_folder(folder: Path, scenario: Scenario, seed: int, runs: list[ReplicationResult]) -> list[Path]:
+def write_run_folder(folder: Path, scenario: Scenario, seed: int, results: Results, runs: list[ReplicationResult]) -> list[Path]:
     """The files a run logs as artifacts, the same as ``simulate`` writes: summary, bands, scenario and the rest."""
-    paths = write_results(Results.from_replications(runs), scenario, seed, folder)
+    paths = write_results(results, scenario, seed, folder)
     return [*paths.values(), write_replications(runs, folder)]
 
 
 def track_simulation(
-    tracker: NullTracker, source: str, overrides: list[str], scenario: Scenario, seed: int,
-    runs: list[ReplicationResult], files: Iterable[Path], out: Path,
+    tracker: NullTracker, source: str, overrides: list[str], scenario: Scenario, seed: int, results: Results,
+    files: Iterable[Path], out: Path,
 ) -> str | None:
     """Log a ``simulate`` run: overrides, hashes, KPIs, monthly series and the files it wrote; its run id."""
     if not tracker.active:
@@ -199,7 +198,7 @@ def track_simulation(
     if (calibration := calibration_sha256(source)) is not None:
         params["calibration_sha256"] = calibration
     tags = {OUT_TAG: str(out.resolve()), "salesops.kind": "simulate"}
-    return tracker.log_run(run_record(scenario.name, scenario, seed, runs, files, params, tags))
+    return tracker.log_run(run_record(scenario.name, scenario, seed, results, files, params, tags))
 
 
 def calibration_sha256(name_or_path: str | Path) -> str | None:
