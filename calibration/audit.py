@@ -4,6 +4,9 @@ Checks run in a fixed order and a row is quarantined by the first it fails, so e
 exactly one reason and ``rows_in == used + quarantined`` always holds. Facts that change how a used row is read
 (an empty segment grouped as ``unspecified``, an event after the as-of date not yet known) are counted in
 ``notes``, never applied silently.
+
+The as-of date includes its whole day: what happened before midnight at its end (``Audit.known_until``) is known,
+rows created from then on are quarantined.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ CANDIDATE_FORMATS = (
     "ISO8601", "%d/%m/%Y", "%m/%d/%Y", "%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M", "%d/%m/%Y %H:%M:%S",
     "%m/%d/%Y %H:%M:%S", "%d.%m.%Y", "%d.%m.%Y %H:%M", "%d-%m-%Y", "%Y/%m/%d", "%Y%m%d",
 )
+#: An as-of date more than this many days after the latest date in the data is refused: the export says nothing
+#: about that stretch, and censoring open deals at it would lengthen every cycle time.
+MAX_AS_OF_GAP_DAYS = 31
+DAY = pd.Timedelta(days=1)
 _DETECTION_SAMPLE = 5_000
 _SLUG = re.compile(r"[^0-9a-z]+")
 
@@ -57,8 +64,20 @@ class Audit:
     used: pd.DataFrame
     quarantine: pd.DataFrame
     summary: dict
-    as_of: pd.Timestamp
+    as_of: pd.Timestamp  # the as-of day (midnight at its start); NaT for an undated export
     mapping: Mapping
+
+    @property
+    def known_until(self) -> pd.Timestamp:
+        """The moment the data are read at: the end of the as-of day."""
+        return self.as_of + DAY
+
+    def to_dict(self) -> dict:
+        """The audit file: rows in, used and quarantined (by reason), outcomes, notes, and the data's fingerprint."""
+        keys = ("rows_in", "used", "quarantined", "by_reason", "outcomes", "notes")
+        data = ("sha256", "files", "date_range", "as_of")
+        return {**{key: self.summary[key] for key in keys},
+                "data": {**{key: self.summary[key] for key in data}, "entry": self.mapping.entry}}
 
 
 def slug(label: str) -> str:
@@ -85,8 +104,9 @@ class _Quarantine:
 
 
 def audit(raw: RawExport, mapping: Mapping, as_of: date | None = None, since: date | None = None) -> Audit:
-    """Check every row of ``raw`` against ``mapping``; rows with events after ``as_of`` (default: the latest date
-    in the data) count as not yet happened, rows created after it, or before ``since``, are quarantined."""
+    """Check every row of ``raw`` against ``mapping``; events after the day ``as_of`` (default: the latest date in
+    the data; a time of day is ignored) count as not yet happened, rows created after it, or before ``since``, are
+    quarantined. An as-of more than ``MAX_AS_OF_GAP_DAYS`` after the data's latest date is refused."""
     frame = raw.frame
     columns = mapping.mapped()
     data_columns = [c for c in frame.columns if c not in (ROW, JOINED_ROW)]
@@ -107,15 +127,22 @@ def audit(raw: RawExport, mapping: Mapping, as_of: date | None = None, since: da
 
     outcome = _outcomes(frame, mapping, q)
     dates, formats = _dates(frame, mapping, q)
-    as_of_ts = pd.Timestamp(as_of) if as_of is not None else _latest(dates, q.open)
+    latest = _latest(dates, q.open)
+    as_of_ts = latest if as_of is None else pd.Timestamp(as_of).normalize()
+    if as_of is not None and not pd.isna(latest) and (as_of_ts - latest).days > MAX_AS_OF_GAP_DAYS:
+        raise CalibrationError("--as-of", [
+            f"{as_of_ts.date()} is {(as_of_ts - latest).days} days after the latest date in the data ({latest.date()}): "
+            f"the export says nothing about that time (at most {MAX_AS_OF_GAP_DAYS} days are accepted); "
+            "give the date the export was taken"])
+    known_until = as_of_ts + DAY
     if "created_at" in dates:
         created = dates["created_at"]
         if since is not None:
             q.flag(created < pd.Timestamp(since), "before_since",
                    "created_at " + created.astype(str) + f" is before the window start {since}")
-        q.flag(created > as_of_ts, "after_as_of",
+        q.flag(created >= known_until, "after_as_of",
                "created_at " + created.astype(str) + f" is after the as-of date {as_of_ts.date()}")
-        outcome, notes_after = _forget_after(dates, outcome, as_of_ts, q.open)
+        outcome, notes_after = _forget_after(dates, outcome, known_until, q.open)
         notes.extend(notes_after)
         _flag_order(dates, outcome, columns, q)
     amount = _amounts(frame, mapping, outcome, q)
@@ -138,12 +165,14 @@ def audit(raw: RawExport, mapping: Mapping, as_of: date | None = None, since: da
         used[field] = values.map(slug).to_numpy() if field in ("segment", "territory", "source") else values.to_numpy()
     used["lost_undated"] = False
     if mapping.lost_after_days is not None and "created_at" in dates:
-        stale = used["outcome"].eq("open") & ((as_of_ts - used["created_at"]).dt.total_seconds() / 86_400 > mapping.lost_after_days)
+        stale = used["outcome"].eq("open") & ((known_until - used["created_at"]).dt.total_seconds() / 86_400 > mapping.lost_after_days)
         used.loc[stale, "outcome"] = "lost"
         used.loc[stale, "lost_undated"] = True
         notes.append(f"{int(stale.sum())} rows open for more than {mapping.lost_after_days:g} days at the as-of date "
                      "counted as lost (lost_after_days; no close date)")
     used = used.reset_index(drop=True)
+    if "created_at" in dates:
+        notes.extend(_arrivals_end_note(used["created_at"], as_of_ts))
 
     quarantine = frame[~used_mask].copy()
     quarantine["reason"] = q.reason[~used_mask]
@@ -236,25 +265,37 @@ def _detect_format(text: pd.Series, column: str) -> str:
 
 
 def _latest(dates: dict[str, pd.Series], keep: np.ndarray) -> pd.Timestamp:
+    """The day of the latest date in the kept rows (NaT without dates)."""
     latest = [series[keep].max() for series in dates.values()]
     latest = [t for t in latest if not pd.isna(t)]
-    return max(latest) if latest else pd.NaT
+    return max(latest).normalize() if latest else pd.NaT
 
 
-def _forget_after(dates: dict[str, pd.Series], outcome: pd.Series, as_of: pd.Timestamp, keep: np.ndarray) -> tuple[pd.Series, list[str]]:
-    """Events after the as-of date had not happened then: clear them, and reopen rows closed after it."""
+def _forget_after(dates: dict[str, pd.Series], outcome: pd.Series, known_until: pd.Timestamp, keep: np.ndarray) -> tuple[pd.Series, list[str]]:
+    """Events after the as-of day had not happened then: clear them, and reopen rows closed after it."""
     notes = []
     outcome = outcome.copy()
+    as_of = (known_until - DAY).date()
     for field, series in dates.items():
         if field == "created_at":
             continue
-        later = (series > as_of) & keep
+        later = (series >= known_until) & keep
         if later.any():
             dates[field] = series.mask(later)
-            notes.append(f"{field} after the as-of date {as_of.date()} in {int(later.sum())} rows: not yet happened")
+            notes.append(f"{field} after the as-of date {as_of} in {int(later.sum())} rows: not yet happened")
             if field == "closed_at":
                 outcome[later] = "open"
     return outcome, notes
+
+
+def _arrivals_end_note(created: pd.Series, as_of: pd.Timestamp) -> list[str]:
+    """A note when no used row was created in the last days before the as-of date: arrivals end at the last one."""
+    last = created.max()
+    if pd.isna(last) or (as_of - last.normalize()).days < 1:
+        return []
+    return [f"created_at: the last used row was created on {last.date()}, {(as_of - last.normalize()).days} days before "
+            f"the as-of date {as_of.date()}: arrivals are measured up to {last.date()} (an export holds the leads "
+            "created until it was taken, so the days after its last lead are read as not recorded, not as zero leads)"]
 
 
 def _flag_order(dates: dict[str, pd.Series], outcome: pd.Series, columns: dict[str, str], q: _Quarantine) -> None:

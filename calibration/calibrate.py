@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from calibration.audit import Audit
+from calibration.mapping import CalibrationError
 from calibration.estimators import (
     CONFIDENCE,
     AmountFit,
@@ -57,9 +58,12 @@ class Calibration:
     def fit(self, audit: Audit, roster: pd.DataFrame | None = None) -> "Calibration":
         used, mapping = audit.used, audit.mapping
         if used.empty:
-            raise ValueError("no usable rows: every row was quarantined (see the audit)")
-        self.audit_summary_ = audit.summary
+            reasons = ", ".join(f"{code} {n:,}" for code, n in audit.summary["by_reason"].items())
+            raise CalibrationError(", ".join(audit.summary["files"]),
+                                   [f"no usable rows: all {audit.summary['rows_in']:,} rows were quarantined ({reasons})"])
+        self.audit_record_ = audit.to_dict()
         self.as_of_ = audit.as_of
+        self.known_until_ = audit.known_until
         self.entry_ = mapping.entry
         self.dated_ = not mapping.undated
         self.lost_after_days_ = mapping.lost_after_days
@@ -95,7 +99,7 @@ class Calibration:
         """created → closed over all rows (open ones censored at the as-of date)."""
         if self.dated_:
             closed = used["closed_at"].notna()
-            durations = np.where(closed, (used["closed_at"] - used["created_at"]) / DAY, (self.as_of_ - used["created_at"]) / DAY)
+            durations = np.where(closed, (used["closed_at"] - used["created_at"]) / DAY, (self.known_until_ - used["created_at"]) / DAY)
             usable = closed | used["outcome"].eq("open")
             excluded = int((~usable).sum())
             if excluded:
@@ -138,7 +142,7 @@ class Calibration:
             start = self._step_time(used, a)
             end = self._step_time(used, b).where(passed, used["closed_at"].where(lost_here))
             open_here = entered & ~resolved
-            durations = ((end.where(resolved, self.as_of_)) - start) / DAY
+            durations = ((end.where(resolved, self.known_until_)) - start) / DAY
             usable = (resolved | open_here) & durations.notna() & (durations >= 0)
             excluded = int((entered & ~usable).sum())
             if excluded:
@@ -151,7 +155,7 @@ class Calibration:
                 if (resolved & usable & (used["segment"] == segment)).sum() >= self.min_segment_events
             }
             maturity = self._maturity(span["duration"])
-            age = (self.as_of_ - start) / DAY
+            age = (self.known_until_ - start) / DAY
             mature = age >= maturity
             span["maturity_days"] = maturity
         else:
@@ -198,8 +202,10 @@ class Calibration:
         return sizes
 
     def _arrivals(self, used: pd.DataFrame) -> tuple[dict, list[float]]:
-        start, end = used["created_at"].min(), self.as_of_
-        reference = (end + DAY).to_period("M") if end.is_month_end else end.to_period("M") + 1
+        """Arrivals from the first to the last day a used row was created (the audit notes a gap before the as-of
+        date), levelled at the month after the as-of date."""
+        start, end = used["created_at"].min(), used["created_at"].max()
+        reference = self.as_of_.to_period("M") + 1
         arrivals = {}
         source_segments = used.groupby("source")["segment"].nunique()
         for (segment, source), rows in used.groupby(["segment", "source"]):
@@ -240,22 +246,33 @@ class Calibration:
         return {**fit.to_dict(), "fit": fit}
 
     def _roster(self, used: pd.DataFrame, roster: pd.DataFrame) -> dict:
-        """Attrition hazard and ramp by role; ramp from the monthly rows each rep owns, by tenure month."""
-        as_of = self.as_of_ if self.dated_ else roster["end_date"].max()
+        """Attrition hazard and ramp by role; ramp from the monthly rows each rep owns, by tenure month.
+
+        Attrition counts rep-months and leavers only inside the observation window, from the first day of the data
+        to the end of the as-of day (undated exports: the roster's own first and last dates): a roster's start
+        dates before the data reach back to years in which, for the reps still on staff, no departure could have
+        been recorded, and counting them would dilute the hazard.
+        """
+        if self.dated_:
+            window_start, window_end = used["created_at"].min().normalize(), self.known_until_
+        else:
+            window_start, window_end = roster["start_date"].min(), roster[["start_date", "end_date"]].max().max()
         result = {}
         for role, reps in roster.groupby("role"):
-            end = reps["end_date"].fillna(as_of).clip(upper=as_of)
-            months = ((end - reps["start_date"]) / DAY / DAYS_PER_MONTH).clip(lower=0)
-            left = reps["end_date"].notna() & (reps["end_date"] <= as_of)
+            begin = reps["start_date"].clip(lower=window_start)
+            end = reps["end_date"].fillna(window_end).clip(upper=window_end)
+            months = ((end - begin) / DAY / DAYS_PER_MONTH).clip(lower=0)
+            left = reps["end_date"].between(window_start, window_end, inclusive="left")
             attrition = AttritionFit(self.confidence).fit(months.to_numpy(), left.to_numpy())
-            result[str(role)] = {"attrition": attrition.to_dict(), "ramp": self._ramp(used, reps, as_of), "reps": len(reps)}
+            result[str(role)] = {"attrition": {**attrition.to_dict(), "window": [str(window_start.date()), str(window_end.date())]},
+                                 "ramp": self._ramp(used, reps), "reps": len(reps)}
         return result
 
-    def _ramp(self, used: pd.DataFrame, reps: pd.DataFrame, as_of: pd.Timestamp) -> dict:
+    def _ramp(self, used: pd.DataFrame, reps: pd.DataFrame) -> dict:
         if not self.dated_:
             return {"fitted": False, "why": "undated export"}
         activity = used.groupby([used["owner"], used["created_at"].dt.to_period("M")]).size()
-        first_month, last_month = used["created_at"].min().to_period("M") + 1, as_of.to_period("M") - 1
+        first_month, last_month = used["created_at"].min().to_period("M") + 1, self.known_until_.to_period("M") - 1
         rows = []
         for rep in reps.itertuples():
             start_month = rep.start_date.to_period("M")
@@ -281,11 +298,13 @@ class Calibration:
 
     # ----- outputs -----
 
-    def scenario_fragment(self) -> dict:
+    def scenario_fragment(self, with_response_decay: bool = True) -> dict:
         """The calibrated parts of a scenario (segments, lead sources, funnel), in the scenario format.
 
         Per-segment maps carry a ``default`` (the pooled value) so that they validate whatever other segments
-        the base scenario names.
+        the base scenario names. With a significant fitted response decay, the SQL rates are those at immediate
+        response and the decay comes along; ``with_response_decay=False`` gives the observed SQL rates and no decay
+        instead, for a simulation that does not reproduce the organisation's response times.
         """
         funnel: dict = {}
         for rate_key in ("mql_rate", "sql_rate", "opportunity_rate"):
@@ -299,7 +318,9 @@ class Calibration:
             else:
                 funnel[target] = rates
         decay = self.response_decay_
-        if decay.get("fitted") and decay["significant"]:
+        if not with_response_decay:
+            funnel["response_decay"] = None
+        elif decay.get("fitted") and decay["significant"]:
             funnel["sql_rate"] = {DEFAULT: funnel["sql_rate"][DEFAULT],
                                   **{s: v["rate"] for s, v in decay["sql_rate_at_immediate_response"].items()}}
             funnel["response_decay"] = {"half_life_hours": decay["half_life_hours"], "floor": decay["floor"]}
@@ -338,11 +359,10 @@ class Calibration:
     def to_dict(self) -> dict:
         """The calibration file: every fitted value with its interval and sample size, the data's fingerprint,
         dates and audit, and the scenario fragment under ``scenario``."""
-        summary = self.audit_summary_
+        audit = dict(self.audit_record_)
         return _plain({
-            "data": {"sha256": summary["sha256"], "files": summary["files"], "date_range": summary["date_range"],
-                     "as_of": summary["as_of"], "entry": self.entry_},
-            "audit": {key: summary[key] for key in ("rows_in", "used", "quarantined", "by_reason", "outcomes", "notes")},
+            "data": audit.pop("data"),
+            "audit": audit,
             "confidence": self.confidence,
             "kpis": self.kpis_,
             "cycle_days": self.cycle_,
@@ -356,7 +376,7 @@ class Calibration:
         })
 
 
-def _plain(value):  # noqa: ANN001, ANN202 - any JSON-like value
+def _plain(value: object) -> object:
     """JSON-ready: fitted estimator objects dropped, numpy numbers as Python numbers, NaN as null."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items() if k not in ("fit", "rate_fit", "model")}

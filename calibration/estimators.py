@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import optimize, stats
 from scipy.differentiate import hessian
 
+from calibration.mapping import CalibrationError
 from scenarios.model import DAYS_PER_MONTH, ResponseDecay
 
 CONFIDENCE = 0.95
@@ -275,6 +276,7 @@ class ArrivalModel:
         self.min_months_for_trend = min_months_for_trend
 
     def fit(self, created: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> "ArrivalModel":
+        """Fit the counts of ``created`` over the days ``start`` to ``end``, both included whole."""
         start, end = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
         months = pd.period_range(start.to_period("M"), end.to_period("M"), freq="M")
         self.start_month_ = months[0]
@@ -302,10 +304,10 @@ class ArrivalModel:
         self._mean_season = multipliers.mean()
         self.seasonality_ = (multipliers / self._mean_season).tolist()
         slope = coef[1] if self.has_trend_ else 0.0
-        self.trend_ = float(math.expm1(slope))
+        self.trend_ = _expm1(slope)
         z = _z(self.confidence)
         slope_se = math.sqrt(cov[1, 1]) if self.has_trend_ else 0.0
-        self.trend_interval_ = [float(math.expm1(slope - z * slope_se)), float(math.expm1(slope + z * slope_se))]
+        self.trend_interval_ = [_expm1(slope - z * slope_se), _expm1(slope + z * slope_se)]
         self.n_ = int(counts.sum())
         self.months_ = len(months)
         return self
@@ -321,7 +323,25 @@ class ArrivalModel:
         se = math.sqrt(max(float(vector @ self.cov_ @ vector), 0.0))
         z = _z(self.confidence)
         scale = self._mean_season * DAYS_PER_MONTH
-        return scale * math.exp(log_rate), [scale * math.exp(log_rate - z * se), scale * math.exp(log_rate + z * se)]
+        volume = scale * _exp(log_rate)
+        if not math.isfinite(volume):
+            raise CalibrationError("arrivals", [f"the fitted trend ({self.trend_:+.0%} a month) extrapolated to {month} "
+                                               "gives no finite volume; calibrate with an as-of date nearer the data"])
+        return volume, [scale * _exp(log_rate - z * se), scale * _exp(log_rate + z * se)]
+
+
+#: Above this, ``math.exp`` overflows.
+_MAX_EXPONENT = math.log(np.finfo(float).max)
+
+
+def _exp(x: float) -> float:
+    """``exp(x)``, infinite instead of an OverflowError."""
+    return math.exp(x) if x < _MAX_EXPONENT else math.inf
+
+
+def _expm1(x: float) -> float:
+    """``exp(x) − 1``, infinite instead of an OverflowError."""
+    return float(math.expm1(x)) if x < _MAX_EXPONENT else math.inf
 
 
 def _poisson_regression(design: np.ndarray, counts: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -376,12 +396,10 @@ class ResponseDecayFit:
             """Vectorised over trailing axes of theta (for scipy.differentiate)."""
             theta = np.asarray(theta, dtype=float)
             flat = theta.reshape(theta.shape[0], -1)
-            out = np.empty(flat.shape[1])
-            for j in range(flat.shape[1]):
-                p = stats.logistic.cdf(flat[:g, j])[group]
-                half_life, floor = math.exp(flat[g, j]), stats.logistic.cdf(flat[g + 1, j])
-                q = np.clip(p * (floor + (1 - floor) * 0.5 ** (hours / half_life)), 1e-12, 1 - 1e-12)
-                out[j] = -(y * np.log(q) + (1 - y) * np.log1p(-q)).sum()
+            p = stats.logistic.cdf(flat[:g])[group]
+            half_life, floor = np.exp(flat[g]), stats.logistic.cdf(flat[g + 1])
+            q = np.clip(p * (floor + (1 - floor) * 0.5 ** (hours[:, None] / half_life)), 1e-12, 1 - 1e-12)
+            out = -(y[:, None] * np.log(q) + (1 - y[:, None]) * np.log1p(-q)).sum(axis=0)
             return out.reshape(theta.shape[1:])
 
         start = np.concatenate([stats.logistic.ppf(rates0), [math.log(default.half_life_hours), stats.logistic.ppf(default.floor)]])

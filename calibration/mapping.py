@@ -6,12 +6,12 @@ mapping is reported before any row is read. Shipped mappings for public data set
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
+
+from scenarios.loading import describe_validation_error, read_yaml_mapping, shipped_names
 
 #: The funnel steps a row can enter at, in order; a row is a lead, an MQL, an SQL or an opportunity.
 ENTRY_STEPS = ("lead", "mql", "sql", "opportunity")
@@ -138,48 +138,13 @@ class Mapping(_Strict):
 
 def shipped_mappings() -> list[str]:
     """Names of the mappings shipped with the package (for the public data sets and the generated export)."""
-    folder = resources.files("calibration") / "mappings"
-    return sorted(entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+    return shipped_names("calibration", "mappings")
 
 
 def load_mapping(name_or_path: str | Path) -> tuple[str, Mapping]:
     """A validated mapping, found by path or by the name of a shipped one; returns (source label, mapping)."""
-    path = Path(name_or_path)
-    if path.suffix in {".yaml", ".yml"} or path.exists():
-        if not path.is_file():
-            raise CalibrationError(str(path), ["no such mapping file"])
-        source, text = str(path), path.read_bytes()
-    else:
-        entry = resources.files("calibration") / "mappings" / f"{name_or_path}.yaml"
-        if not entry.is_file():
-            raise CalibrationError(str(name_or_path), [f"not a file and not a shipped mapping; shipped: {', '.join(shipped_mappings())}"])
-        source, text = f"{name_or_path} (shipped mapping)", entry.read_bytes()
-    try:
-        data = yaml.safe_load(text.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise CalibrationError(source, [f"not valid UTF-8 at byte {error.start}"]) from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise CalibrationError(source, [f"{where}not valid YAML ({getattr(error, 'problem', None) or error})"]) from None
-    if not isinstance(data, dict):
-        raise CalibrationError(source, ["expected a mapping of keys at the top level"])
+    source, data = read_yaml_mapping(name_or_path, "calibration", "mappings", "mapping", CalibrationError)
     try:
         return source, Mapping.model_validate(data)
     except ValidationError as error:
-        raise CalibrationError(source, describe_validation(error)) from None
-
-
-def describe_validation(error: ValidationError) -> list[str]:
-    """One line per validation problem, each starting with its key path."""
-    problems = []
-    for item in error.errors(include_url=False):
-        path = ".".join(str(part) for part in item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif item["type"] not in {"missing", "value_error"}:
-            message = f"{message} (got {item['input']!r})"
-        lines = message.split("\n") if item["type"] == "value_error" and not path else [f"{path}: {message}" if path else message]
-        problems.extend(lines)
-    return problems
+        raise CalibrationError(source, describe_validation_error(error)) from None

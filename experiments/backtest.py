@@ -3,8 +3,11 @@ happened after it (monthly won deals and bookings: MAPE, bias, share of months i
 
 The simulation starts at the first month of the training data, so that deals open at the cut are in its pipeline
 too (a simulation started empty at the cut would under-forecast its first months); only months from the cut on
-are compared. The organisation is given ample capacity (history does not say how many reps worked the leads),
-so the forecast tests the calibrated funnel, arrivals and cycle times.
+are compared. The organisation is given ample capacity (history does not say how long reps took per lead, so
+their queues cannot be rebuilt), so the forecast tests the calibrated funnel, arrivals and cycle times. Leads are
+therefore touched at once in the simulation, and the funnel takes the *observed* SQL rates with no response decay:
+rates corrected to immediate response would credit every lead with a response the organisation never gave. The
+observed durations already hold the waits for reps that history saw.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from calibration import Calibration, Mapping, RawExport, apply_calibration, audit
+from calibration import Calibration, CalibrationError, Mapping, RawExport, apply_calibration, audit
 from experiments.runner import run_replications
 from scenarios import validate_scenario
 
@@ -47,17 +50,21 @@ def run_backtest(raw: RawExport, mapping: Mapping, cut: date, replications: int 
     so the simulated deals of leads arriving after that date are not counted either.
     """
     if mapping.undated:
-        raise ValueError("a back-test needs dates: the mapping says the export is undated")
+        raise CalibrationError("mapping", ["undated: true, yet a back-test needs dates"])
     cut_ts = pd.Timestamp(cut)
     truth = audit(raw, mapping, since=since)
-    training = audit(raw, mapping, as_of=(cut_ts - pd.Timedelta(seconds=1)).to_pydatetime(), since=since)
+    first_created = truth.used["created_at"].min()
+    if pd.isna(first_created) or first_created >= cut_ts:
+        start = "no row is usable" if pd.isna(first_created) else f"the first usable row was created on {first_created.date()}"
+        raise CalibrationError("--cut", [f"no rows before the cut {cut_ts.date()}: {start}"])
+    training = audit(raw, mapping, as_of=(cut_ts - pd.Timedelta(days=1)).date(), since=since)
     fitted = Calibration(seed=seed).fit(training)
     start = training.used["created_at"].min().to_period("M")
     last_close = truth.used["closed_at"].max()
     last = pd.Timestamp(end).to_period("M") if end else (last_close + pd.Timedelta(days=1)).to_period("M") - 1
     first = cut_ts.to_period("M")
     if last < first:
-        raise ValueError(f"nothing to compare: the cut {cut} is after the last month {last}")
+        raise CalibrationError("--cut", [f"nothing to compare: the cut {cut} is after the last month {last}"])
     scenario = _scenario(fitted, start, (last - start).n + 1, seed)
     results = run_replications(scenario, replications, seed, workers, keep_log=True)
     compared = [str(m) for m in pd.period_range(first, last, freq="M")]
@@ -110,12 +117,13 @@ def _simulated_monthly(log: pd.DataFrame, scenario, arrivals_end: pd.Timestamp, 
 
 
 def _scenario(fitted: Calibration, start: pd.Period, months: int, seed: int):  # noqa: ANN202 - a Scenario
-    """The calibrated funnel on an unconstrained organisation, arrivals re-levelled to the simulation's start."""
-    fragment = fitted.scenario_fragment()
+    """The calibrated funnel (observed SQL rates, no response decay) on an unconstrained organisation, arrivals
+    re-levelled to the simulation's start."""
+    fragment = fitted.scenario_fragment(with_response_decay=False)
     for name, source in fragment.get("lead_sources", {}).items():
         source["monthly_volume"] = fitted.arrivals_[name]["model"].monthly_volume(start)[0]
     base = {
         "name": "backtest", "start": start.start_time.date(), "horizon_months": months, "seed": seed,
-        "territories": {"all": {}}, "roles": UNCONSTRAINED_ROLES, "funnel": {"response_decay": None},
+        "territories": {"all": {}}, "roles": UNCONSTRAINED_ROLES,
     }
     return validate_scenario(apply_calibration(base, {"scenario": fragment}), "back-test scenario")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -36,51 +37,70 @@ def calibrate(
     since: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"], help="use only rows created from this date")] = None,
     out: OutOpt = Path("runs/calibration"),
 ) -> None:
-    """Audit a CRM export and fit its funnel: writes calibration.json, audit.json and quarantine.csv."""
+    """Audit a CRM export and fit its funnel: writes audit.json and quarantine.csv (first, so that they are there
+    when the fit fails), then calibration.json."""
     try:
         source, model = load_mapping(mapping)
         raw = read_export(export, model, source)
         checked = audit(raw, model, as_of=as_of, since=since)
         reps = read_roster(roster, model) if roster else None
-        fitted = Calibration().fit(checked, reps)
     except CalibrationError as error:
         raise _fail(error.source, error.problems) from None
-    except ValueError as error:
-        raise _fail(str(export), [str(error)]) from None
     out.mkdir(parents=True, exist_ok=True)
+    (out / "audit.json").write_text(json.dumps(checked.to_dict(), indent=2) + "\n", encoding="utf-8")
+    checked.quarantine.to_csv(out / "quarantine.csv", index=False)
+    try:
+        fitted = Calibration().fit(checked, reps)
+    except CalibrationError as error:
+        raise _fail(error.source, [f"{problem}; see {out / 'audit.json'} and {out / 'quarantine.csv'}" for problem in error.problems]) from None
     calibration = fitted.to_dict()
     (out / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
-    (out / "audit.json").write_text(json.dumps(calibration["audit"] | {"data": calibration["data"]}, indent=2) + "\n", encoding="utf-8")
-    checked.quarantine.to_csv(out / "quarantine.csv", index=False)
     console.print(_summary(calibration))
+    for note in _notes(calibration):
+        console.print(note, highlight=False)
     console.print(f"wrote {out / 'calibration.json'}, {out / 'audit.json'}, {out / 'quarantine.csv'}", highlight=False)
 
 
 def _summary(calibration: dict) -> Table:
+    """The figures a reader checks first, in a table that fits 80 columns; notes follow it (``_notes``)."""
     audit_part, kpis = calibration["audit"], calibration["kpis"]
-    table = Table(title=f"calibration as of {calibration['data']['as_of'] or '(undated)'}")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("95% interval / n", justify="right")
+    table = Table(title=f"calibration as of {calibration['data']['as_of'] or '(undated)'}", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("figure", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("95% interval / n", justify="right", overflow="fold")
     table.add_row("rows in / used / quarantined", f"{audit_part['rows_in']:,} / {audit_part['used']:,} / {audit_part['quarantined']:,}", "")
     for reason, count in audit_part["by_reason"].items():
-        table.add_row(f"  quarantined: {reason}", f"{count:,}", "")
+        table.add_row(f"  {reason}", f"{count:,}", "")
     won = kpis["won_among_closed"]
-    table.add_row(f"won among closed ({won['meaning'].split(',')[0]})", f"{won['rate']:.2%}",
-                  f"{won['interval'][0]:.2%}–{won['interval'][1]:.2%} / {won['closed']:,}")
-    cycle = calibration["cycle_days"]
-    if cycle:
-        km = cycle["kaplan_meier"]
-        table.add_row("cycle days, median (Kaplan–Meier)", _days(km["median"]), f"{_days(km['median_interval'][0])}–{_days(km['median_interval'][1])} / {cycle['n_events']:,} closed, {cycle['n_censored']:,} open")
-        table.add_row(f"cycle days, fitted {cycle['distribution']['dist']}: median, P90", f"{cycle['median']:.1f}, {cycle['p90']:.1f}", "")
+    table.add_row(f"won among closed, from {calibration['data']['entry']}", f"{won['rate']:.1%}",
+                  f"{won['interval'][0]:.1%}–{won['interval'][1]:.1%} / {won['closed']:,}")
+    label, duration = _headline_duration(calibration)
+    if duration:
+        km = duration["kaplan_meier"]
+        table.add_row(f"days {label}, median", _days(km["median"]),
+                      f"{_days(km['median_interval'][0])}–{_days(km['median_interval'][1])} / "
+                      f"{duration['n_events']:,}+{duration['n_censored']:,} open")
+        table.add_row(f"  fitted {duration['distribution']['dist']}: median, P90", f"{duration['median']:.1f}, {duration['p90']:.1f}", "")
     for span_name, span in calibration["spans"].items():
         pooled = span["rate"]["pooled"]
-        table.add_row(f"rate {span_name}", f"{pooled['rate']:.2%}", f"{pooled['interval'][0]:.2%}–{pooled['interval'][1]:.2%} / {pooled['trials']:,}")
+        table.add_row(f"rate {span_name}", f"{pooled['rate']:.1%}", f"{pooled['interval'][0]:.1%}–{pooled['interval'][1]:.1%} / {pooled['trials']:,}")
     for name, source in calibration["arrivals"]["lead_sources"].items():
-        table.add_row(f"arrivals {name} (per month)", f"{source['monthly_volume']:,.1f}", f"trend {source['trend']:+.1%} / {source['n']:,}")
-    for note in calibration["notes"] + audit_part["notes"]:
-        table.add_row(f"note: {note}", "", "")
+        table.add_row(f"leads/month {name}", f"{source['monthly_volume']:,.0f}", f"trend {source['trend']:+.1%} / {source['n']:,}")
     return table
+
+
+def _headline_duration(calibration: dict) -> tuple[str, dict | None]:
+    """The time from the last observed step before won to the close (opportunity → won or lost, for a funnel
+    that observes opportunities); created → closed only when no such span was fitted (undated exports). For
+    exports entering at the lead, created → closed is mostly leads disqualified at arrival, a median of 0 days."""
+    last = list(calibration["spans"].values())[-1]
+    if last.get("duration"):
+        return f"{last['from']}→close", last["duration"]
+    return "created→closed", calibration["cycle_days"]
+
+
+def _notes(calibration: dict) -> list[str]:
+    return [f"note: {note}" for note in calibration["audit"]["notes"] + calibration["notes"]]
 
 
 def _days(value: float | None) -> str:
@@ -104,10 +124,8 @@ def backtest(
         raw = read_export(export, model, source)
         result = run_backtest(raw, model, cut.date(), replications, seed, end.date() if end else None,
                               since.date() if since else None, workers)
-    except CalibrationError as error:
+    except (CalibrationError, ScenarioError) as error:
         raise _fail(error.source, error.problems) from None
-    except (ValueError, ScenarioError) as error:
-        raise _fail(str(export), str(error).splitlines()) from None
     out.mkdir(parents=True, exist_ok=True)
     result.monthly.to_csv(out / "backtest_monthly.csv", index=False)
     (out / "backtest.json").write_text(json.dumps(result.metrics, indent=2) + "\n", encoding="utf-8")

@@ -6,7 +6,7 @@ import copy
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import yaml
 from pydantic import ValidationError
@@ -28,30 +28,51 @@ class ScenarioError(ValueError):
 
 def shipped_scenarios() -> list[str]:
     """Names of the example scenarios shipped with the package."""
-    library = resources.files("scenarios") / "library"
-    return sorted(entry.name.removesuffix(".yaml") for entry in library.iterdir() if entry.name.endswith(".yaml"))
+    return shipped_names("scenarios", "library")
+
+
+def shipped_names(package: str, folder: str) -> list[str]:
+    """Names of the YAML files shipped in ``package/folder``, without their suffix."""
+    shipped = resources.files(package) / folder
+    return sorted(entry.name.removesuffix(".yaml") for entry in shipped.iterdir() if entry.name.endswith(".yaml"))
+
+
+#: Builds the error a YAML reader raises: (source, one line per problem).
+ErrorType = Callable[[str, list[str]], Exception]
+
+
+def read_yaml_mapping(name_or_path: str | Path, package: str, folder: str, kind: str,
+                      error: ErrorType = ScenarioError) -> tuple[str, dict[str, Any]]:
+    """The top-level mapping of a YAML file given by path, or by the name of one shipped in ``package/folder``
+    (read with ``yaml.safe_load``); returns (source label, data). Problems raise ``error`` naming the file, and
+    the line and column of bad YAML; ``kind`` (``scenario``, ``mapping``…) words the messages."""
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        if not path.is_file():
+            raise error(str(path), ["no such file"])
+        source, raw = str(path), path.read_bytes()
+    else:
+        entry = resources.files(package) / folder / f"{name_or_path}.yaml"
+        if not entry.is_file():
+            raise error(str(name_or_path), [f"not a file and not a shipped {kind}; shipped: {', '.join(shipped_names(package, folder))}"])
+        source, raw = f"{name_or_path} (shipped)", entry.read_bytes()
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError as problem:
+        raise error(source, [f"not valid UTF-8 at byte {problem.start}"]) from None
+    except yaml.YAMLError as problem:
+        mark = getattr(problem, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise error(source, [f"{where}not valid YAML ({getattr(problem, 'problem', None) or problem})"]) from None
+    if not isinstance(data, dict):
+        raise error(source, [f"expected a mapping of {kind} keys at the top level"])
+    return source, data
 
 
 def read_scenario_data(name_or_path: str | Path) -> tuple[str, dict[str, Any]]:
     """The raw mapping of a scenario file, found by path or by the name of a shipped scenario."""
+    source, data = read_yaml_mapping(name_or_path, "scenarios", "library", "scenario")
     path = Path(name_or_path)
-    if path.suffix in {".yaml", ".yml"} or path.exists():
-        if not path.is_file():
-            raise ScenarioError(str(path), ["no such file"])
-        source, text = str(path), path.read_text(encoding="utf-8")
-    else:
-        entry = resources.files("scenarios") / "library" / f"{name_or_path}.yaml"
-        if not entry.is_file():
-            raise ScenarioError(str(name_or_path), [f"not a file and not a shipped scenario; shipped: {', '.join(shipped_scenarios())}"])
-        source, text = f"{name_or_path} (shipped)", entry.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ScenarioError(source, [f"{where}not valid YAML ({getattr(error, 'problem', None) or error})"]) from None
-    if not isinstance(data, dict):
-        raise ScenarioError(source, ["expected a mapping of scenario keys at the top level"])
     if "calibration" in data:
         base = path.parent if path.is_file() else Path.cwd()
         data = _merge_calibration(data, base, source)
@@ -130,7 +151,7 @@ def validate_scenario(data: dict[str, Any], source: str = "scenario") -> Scenari
     try:
         return Scenario.model_validate(data)
     except ValidationError as error:
-        raise ScenarioError(source, _describe(error)) from None
+        raise ScenarioError(source, describe_validation_error(error)) from None
 
 
 def load_scenario(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
@@ -139,7 +160,9 @@ def load_scenario(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Sc
     return validate_scenario(apply_overrides(data, overrides), source)
 
 
-def _describe(error: ValidationError) -> list[str]:
+def describe_validation_error(error: ValidationError) -> list[str]:
+    """One line per pydantic validation problem, each starting with its key path (a model-level check's
+    message, which may hold several lines, as its lines)."""
     problems = []
     for item in error.errors(include_url=False):
         path = ".".join(str(part) for part in item["loc"])
@@ -153,3 +176,7 @@ def _describe(error: ValidationError) -> list[str]:
             message = f"{message} (got {item['input']!r})"
         problems.append(f"{path}: {message}" if path else message)
     return problems
+
+
+#: The name ``experiments.sweep_spec`` and ``optimizers.automation_catalogue`` import it by.
+_describe = describe_validation_error
