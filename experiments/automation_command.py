@@ -38,6 +38,7 @@ def automation(
     seed: Annotated[Optional[int], typer.Option(min=0, help="seed of the valuation; default: the scenario's (the confirmation uses seed + 1)")] = None,
     start_step: Annotated[int, typer.Option(min=1, help="months between candidate starts of an item without start_months")] = 3,
     interactions: Annotated[bool, typer.Option(help="value pairs of tools together")] = True,
+    interaction_confidence: Annotated[float, typer.Option(min=0.0, max=0.999, help="an interaction enters the model when its interval at this level excludes zero; 0: all do")] = 0.8,
     workers: Annotated[int, typer.Option(min=1, help="processes to simulate in")] = 1,
     time_limit: Annotated[float, typer.Option(min=0.1, help="seconds for the solve")] = 30.0,
     gap: Annotated[float, typer.Option(min=0.0, help="relative MIP gap to stop at")] = 1e-6,
@@ -53,7 +54,7 @@ def automation(
     options = AutomationOptions(
         budget=budget, quarter_budget=every, quarter_budgets=by_quarter, gross_margin=gross_margin,
         replications=replications, seed=seed, start_step=start_step, interactions=interactions,
-        time_limit=time_limit, rel_gap=gap,
+        interaction_confidence=interaction_confidence, time_limit=time_limit, rel_gap=gap,
     )
     with console.status("valuing the catalogue by simulation…") as status:
         def progress(done: int) -> None:
@@ -104,11 +105,12 @@ def write_report(report: AutomationReport, catalogue: Catalogue, options: Automa
             "budget": options.budget, "quarter_budgets": limits, "gross_margin": options.gross_margin,
             "replications": options.replications, "seed": report.seed, "confirm_seed": report.confirm_seed,
             "start_step": options.start_step, "interactions": options.interactions,
+            "interaction_confidence": options.interaction_confidence,
         },
         "baseline": valuation.baseline,
         "items": {name: _item(name, catalogue, report, scenario) for name in catalogue.items},
         "interactions": [
-            {"items": list(i.items), "value": i.value.as_dict(), "in_model": i.value.significant}
+            {"items": list(i.items), "value": i.value.as_dict(), "in_model": i.value.significant_at(options.interaction_confidence)}
             for i in valuation.interactions
         ],
         "chosen": {item: scenario.month_label(start) for item, start in portfolio.starts.items()} if portfolio else {},
