@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 import pyomo.environ as pyo
 import pandas as pd
-from scipy.sparse.csgraph import shortest_path
 
 from optimizers.solve import MatrixModel, SolveOptions, solve
 from optimizers.territories import Balance, DesignSpec, _problem, build_model, design_territories
-from optimizers.territory_inputs import TerritoryInputs, haversine_km
+from optimizers.territory_inputs import TerritoryInputs, haversine_km, read_orlib_pmed
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 COUNTIES = DATA / "us-county-centers-of-population-2020" / "CenPop2020_Mean_CO.txt"
@@ -68,17 +67,10 @@ def territory_rows(units: int, reps: int, nearest: int | None) -> dict[str, obje
 
 
 def pmed_row(name: str) -> dict[str, object]:
-    tokens = (DATA / "orlib-pmed" / f"{name}.txt").read_text().split()
-    n, m, p = (int(t) for t in tokens[:3])
-    weights = np.full((n, n), np.inf)
-    for k in range(m):
-        i, j, cost = (int(t) for t in tokens[3 + 3 * k: 6 + 3 * k])
-        weights[i - 1, j - 1] = weights[j - 1, i - 1] = cost
-    np.fill_diagonal(weights, 0.0)
-    distance = shortest_path(weights, method="D", directed=False)
-    units = pd.DataFrame({"lat": np.nan, "lon": np.nan, "owner": None, "locked": False}, index=pd.Index([str(i + 1) for i in range(n)], name="unit"))
-    reps = pd.DataFrame({"weight": 1.0, "lat": np.nan, "lon": np.nan, "home_unit": None, "placed": False}, index=pd.Index([f"r{k}" for k in range(p)], name="rep"))
-    design = design_territories(TerritoryInputs(units, reps, (), distance), DesignSpec(), SolveOptions(rel_gap=0.0, time_limit=300))
+    path = DATA / "orlib-pmed" / f"{name}.txt"
+    inputs = read_orlib_pmed(path.read_text(), path.name)
+    n, p = len(inputs.units), len(inputs.reps)
+    design = design_territories(inputs, DesignSpec(), SolveOptions(rel_gap=0.0, time_limit=300))
     return {
         "instance": f"{name} (n={n}, p={p})",
         "variables": n * n + n,

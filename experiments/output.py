@@ -25,7 +25,7 @@ def write_results(results: Results, scenario: Scenario, seed: int, out: Path) ->
         "seed": seed,
         "replications": len(results.states),
         "kpis": {
-            kpi: {stat: _plain(value) for stat, value in row.items()}
+            kpi: {stat: json_number(value) for stat, value in row.items()}
             for kpi, row in results.summary.to_dict(orient="index").items()
         },
     }
@@ -39,7 +39,7 @@ def write_results(results: Results, scenario: Scenario, seed: int, out: Path) ->
     return paths
 
 
-def _plain(value: float) -> float | None:
+def json_number(value: float) -> float | None:
     """JSON has no NaN: a KPI with no observations (no deal closed, say) is null."""
     return None if value is None or math.isnan(value) else float(value)
 

@@ -1,25 +1,25 @@
-"""``salesops optimize territories``: read the CSVs, design territories, explain, score by simulation, write files."""
+"""``salesops optimize territories``: read the CSVs, design territories, explain, score by simulation, write files.
+
+Pyomo, HiGHS, matplotlib and the engine load inside the steps that use them, so that merely registering this
+command keeps every ``salesops`` command quick to start.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
-import matplotlib
+import typer
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import typer  # noqa: E402
+if TYPE_CHECKING:
+    import pandas as pd
 
-from optimizers.solve import SolveOptions
-from optimizers.territories import Balance, Cap, Design, DesignError, DesignInfeasible, DesignSpec, design_territories, price_of_balance
-from optimizers.territory_inputs import InputError, Table, TerritoryInputs, read_inputs
-from optimizers.territory_scoring import compare_designs, replications_runner
-from scenarios import ScenarioError, load_scenario
+    from optimizers.solve import SolveOptions
+    from optimizers.territories import Design, DesignSpec
+    from optimizers.territory_inputs import Table, TerritoryInputs
+    from scenarios import Scenario
 
 #: Tolerance multipliers for the price of balance (None: no balance at all).
 PRICE_SCALES = (None, 2.0, 1.0, 0.5)
@@ -51,63 +51,33 @@ def territories(
     seed: Annotated[Optional[int], typer.Option(min=0, help="simulation seed (default: the scenario's)")] = None,
 ) -> None:
     """Assign units to reps: balanced, compact, minimally disruptive; explain the moves and score by simulation."""
-    spec = DesignSpec(
-        balance=tuple(Balance(name, tolerance) for name, tolerance in (_pair(text, "--balance", percent=True) for text in balance)),
-        caps=tuple(Cap(name, limit) for name, limit in (_pair(text, "--cap") for text in cap)),
-        objective=tuple(part.strip() for part in objective.split(",") if part.strip()),
-        weight=weight,
-        disruption_attribute=disruption_attr,
-        disruption_share=disruption_share,
-        contiguity=contiguity,
-        nearest=nearest,
-        lex_slack=lex_slack,
-    )
+    from optimizers.solve import SolveOptions
+
+    spec = _spec(balance, cap, objective, weight, disruption_attr, disruption_share, contiguity, nearest, lex_slack)
     lead_attribute = lead_attr or (spec.balance[0].attribute if spec.balance else None)
     if scenario and lead_attribute is None:
         _fail("--scenario needs --lead-attr (or a --balance attribute) to set each territory's lead share")
+    base = _base_scenario(scenario) if scenario else None
     attributes = tuple(dict.fromkeys(spec.attributes + ((lead_attribute,) if lead_attribute else ())))
-    base = None
-    if scenario:
-        try:
-            base = load_scenario(scenario)
-        except ScenarioError as error:
-            _fail(*(f"{error.source}: {problem}" for problem in error.problems))
-    try:
-        inputs = read_inputs(
-            _table(units), _table(reps), attributes, _table(distances) if distances else None, _table(adjacency) if adjacency else None
-        )
-    except InputError as error:
-        _fail(*error.problems)
+    inputs = _read(units, reps, distances, adjacency, attributes)
     options = SolveOptions(time_limit=time_limit, rel_gap=gap, log=solver_log, echo_log=solver_log)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        design = design_territories(inputs, spec, options)
-    except DesignError as error:
-        _fail(str(error))
-    except DesignInfeasible as error:
-        summary = {"status": "infeasible", "explanation": str(error), "solver": error.result.as_dict() if error.result else None}
-        (out / "summary.json").write_text(json.dumps(_plain(summary), indent=2) + "\n", encoding="utf-8")
-        typer.echo(f"error: infeasible: {error}", err=True)
-        raise typer.Exit(1) from None
-    assignment = design.moves.reset_index()
-    assignment.to_csv(out / "assignment.csv", index=False)
+    design = _design(inputs, spec, options, out)
+    design.moves.reset_index().to_csv(out / "assignment.csv", index=False)
     summary = _summary(inputs, spec, design)
-    if price and spec.balance:
-        summary["price_of_balance"] = price_of_balance(inputs, spec, PRICE_SCALES, options)
+    _write_summary(summary, out)  # beside assignment.csv at once, whatever the steps below do
     written = [out / "assignment.csv", out / "summary.json"]
+    if price and spec.balance:
+        from optimizers.territories import price_of_balance
+
+        summary["price_of_balance"] = price_of_balance(inputs, spec, PRICE_SCALES, options)
+        _write_summary(summary, out)
     if base is not None:
-        designs = {"optimized": design.loads[lead_attribute]}
-        owners = inputs.units["owner"]
-        if owners.notna().all():
-            designs = {"today": inputs.units[lead_attribute].groupby(owners).sum().reindex(inputs.reps.index, fill_value=0.0), **designs}
-        try:
-            scores = compare_designs(base, designs, replications_runner(replications, seed), rep_role)
-        except (ValueError, ScenarioError) as error:
-            _fail(f"simulating the design from {scenario}: {error}")
+        scores = _score(base, inputs, design, lead_attribute, replications, seed, rep_role)
         scores.to_csv(out / "simulation.csv", index=False)
         summary["simulation"] = {"scenario": base.name, "replications": replications, "by_design": _simulated_totals(scores)}
+        _write_summary(summary, out)
         written.append(out / "simulation.csv")
-    (out / "summary.json").write_text(json.dumps(_plain(summary), indent=2) + "\n", encoding="utf-8")
     if inputs.has_coordinates:
         draw_map(inputs, design, out / "map.png")
         written.append(out / "map.png")
@@ -120,7 +90,85 @@ def territories(
     typer.echo(f"wrote {', '.join(str(path) for path in written)}")
 
 
+def _spec(
+    balance: list[str], cap: list[str], objective: str, weight: str | None, disruption_attr: str | None,
+    disruption_share: float, contiguity: bool, nearest: int | None, lex_slack: float,
+) -> DesignSpec:
+    """The design asked for, from the option texts."""
+    from optimizers.territories import Balance, Cap, DesignSpec
+
+    return DesignSpec(
+        balance=tuple(Balance(name, tolerance) for name, tolerance in (_pair(text, "--balance", percent=True) for text in balance)),
+        caps=tuple(Cap(name, limit) for name, limit in (_pair(text, "--cap") for text in cap)),
+        objective=tuple(part.strip() for part in objective.split(",") if part.strip()),
+        weight=weight,
+        disruption_attribute=disruption_attr,
+        disruption_share=disruption_share,
+        contiguity=contiguity,
+        nearest=nearest,
+        lex_slack=lex_slack,
+    )
+
+
+def _base_scenario(name: str) -> Scenario:
+    from scenarios import ScenarioError, load_scenario
+
+    try:
+        return load_scenario(name)
+    except ScenarioError as error:
+        _fail(*(f"{error.source}: {problem}" for problem in error.problems))
+
+
+def _read(units: Path, reps: Path, distances: Path | None, adjacency: Path | None, attributes: tuple[str, ...]) -> TerritoryInputs:
+    """The validated inputs; every problem is one line naming file, row and column, and exit code 2."""
+    from optimizers.territory_inputs import InputError, read_inputs
+
+    try:
+        return read_inputs(
+            _table(units), _table(reps), attributes, _table(distances) if distances else None, _table(adjacency) if adjacency else None
+        )
+    except InputError as error:
+        _fail(*error.problems)
+
+
+def _design(inputs: TerritoryInputs, spec: DesignSpec, options: SolveOptions, out: Path) -> Design:
+    """The solved design; a design that cannot be asked for exits 2, one that cannot exist writes why and exits 1."""
+    from optimizers.territories import DesignError, DesignInfeasible, design_territories
+
+    try:
+        return design_territories(inputs, spec, options)
+    except DesignError as error:
+        _fail(str(error))
+    except DesignInfeasible as error:
+        _write_summary({"status": "infeasible", "explanation": str(error), "solver": error.result.as_dict() if error.result else None}, out)
+        typer.echo(f"error: infeasible: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _score(
+    base: Scenario, inputs: TerritoryInputs, design: Design, lead_attribute: str, replications: int, seed: int | None, rep_role: str | None
+) -> pd.DataFrame:
+    """Today's design (when every unit has an owner) and the new one, simulated from the base scenario."""
+    from optimizers.territory_scoring import compare_designs, replications_runner
+    from scenarios import ScenarioError
+
+    designs = {"optimized": design.loads[lead_attribute]}
+    owners = inputs.units["owner"]
+    if owners.notna().all():
+        designs = {"today": inputs.units[lead_attribute].groupby(owners).sum().reindex(inputs.reps.index, fill_value=0.0), **designs}
+    try:
+        return compare_designs(base, designs, replications_runner(replications, seed), rep_role)
+    except (ValueError, ScenarioError) as error:
+        _fail(f"simulating the design from {base.name}: {error}")
+
+
+def _write_summary(summary: dict[str, object], out: Path) -> None:
+    (out / "summary.json").write_text(json.dumps(_plain(summary), indent=2) + "\n", encoding="utf-8")
+
+
 def _table(path: Path) -> Table:
+    from optimizers.territory_inputs import InputError, Table
+
     try:
         return Table.parse(path.read_text(encoding="utf-8"), str(path))
     except FileNotFoundError:
@@ -179,21 +227,31 @@ def _simulated_totals(scores: pd.DataFrame) -> dict[str, dict[str, float]]:
     territories weighted by leads."""
     totals = {}
     for label, frame in scores.groupby("design", sort=False):
-        weights = frame["leads_per_month"]
+        leads = frame["leads_per_month"]
         totals[label] = {
-            "leads_per_month": frame["leads_per_month"].sum(),
+            "leads_per_month": leads.sum(),
             "won": frame["won"].sum(),
             "bookings": frame["bookings"].sum(),
-            "response_hours_mean": (frame["response_hours_mean"] * weights).sum() / weights.sum(),
+            "response_hours_mean": _weighted_mean(frame["response_hours_mean"], leads),
             "worst_territory_response_hours_p90": frame["response_hours_p90"].max(),
-            "utilization_mean": frame["utilization"].mean(),
+            "utilization_mean": _weighted_mean(frame["utilization"], leads),
             "utilization_max": frame["utilization"].max(),
         }
     return totals
 
 
+def _weighted_mean(values: pd.Series, weights: pd.Series) -> float:
+    """Mean of the known values weighted by ``weights``; NaN when no known value has weight."""
+    known = values.notna() & (weights > 0)
+    return float((values[known] * weights[known]).sum() / weights[known].sum()) if known.any() else math.nan
+
+
 def _plain(value: object) -> object:
-    """Plain JSON values: numpy numbers as Python numbers, NaN and infinities as null."""
+    """Plain JSON values: numpy numbers as Python numbers, NaN as null."""
+    import numpy as np
+
+    from experiments.output import json_number
+
     if isinstance(value, dict):
         return {str(key): _plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -203,13 +261,18 @@ def _plain(value: object) -> object:
     if isinstance(value, (np.integer, int)):
         return int(value)
     if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(value) else None
+        return json_number(value)
     return value
 
 
 def draw_map(inputs: TerritoryInputs, design: Design, path: Path) -> None:
     """Units coloured by rep (today's owners beside the design when known), homes or centres as stars, moved
     units ringed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     units = inputs.units
     panels = [("design", design.assignment)]
     if units["owner"].notna().all():

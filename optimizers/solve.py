@@ -8,6 +8,10 @@ the constraints that cannot hold together (an irreducible infeasible set, IIS) b
 HiGHS computes an IIS for linear programs only. For a mixed-integer model the explanation first asks HiGHS for the
 IIS of the LP relaxation; when the relaxation is feasible (the conflict needs integrality), it runs a deletion
 filter over the model's constraint families and then over their rows, re-solving with integrality.
+
+HiGHS's presolve can stop at "infeasible or unbounded". ``solve`` then decides: it solves again without presolve
+and, if that still does not tell, looks for any feasible point (objective dropped): none means infeasible (and is
+explained), one means unbounded.
 """
 
 from __future__ import annotations
@@ -15,10 +19,8 @@ from __future__ import annotations
 import io
 import math
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Literal, Sequence
 
 import highspy
@@ -97,9 +99,10 @@ class SolveResult:
     """What a solve did, as data.
 
     ``status``: ``optimal`` (within the gap), ``feasible`` (a solution, stopped by a limit), ``infeasible``,
-    ``unbounded``, ``no_solution`` (stopped by a limit before finding one) or ``error``. ``termination`` is the
-    solver's own reason. ``objective`` and ``bound`` are the incumbent and best bound, ``gap`` their relative
-    difference. Times are wall-clock seconds; ``values`` holds the column values of a ``MatrixModel`` solve.
+    ``unbounded``, ``no_solution`` (stopped by a limit before finding one, or before telling infeasible from
+    unbounded) or ``error``. ``termination`` is the solver's own reason. ``objective`` and ``bound`` are the
+    incumbent and best bound (None when not finite), ``gap`` their relative difference. Times are wall-clock
+    seconds; ``values`` holds the column values of a ``MatrixModel`` solve.
     """
 
     status: Status
@@ -189,17 +192,51 @@ def solve(model: pyo.ConcreteModel | MatrixModel, options: SolveOptions = SolveO
     ``build_seconds`` is the caller's model construction time, carried into the result so that build and solve
     times are reported side by side.
     """
-    if isinstance(model, MatrixModel):
-        result = _solve_matrix(model, options, build_seconds)
-    else:
-        result = _solve_pyomo(model, options, build_seconds)
+    result = _run(model, options, build_seconds)
+    if result.termination == "infeasible_or_unbounded":
+        result = _decide(model, options, result)
     if result.status == "infeasible" and options.explain:
         matrix = model if isinstance(model, MatrixModel) else MatrixModel.from_pyomo(model)
         result = replace(result, infeasibility=explain_infeasibility(matrix, options.explain_time_limit))
     return result
 
 
-def _solve_pyomo(model: pyo.ConcreteModel, options: SolveOptions, build_seconds: float) -> SolveResult:
+def _run(model: pyo.ConcreteModel | MatrixModel, options: SolveOptions, build_seconds: float, presolve: bool = True) -> SolveResult:
+    if isinstance(model, MatrixModel):
+        return _solve_matrix(model, options, build_seconds, presolve)
+    return _solve_pyomo(model, options, build_seconds, presolve)
+
+
+def _decide(model: pyo.ConcreteModel | MatrixModel, options: SolveOptions, undecided: SolveResult) -> SolveResult:
+    """Turn presolve's "infeasible or unbounded" into one of the two (or a solution, if presolve was wrong).
+
+    First a solve without presolve; if HiGHS still cannot tell (an integer model whose relaxation is unbounded),
+    a search for any feasible point with the objective dropped: none means infeasible, one means unbounded.
+    """
+    result = _run(model, options, undecided.build_seconds, presolve=False)
+    spent = undecided.solve_seconds + result.solve_seconds
+    if result.termination != "infeasible_or_unbounded":
+        return replace(result, solve_seconds=spent)
+    matrix = model if isinstance(model, MatrixModel) else MatrixModel.from_pyomo(model)
+    started = time.perf_counter()
+    highs = _load(_feasibility(matrix), SolveOptions(time_limit=options.time_limit, rel_gap=None, threads=options.threads))
+    highs.run()
+    spent += time.perf_counter() - started
+    if highs.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
+        termination = "infeasible"
+    elif highs.getInfo().primal_solution_status == 2:
+        termination = "unbounded"
+    else:
+        return replace(result, solve_seconds=spent)
+    return replace(result, status=_status(termination, False), termination=termination, solve_seconds=spent)
+
+
+def _feasibility(model: MatrixModel) -> MatrixModel:
+    """The same constraints with no objective: any feasible point is optimal."""
+    return replace(model, c=np.zeros_like(model.c), offset=0.0)
+
+
+def _solve_pyomo(model: pyo.ConcreteModel, options: SolveOptions, build_seconds: float, presolve: bool = True) -> SolveResult:
     stream = io.StringIO()
     tee: list = [stream] if options.log else []
     if options.echo_log:
@@ -208,7 +245,7 @@ def _solve_pyomo(model: pyo.ConcreteModel, options: SolveOptions, build_seconds:
     started = time.perf_counter()
     results = PyomoHighs().solve(
         model, tee=tee, time_limit=options.time_limit, rel_gap=options.rel_gap, load_solutions=False,
-        raise_exception_on_nonoptimal_result=False, **config,
+        raise_exception_on_nonoptimal_result=False, solver_options={} if presolve else {"presolve": "off"}, **config,
     )
     elapsed = time.perf_counter() - started
     termination = _PYOMO_TERMINATION.get(results.termination_condition, str(results.termination_condition.name))
@@ -216,25 +253,27 @@ def _solve_pyomo(model: pyo.ConcreteModel, options: SolveOptions, build_seconds:
     if has_solution:
         results.solution_loader.load_vars()
     objective = results.incumbent_objective if has_solution else None
+    bound = results.objective_bound
     return SolveResult(
         status=_status(termination, has_solution),
         termination=termination,
         objective=objective,
-        bound=results.objective_bound,
-        gap=_gap(objective, results.objective_bound),
+        bound=None if bound is None or not math.isfinite(bound) else bound,
+        gap=_gap(objective, bound),
         build_seconds=build_seconds,
         solve_seconds=elapsed,
         log=stream.getvalue() if options.log else None,
     )
 
 
-def _solve_matrix(model: MatrixModel, options: SolveOptions, build_seconds: float) -> SolveResult:
+def _solve_matrix(model: MatrixModel, options: SolveOptions, build_seconds: float, presolve: bool = True) -> SolveResult:
     started = time.perf_counter()
     highs = _load(model, options)
-    log_path = None
-    if options.log:
-        log_path = tempfile.NamedTemporaryFile(suffix=".log", delete=False).name
-        highs.setOptionValue("log_file", log_path)
+    if not presolve:
+        highs.setOptionValue("presolve", "off")
+    log: list[str] = []
+    if options.log or options.echo_log:
+        highs.cbLogging += lambda event: _log_line(event.message, log if options.log else None, options.echo_log)
     highs.run()
     elapsed = time.perf_counter() - started
     info = highs.getInfo()
@@ -244,10 +283,6 @@ def _solve_matrix(model: MatrixModel, options: SolveOptions, build_seconds: floa
     objective = info.objective_function_value if has_solution else None
     bound = info.mip_dual_bound if model.integer.any() else (objective if termination == "optimal" else None)
     values = np.asarray(highs.getSolution().col_value) if has_solution else None
-    log = None
-    if log_path:
-        log = Path(log_path).read_text(encoding="utf-8", errors="replace")
-        Path(log_path).unlink(missing_ok=True)
     return SolveResult(
         status=_status(termination, has_solution),
         termination=termination,
@@ -256,16 +291,24 @@ def _solve_matrix(model: MatrixModel, options: SolveOptions, build_seconds: floa
         gap=_gap(objective, bound),
         build_seconds=build_seconds,
         solve_seconds=elapsed,
-        log=log,
+        log="".join(log) if options.log else None,
         values=values,
     )
 
 
+def _log_line(message: str, kept: list[str] | None, echo: bool) -> None:
+    """One message of HiGHS's log (through its logging callback, so no file is involved): kept and/or echoed."""
+    if kept is not None:
+        kept.append(message)
+    if echo:
+        sys.stderr.write(message)
+
+
 def _load(model: MatrixModel, options: SolveOptions) -> highspy.Highs:
-    """A HiGHS instance holding the model, with the options applied and console output only if asked."""
+    """A HiGHS instance holding the model, with the options applied; its log goes only to a logging callback."""
     highs = highspy.Highs()
     highs.setOptionValue("output_flag", options.echo_log or options.log)
-    highs.setOptionValue("log_to_console", options.echo_log)
+    highs.setOptionValue("log_to_console", False)
     if options.time_limit is not None:
         highs.setOptionValue("time_limit", float(options.time_limit))
     if options.rel_gap is not None:
@@ -295,8 +338,9 @@ def explain_infeasibility(model: MatrixModel, time_limit: float = 30.0) -> Infea
     First the IIS of the LP relaxation (HiGHS ``getIis``); if the relaxation is feasible, a deletion filter with
     integrality: drop each constraint family (the name before ``[``) and keep it dropped while the rest stays
     infeasible, then do the same row by row within the families left. Stops at ``time_limit`` seconds, saying the
-    set found may not be irreducible.
+    set found may not be irreducible. Only feasibility matters, so the objective is dropped.
     """
+    model = _feasibility(model)
     relaxed = _load(model.subset(np.ones(model.A.shape[0], dtype=bool), integer=False), SolveOptions(time_limit=time_limit))
     relaxed.setOptionValue("iis_strategy", int(highspy.IisStrategy.kIisStrategyFromLp) + int(highspy.IisStrategy.kIisStrategyIrreducible))
     relaxed.run()
@@ -355,14 +399,12 @@ def _deletion_filter(model: MatrixModel, time_limit: float) -> Infeasibility:
 
 
 def _status(termination: str, has_solution: bool) -> Status:
+    if termination in ("infeasible", "unbounded"):  # an unbounded model may come with a (meaningless) point
+        return termination
     if termination == "optimal" and has_solution:
         return "optimal"
     if has_solution:
         return "feasible"
-    if termination == "infeasible":
-        return "infeasible"
-    if termination == "unbounded":
-        return "unbounded"
     if termination in ("time_limit", "iteration_limit", "solution_limit", "interrupted", "objective_limit", "infeasible_or_unbounded"):
         return "no_solution"
     return "error"

@@ -131,43 +131,63 @@ def design_territories(inputs: TerritoryInputs, spec: DesignSpec, options: Solve
     """Solve a design; raises DesignInfeasible (naming units, reps and attributes) when none exists."""
     problem = _problem(inputs, spec)
     check_feasibility(problem)
+    solves: list[SolveResult] = []
     started = time.perf_counter()
     model = build_model(problem)
-    build_seconds = time.perf_counter() - started
-    solves: list[SolveResult] = []
     for stage, objective in enumerate(spec.objective):
-        if stage:
-            previous = spec.objective[stage - 1]
-            held = solves[-1].objective * (1 + spec.lex_slack) + LEX_TOLERANCE * max(1.0, abs(solves[-1].objective))
-            model.add_component(f"hold_{previous}", pyo.Constraint(expr=model.objective_terms[previous] <= held))
-            model.objective.deactivate()
-            model.del_component("objective")
+        if stage:  # a later stage's build: holding the stage before and the new objective
             started = time.perf_counter()
+            _hold(model, spec.objective[stage - 1], solves[-1].objective, spec.lex_slack)
         model.objective = pyo.Objective(expr=model.objective_terms[objective], sense=pyo.minimize)
-        result = solve(model, options, build_seconds if not stage else time.perf_counter() - started)
+        result = solve(model, options, time.perf_counter() - started)
         solves.append(result)
         if result.status == "infeasible":
             raise DesignInfeasible(_infeasibility_message(problem, result), result)
         if not result.has_solution:
-            raise DesignInfeasible(f"no design found: the solver stopped ({result.termination}) before finding one; allow more time (--time-limit)", result)
+            raise DesignInfeasible(_no_solution_message(result), result)
     return _read_design(problem, model, tuple(solves))
+
+
+def _hold(model: pyo.ConcreteModel, previous: str, reached: float, slack: float) -> None:
+    """Keep the previous stage's objective at what it reached (× 1 + slack) and drop its objective."""
+    held = reached * (1 + slack) + LEX_TOLERANCE * max(1.0, abs(reached))
+    model.add_component(f"hold_{previous}", pyo.Constraint(expr=model.objective_terms[previous] <= held))
+    model.del_component("objective")
+
+
+def _no_solution_message(result: SolveResult) -> str:
+    """Why a solve gave no design when the model was not shown infeasible."""
+    if result.termination in ("time_limit", "iteration_limit", "solution_limit", "interrupted"):
+        return f"no design found: the solver stopped ({result.termination}) before finding one; allow more time (--time-limit)"
+    return f"no design found: the solver ended with {result.termination} ({result.status}) and no design"
 
 
 def price_of_balance(
     inputs: TerritoryInputs, spec: DesignSpec, scales: Iterable[float | None] = (None, 2.0, 1.0, 0.5), options: SolveOptions = SolveOptions()
 ) -> list[dict[str, object]]:
-    """The first objective at each tolerance scale (None: no balance), to show what balance costs."""
+    """The first objective at each tolerance scale (None: no balance), to show what balance costs.
+
+    A scale that takes a tolerance to 1 or beyond (a share of ±100% bounds nothing below) is reported as
+    ``skipped``; a design the scale makes impossible as ``infeasible``, with the reason.
+    """
     rows = []
     for scale in scales:
         balance = () if scale is None else tuple(replace(b, tolerance=b.tolerance * scale) for b in spec.balance)
-        trial = replace(spec, balance=balance, objective=spec.objective[:1])
         row: dict[str, object] = {"scale": scale, "tolerances": {b.attribute: b.tolerance for b in balance}}
+        rows.append(row)
+        beyond = [b for b in balance if b.tolerance >= 1]
+        if beyond:
+            reason = ", ".join(f"{b.attribute} ±{b.tolerance:.0%}" for b in beyond)
+            row.update(status="skipped", objective=None, gap=None, reason=f"tolerance {reason} is not below 100%")
+            continue
+        trial = replace(spec, balance=balance, objective=spec.objective[:1])
         try:
             result = design_territories(inputs, trial, replace(options, explain=False)).result
             row.update(status=result.status, objective=result.objective, gap=result.gap)
         except DesignInfeasible as error:
             row.update(status="infeasible", objective=None, gap=None, reason=str(error))
-        rows.append(row)
+        except DesignError as error:
+            row.update(status="refused", objective=None, gap=None, reason=str(error))
     return rows
 
 
@@ -282,6 +302,15 @@ def _load(model: pyo.ConcreteModel, problem: _Problem, attribute: str, s: int, s
     return pyo.quicksum(values[u] * model.x[u, s] for u in model.units_of[s] if values[u])
 
 
+def _row(relation: object) -> object:
+    """A rule's relation as Pyomo takes it: a server with no candidate unit carrying the attribute has a constant
+    load, so its relation is a plain bool, which Pyomo wants as ``Constraint.Feasible`` or ``Infeasible``
+    (``check_feasibility`` names the infeasible ones before any model is built)."""
+    if isinstance(relation, (bool, np.bool_)):
+        return pyo.Constraint.Feasible if relation else pyo.Constraint.Infeasible
+    return relation
+
+
 def _scaled(model: pyo.ConcreteModel, problem: _Problem, bound: float, s: int) -> object:
     """A per-server bound: constant for a placed rep, switched on by y[s] for a candidate centre."""
     return bound * model.y[s] if problem.centres_mode else bound
@@ -293,15 +322,15 @@ def add_balance(model: pyo.ConcreteModel, problem: _Problem, balance: Balance) -
     name = _component(balance.attribute)
     skip = pyo.Constraint.Skip  # an attribute that is zero everywhere balances itself
     model.add_component(f"balance_upper_{name}", pyo.Constraint(
-        model.S, rule=lambda m, s: _load(m, problem, balance.attribute, s, share[s]) <= _scaled(m, problem, 1 + tolerance, s) if share[s] > 0 else skip))
+        model.S, rule=lambda m, s: _row(_load(m, problem, balance.attribute, s, share[s]) <= _scaled(m, problem, 1 + tolerance, s)) if share[s] > 0 else skip))
     model.add_component(f"balance_lower_{name}", pyo.Constraint(
-        model.S, rule=lambda m, s: _load(m, problem, balance.attribute, s, share[s]) >= _scaled(m, problem, 1 - tolerance, s) if share[s] > 0 else skip))
+        model.S, rule=lambda m, s: _row(_load(m, problem, balance.attribute, s, share[s]) >= _scaled(m, problem, 1 - tolerance, s)) if share[s] > 0 else skip))
 
 
 def add_cap(model: pyo.ConcreteModel, problem: _Problem, cap: Cap) -> None:
     """Each server's load of the attribute at most the cap."""
     model.add_component(f"cap_{_component(cap.attribute)}", pyo.Constraint(
-        model.S, rule=lambda m, s: _load(m, problem, cap.attribute, s) <= cap.limit))
+        model.S, rule=lambda m, s: _row(_load(m, problem, cap.attribute, s) <= cap.limit)))
 
 
 def add_locks(model: pyo.ConcreteModel, problem: _Problem) -> None:
@@ -370,8 +399,9 @@ def _component(attribute: str) -> str:
 
 
 def check_feasibility(problem: _Problem) -> None:
-    """Catch the conflicts a person can fix before any solve: a unit too heavy for every rep, locked overloads."""
-    messages = []
+    """Catch the conflicts a person can fix before any solve: a unit too heavy for every rep, locked overloads,
+    a rep whose candidate units cannot reach its balance lower bound."""
+    messages = _unreachable_lower_bounds(problem)
     units = problem.inputs.units
     limits = [(b.attribute, _bounds(problem, b)[1], f"its share +{b.tolerance:.0%}") for b in problem.spec.balance]
     limits += [(c.attribute, np.full(len(problem.servers), c.limit), "the cap") for c in problem.spec.caps]
@@ -398,6 +428,39 @@ def check_feasibility(problem: _Problem) -> None:
                     messages.append(f"rep {rep!r}: locked units {names} carry {attribute} {load:,.6g}, above {what} {upper[s]:,.6g}")
     if messages:
         raise DesignInfeasible("no balanced design exists: " + "; ".join(messages))
+
+
+def _unreachable_lower_bounds(problem: _Problem) -> list[str]:
+    """Reps whose candidate units (offered to them by ``nearest`` and not locked to another rep) carry less of a
+    balanced attribute than the rep's lower bound. Candidate centres need no such check: one may stay closed."""
+    if problem.centres_mode:
+        return []
+    units = len(problem.units)
+    locked = problem.inputs.units["locked"].to_numpy()
+    candidates: list[list[int]] = [[] for _ in problem.servers]
+    for u, servers in enumerate(problem.options):
+        for s in servers:
+            if not locked[u] or problem.owner[u] == s:
+                candidates[s].append(u)
+    nearest = problem.spec.nearest
+    restricted = nearest is not None and nearest < len(problem.servers)
+    messages = []
+    for s, rep in enumerate(problem.servers):
+        if restricted and all(s not in problem.options[u] for u in range(units)):
+            if problem.spec.balance:
+                messages.append(f"rep {rep!r} is no unit's nearest {nearest} (nor any unit's owner), so it can get no units; raise --nearest")
+            continue
+        for balance in problem.spec.balance:
+            lower = _bounds(problem, balance)[0][s]
+            reach = float(problem.values[balance.attribute][candidates[s]].sum())
+            if reach < lower * (1 - 1e-9):
+                remedies = (["raise --nearest"] if restricted else []) + (["unlock units"] if locked.any() else [])
+                remedies.append(f"loosen --balance {balance.attribute}")
+                messages.append(
+                    f"rep {rep!r} can reach at most {reach:,.6g} of {balance.attribute} from its candidate units, "
+                    f"below its lower bound {lower:,.6g} (its share −{balance.tolerance:.0%}): {' or '.join(remedies)}"
+                )
+    return messages
 
 
 def _infeasibility_message(problem: _Problem, result: SolveResult) -> str:

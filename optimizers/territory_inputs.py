@@ -1,8 +1,9 @@
 """Territory-design inputs: units, reps, an optional distance table and adjacency list, validated.
 
 Readers take open text (so the caller, the only layer that touches files, decides where it comes from) and a
-label used in messages. Every problem names the file, the row (counted as in a spreadsheet: the header is row 1)
-and the column. Distances are kilometres along the great circle from latitude/longitude unless a table is given.
+label used in messages. Every problem names the file, the row (counted as in a spreadsheet: the header is row 1,
+blank rows count) and the column. Distances are kilometres along the great circle from latitude/longitude unless a
+table is given. OR-Library p-median instances (``read_orlib_pmed``) read as inputs for a design that picks centres.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.sparse.csgraph import shortest_path
 
 EARTH_RADIUS_KM = 6371.0088
 TRUE_WORDS = {"1", "true", "yes", "y", "locked"}
@@ -35,21 +37,37 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class Table:
-    """A CSV file as text cells, with its label for messages."""
+    """A CSV file as text cells, with its label for messages.
+
+    ``rows`` are the non-blank data rows, padded to the header's width; ``numbers`` their row numbers in the file
+    as a spreadsheet shows them (the header is row 1; blank rows count; a quoted cell spanning lines is one row).
+    """
 
     label: str
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+    numbers: tuple[int, ...]
 
     @classmethod
     def parse(cls, text: str, label: str) -> "Table":
-        reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
-        lines = [row for row in reader]
-        if not lines:
+        """The table in ``text``; raises InputError for an empty file or rows with more cells than the header."""
+        records = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+        if not records:
             raise InputError([f"{label}: empty file, expected a header row"])
-        columns = tuple(cell.strip() for cell in lines[0])
-        rows = tuple(tuple(cell.strip() for cell in row) + ("",) * (len(columns) - len(row)) for row in lines[1:] if any(c.strip() for c in row))
-        return cls(label, columns, rows)
+        columns = tuple(cell.strip() for cell in records[0])
+        rows, numbers, problems = [], [], []
+        for number, record in enumerate(records[1:], start=2):
+            cells = [cell.strip() for cell in record]
+            if not any(cells):
+                continue
+            if len(cells) > len(columns) and any(cells[len(columns):]):
+                extra = ", ".join(repr(cell) for cell in cells[len(columns):] if cell)
+                problems.append(f"{label} row {number}: {len(cells)} cells, but the header has {len(columns)} columns (extra {extra})")
+            rows.append(tuple(cells[: len(columns)]) + ("",) * (len(columns) - len(cells)))
+            numbers.append(number)
+        if problems:
+            raise InputError(problems)
+        return cls(label, columns, tuple(rows), tuple(numbers))
 
     def column(self, name: str) -> list[str] | None:
         if name not in self.columns:
@@ -59,7 +77,7 @@ class Table:
 
     def where(self, row: int, column: str) -> str:
         """``file row N column 'x'`` for data row ``row`` (0-based)."""
-        return f"{self.label} row {row + 2} column '{column}'"
+        return f"{self.label} row {self.numbers[row]} column '{column}'"
 
 
 @dataclass(frozen=True)
@@ -138,7 +156,7 @@ def _ids(table: Table, problems: list[str]) -> list[str]:
         if not value:
             problems.append(f"{table.where(row, 'id')}: missing id")
         elif value in seen:
-            problems.append(f"{table.where(row, 'id')}: duplicate id {value!r} (first at row {seen[value] + 2})")
+            problems.append(f"{table.where(row, 'id')}: duplicate id {value!r} (first at row {table.numbers[seen[value]]})")
         else:
             seen[value] = row
     return ids
@@ -309,3 +327,38 @@ def _read_adjacency(table: Table, units: pd.DataFrame, problems: list[str]) -> t
         if a != b:
             pairs.append((a, b))
     return tuple(pairs)
+
+
+def read_orlib_pmed(text: str, label: str) -> TerritoryInputs:
+    """An OR-Library p-median instance as inputs for a design that picks ``p`` centres among ``n`` units.
+
+    The format: ``n m p`` on the first line, then ``m`` lines ``i j cost`` (1-based nodes, an undirected edge; a
+    repeated edge's last cost wins). Distances are all-pairs shortest paths; units are named ``1``…``n``, reps
+    ``r0``…``r{p-1}``, with no attributes, owners or homes.
+    """
+    lines = [(number, line.split()) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if not lines or len(lines[0][1]) != 3 or not all(token.isdigit() for token in lines[0][1]):
+        raise InputError([f"{label} line {lines[0][0] if lines else 1}: expected 'n m p' (three whole numbers)"])
+    n, m, p = (int(token) for token in lines[0][1])
+    problems = []
+    if len(lines) - 1 != m:
+        problems.append(f"{label}: the first line announces {m} edges, the file has {len(lines) - 1}")
+    if not 1 <= p <= n:
+        problems.append(f"{label} line {lines[0][0]}: p = {p} must be between 1 and n = {n}")
+    weights = np.full((n, n), np.inf)
+    for number, tokens in lines[1:]:
+        try:
+            i, j = int(tokens[0]), int(tokens[1])
+            cost = float(tokens[2])
+            if len(tokens) != 3 or not (1 <= i <= n and 1 <= j <= n) or not cost >= 0:
+                raise ValueError
+        except (ValueError, IndexError):
+            problems.append(f"{label} line {number}: {' '.join(tokens)!r} is not 'i j cost' with nodes in 1..{n} and cost ≥ 0")
+            continue
+        weights[i - 1, j - 1] = weights[j - 1, i - 1] = cost
+    if problems:
+        raise InputError(problems)
+    np.fill_diagonal(weights, 0.0)
+    units = pd.DataFrame({"lat": np.nan, "lon": np.nan, "owner": None, "locked": False}, index=pd.Index([str(i + 1) for i in range(n)], name="unit"))
+    reps = pd.DataFrame({"weight": 1.0, "lat": np.nan, "lon": np.nan, "home_unit": None, "placed": False}, index=pd.Index([f"r{k}" for k in range(p)], name="rep"))
+    return TerritoryInputs(units, reps, (), shortest_path(weights, method="D", directed=False), distance_source=f"shortest paths in {label}")

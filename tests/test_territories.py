@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.sparse.csgraph import shortest_path
 from typer.testing import CliRunner
 
 from experiments.cli import app
+from experiments.territory_command import _simulated_totals
 from optimizers.solve import SolveOptions
-from optimizers.territories import Balance, DesignSpec, design_territories, price_of_balance
-from optimizers.territory_inputs import Table, TerritoryInputs, read_inputs
+from optimizers.territories import Balance, Cap, DesignInfeasible, DesignSpec, design_territories, price_of_balance
+from optimizers.territory_inputs import InputError, Table, TerritoryInputs, read_inputs, read_orlib_pmed
 from optimizers.territory_scoring import design_scenario
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -30,25 +32,12 @@ def need(path: Path) -> Path:
     return path
 
 
-def pmed_distances(path: Path) -> tuple[np.ndarray, int]:
-    """OR-Library p-median: 'n m p' then m edges 'i j cost'; all-pairs shortest paths; a repeated edge's last cost wins."""
-    tokens = path.read_text().split()
-    n, m, p = (int(t) for t in tokens[:3])
-    weights = np.full((n, n), np.inf)
-    for k in range(m):
-        i, j, cost = (int(t) for t in tokens[3 + 3 * k: 6 + 3 * k])
-        weights[i - 1, j - 1] = weights[j - 1, i - 1] = cost
-    np.fill_diagonal(weights, 0.0)
-    return shortest_path(weights, method="D", directed=False), p
-
-
 @pytest.mark.parametrize(("instance", "optimum"), [("pmed1", 5819), ("pmed5", 1355), ("pmed10", 1255)])
 def test_orlib_p_median_reaches_the_published_optimum(instance, optimum):
-    distance, p = pmed_distances(need(PMED / f"{instance}.txt"))
-    n = len(distance)
-    units = pd.DataFrame({"lat": np.nan, "lon": np.nan, "owner": None, "locked": False}, index=pd.Index([str(i + 1) for i in range(n)], name="unit"))
-    reps = pd.DataFrame({"weight": 1.0, "lat": np.nan, "lon": np.nan, "home_unit": None, "placed": False}, index=pd.Index([f"r{k}" for k in range(p)], name="rep"))
-    design = design_territories(TerritoryInputs(units, reps, (), distance), DesignSpec(), EXACT)
+    path = need(PMED / f"{instance}.txt")
+    inputs = read_orlib_pmed(path.read_text(), path.name)
+    distance, p = inputs.distance, len(inputs.reps)
+    design = design_territories(inputs, DesignSpec(), EXACT)
     assert design.result.status == "optimal"
     assert design.compactness == pytest.approx(optimum)
     assert design.result.objective == pytest.approx(optimum)
@@ -233,3 +222,120 @@ def test_contiguous_territories_are_connected_over_the_adjacency_list(tmp_path):
         position = {u: i for i, u in enumerate(members)}
         graph = coo_array((np.ones(len(inside)), ([position[a] for a, _ in inside], [position[b] for _, b in inside])), shape=(len(members),) * 2)
         assert connected_components(graph, directed=False)[0] == 1, f"{name} is not connected"
+
+
+def test_orlib_reader_takes_repeated_edges_last_and_names_bad_lines():
+    inputs = read_orlib_pmed(" 3 3 1\n 1 2 5\n 2 3 4\n 1 2 2\n", "tiny.txt")
+    assert inputs.place_centres and list(inputs.reps.index) == ["r0"] and list(inputs.units.index) == ["1", "2", "3"]
+    np.testing.assert_allclose(inputs.distance, [[0, 2, 6], [2, 0, 4], [6, 4, 0]])
+    with pytest.raises(InputError, match=r"tiny.txt line 3: '2 9 4' is not 'i j cost' with nodes in 1..3"):
+        read_orlib_pmed("3 2 1\n1 2 5\n2 9 4\n", "tiny.txt")
+
+
+# ----- --nearest: reps that no unit is offered to, or that cannot reach their lower bound -----
+
+
+def line_of_units(folder: Path, workloads: list[float], reps: dict[str, float]) -> None:
+    """Units one tenth of a degree apart along a meridian; reps at the given latitudes."""
+    pd.DataFrame({"id": [f"u{i}" for i in range(len(workloads))], "workload": workloads,
+                  "lat": [40 + 0.1 * i for i in range(len(workloads))], "lon": -75.0}).to_csv(folder / "units.csv", index=False)
+    pd.DataFrame({"id": list(reps), "lat": list(reps.values()), "lon": -75.0}).to_csv(folder / "reps.csv", index=False)
+
+
+def test_a_rep_offered_to_no_unit_is_named_not_a_traceback(tmp_path):
+    line_of_units(tmp_path, [10] * 6, {"r1": 40.0, "r2": 40.5, "r3": 45.0})
+    result = optimize(tmp_path, "--balance", "workload:0.1", "--nearest", "1")
+    assert result.exit_code == 1, result.output
+    assert "rep 'r3' is no unit's nearest 1" in result.output and "raise --nearest" in result.output
+    assert "Traceback" not in result.output and "r1" not in result.output.split("infeasible:")[1]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["status"] == "infeasible"
+
+
+def test_a_rep_offered_to_no_unit_simply_gets_none_without_balance(tmp_path):
+    line_of_units(tmp_path, [10] * 6, {"r1": 40.0, "r2": 40.5, "r3": 45.0})
+    result = optimize(tmp_path, "--cap", "workload:40", "--nearest", "1")
+    assert result.exit_code == 0, result.output
+    assignment = pd.read_csv(tmp_path / "out" / "assignment.csv")
+    assert "r3" not in set(assignment["rep"]) and assignment.groupby("rep").size().max() <= 4
+
+
+def test_a_remote_rep_that_cannot_reach_its_lower_bound_is_named_with_the_remedy(tmp_path):
+    # r3 is the nearest rep of the last unit only (workload 1), far below its share of 31 / 3 − 10%
+    line_of_units(tmp_path, [10, 10, 10, 1], {"r1": 40.0, "r2": 40.1, "r3": 40.45})
+    result = optimize(tmp_path, "--balance", "workload:0.1", "--nearest", "2")
+    assert result.exit_code == 1, result.output
+    assert "rep 'r3' can reach at most 1 of workload from its candidate units, below its lower bound 9.3 (its share −10%): raise --nearest or loosen --balance workload" in result.output
+    assert "Traceback" not in result.output
+    assert optimize(tmp_path, "--balance", "workload:0.1", "--nearest", "3").exit_code == 0  # every rep offered: feasible
+
+
+def test_a_constant_load_row_is_feasible_or_caught_before_building(tmp_path):
+    # r2's only candidate units carry no potential: its cap row has no variable and must not break the model
+    units = pd.DataFrame({"potential": [5.0, 5.0, 0.0], "lat": np.nan, "lon": np.nan, "owner": None, "locked": False}, index=pd.Index(["a", "b", "c"], name="unit"))
+    reps = pd.DataFrame({"weight": 1.0, "lat": np.nan, "lon": np.nan, "home_unit": ["a", "c"], "placed": True}, index=pd.Index(["r1", "r2"], name="rep"))
+    inputs = TerritoryInputs(units, reps, ("potential",), np.array([[0.0, 1.0, 9.0], [9.0, 9.0, 0.0]]))
+    design = design_territories(inputs, DesignSpec(caps=(Cap("potential", 20.0),), nearest=1), EXACT)
+    assert list(design.assignment) == ["r1", "r1", "r2"]
+    with pytest.raises(DesignInfeasible, match="rep 'r2' can reach at most 0 of potential"):
+        design_territories(inputs, DesignSpec(balance=(Balance("potential", 0.5),), nearest=1), EXACT)
+
+
+# ----- the price of balance at tolerances that scaling takes to 100% or beyond -----
+
+
+def test_price_of_balance_skips_tolerances_scaled_to_100_percent_and_summary_is_written(tmp_path):
+    line_of_units(tmp_path, [10, 12, 9, 11, 14], {"r1": 40.0, "r2": 40.4})
+    result = optimize(tmp_path, "--balance", "workload:0.6")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    rows = {row["scale"]: row for row in summary["price_of_balance"]}
+    assert rows[2.0]["status"] == "skipped" and "120%" in rows[2.0]["reason"]
+    assert rows[1.0]["tolerances"] == {"workload": 0.6} and rows[1.0]["status"] == "optimal"
+    assert rows[None]["status"] == rows[0.5]["status"] == "optimal"
+
+
+def test_summary_is_written_with_the_assignment_even_when_scoring_fails(tmp_path):
+    line_of_units(tmp_path, [10, 12, 9, 11], {"r1": 40.0, "r2": 40.3})
+    result = optimize(tmp_path, "--balance", "workload:0.2", "--scenario", "baseline", "--rep-role", "nobody", "-n", "1")
+    assert result.exit_code == 2 and "role 'nobody'" in result.output
+    assert (tmp_path / "out" / "assignment.csv").exists()
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["status"] == "optimal"
+
+
+# ----- row numbers as a spreadsheet shows them -----
+
+
+def test_rows_after_a_blank_line_keep_their_spreadsheet_number_and_long_rows_are_refused(tmp_path):
+    units = Table.parse("id,workload\nu1,5\n\nu2,x\n", "units.csv")
+    reps = Table.parse("id\nr1\n", "reps.csv")
+    with pytest.raises(InputError, match=r"units.csv row 4 column 'workload': 'x' is not a number"):
+        read_inputs(units, reps, ("workload",))
+    with pytest.raises(InputError) as refused:
+        Table.parse("id,workload,lat,lon\nu1,5,40,-75\n\nu3,4,40,-75,EXTRA\nu4,4,40,-75,,\n", "units.csv")
+    assert refused.value.problems == ["units.csv row 4: 5 cells, but the header has 4 columns (extra 'EXTRA')"]
+
+
+def test_a_duplicate_id_names_both_rows_across_a_blank_line():
+    units = Table.parse("id,workload\nu1,5\n\nu1,6\n", "units.csv")
+    with pytest.raises(InputError, match=r"units.csv row 4 column 'id': duplicate id 'u1' \(first at row 2\)"):
+        read_inputs(units, Table.parse("id\nr1\n", "reps.csv"), ("workload",))
+
+
+# ----- the command's summaries and start-up -----
+
+
+def test_simulated_utilisation_is_averaged_weighted_by_leads():
+    scores = pd.DataFrame({
+        "design": ["optimized", "optimized"], "territory": ["r1", "r2"], "leads_per_month": [30.0, 10.0],
+        "response_hours_mean": [2.0, 6.0], "response_hours_p90": [5.0, 9.0], "won": [3.0, 1.0], "bookings": [30.0, 10.0],
+        "utilization": [0.9, 0.5],
+    })
+    totals = _simulated_totals(scores)["optimized"]
+    assert totals["utilization_mean"] == pytest.approx(0.8)  # (0.9·30 + 0.5·10) / 40
+    assert totals["response_hours_mean"] == pytest.approx(3.0)
+
+
+def test_registering_the_command_loads_neither_pyomo_nor_matplotlib():
+    code = "import sys, experiments.territory_command; print(sorted(m for m in ('pyomo', 'matplotlib', 'highspy') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
