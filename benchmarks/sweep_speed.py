@@ -16,6 +16,8 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
+from engine import Results
+from experiments.cells import CellStore, cell_key
 from experiments.runner import executor
 from experiments.sweep import run_sweep
 from experiments.sweep_spec import load_sweep
@@ -57,6 +59,10 @@ def main() -> None:
             run_sweep(sweep, root / "w1", pool, tracker)
             seconds = time.perf_counter() - start
         print(f"  tracking: {seconds / len(sweep.cells) * 1000:.0f} ms per cell (all {len(sweep.cells)} cells logged from their files in {seconds:.1f} s)")
+        runs = CellStore(root / "w1" / "cells").read(cell_key(sweep.cells[0].scenario, args.replications, sweep.seed)).runs
+        start = time.perf_counter()
+        Results.from_replications(runs)
+        print(f"    of which the engine's summary and monthly bands of a cell: {(time.perf_counter() - start) * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from engine import SUMMARY_KPIS, Results, run_replication
 from engine.results import _bands as horizon_stats
@@ -50,7 +51,6 @@ class SweepOutcome:
 
 def run_sweep(
     sweep: Sweep, out: Path, pool: Executor, tracker: NullTracker | None = None, progress: SweepProgress | None = None,
-    sweep_text: str | None = None,
 ) -> SweepOutcome:
     """Run the cells not yet stored in ``out/cells``, store and track each as it ends, then write the tables."""
     tracker, progress = tracker or NullTracker(), progress or SweepProgress()
@@ -58,8 +58,8 @@ def run_sweep(
     replications = sweep.spec.replications
     keys = {cell.index: cell_key(cell.scenario, replications, sweep.seed) for cell in sweep.cells}
     cells_by_key = {key: cell for cell in reversed(sweep.cells) for key in [keys[cell.index]]}  # first cell of a key wins
-    if sweep_text is not None:
-        write_atomically(out / "sweep.yaml", sweep_text)
+    definition = sweep.spec.model_dump(mode="json", exclude_none=True) | {"seed": sweep.seed}
+    write_atomically(out / "sweep.yaml", yaml.safe_dump(definition, sort_keys=False, allow_unicode=True))
     sweep_key = hashlib.sha256(canonical_json(sorted(cells_by_key)).encode()).hexdigest()[:16]
     logged = tracker.open_sweep(sweep.spec.name, sweep_key, _sweep_params(sweep))
     stored = {key: store.read(key) for key in cells_by_key}

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from experiments.console import fail
 from experiments.runner import ExecutorError, executor
 from experiments.sweep import SweepProgress, run_sweep
-from experiments.sweep_spec import SweepError, find_sweep, load_sweep
+from experiments.sweep_spec import SweepError, load_sweep
 from experiments.tracking import DEFAULT_EXPERIMENT, make_tracker
 
 console = Console()
@@ -57,8 +57,7 @@ def sweep(
 ) -> None:
     """Run every cell of a sweep (factors × replications, common random numbers); a re-run resumes."""
     try:
-        path = find_sweep(sweep_file)
-        definition = load_sweep(path, max_cells)
+        definition = load_sweep(sweep_file, max_cells)
     except SweepError as error:
         fail(f"{error.source}: {problem}" for problem in error.problems)
     tracker = make_tracker(track, tracking_uri, experiment)
@@ -68,7 +67,7 @@ def sweep(
     )
     try:
         with executor(workers, scheduler) as pool, Progress(*columns, console=console, transient=True) as bar:
-            outcome = run_sweep(definition, out, pool, tracker, BarProgress(bar), path.read_text(encoding="utf-8"))
+            outcome = run_sweep(definition, out, pool, tracker, BarProgress(bar))
     except ExecutorError as error:
         fail([str(error)])
     cells = outcome.ran + outcome.reused

@@ -29,7 +29,6 @@ from __future__ import annotations
 import itertools
 import math
 import string
-from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -40,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from scipy.stats import qmc
 
 from scenarios import Scenario, ScenarioError, apply_overrides, read_scenario_data, validate_scenario
-from scenarios.loading import _describe as describe_validation_error
+from scenarios.loading import describe_validation_error, read_yaml_mapping
 
 DEFAULT_MAX_CELLS = 500
 
@@ -205,35 +204,11 @@ def format_value(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10**9).strip().removesuffix("...").strip()
 
 
-def shipped_sweeps() -> list[str]:
-    """Names of the example sweeps shipped with the package."""
-    return sorted(entry.name.removesuffix(".yaml") for entry in resources.files("experiments").joinpath("sweeps").iterdir() if entry.name.endswith(".yaml"))
-
-
-def find_sweep(name_or_path: str) -> Path:
-    """A sweep file by path, or by the name of a shipped sweep (``hiring_timing``)."""
+def load_sweep(name_or_path: str | Path, max_cells: int | None = None) -> Sweep:
+    """Read a sweep file (by path, or by the name of a shipped one), validate it and expand it: every cell's
+    scenario is built and validated before returning."""
+    source, data = read_yaml_mapping(name_or_path, "experiments", "sweeps", "sweep", SweepError)
     path = Path(name_or_path)
-    if path.exists() or path.suffix in {".yaml", ".yml"}:
-        return path
-    shipped = resources.files("experiments").joinpath("sweeps", f"{name_or_path}.yaml")
-    if not shipped.is_file():
-        raise SweepError(name_or_path, [f"not a file and not a shipped sweep; shipped: {', '.join(shipped_sweeps())}"])
-    return Path(str(shipped))
-
-
-def load_sweep(path: Path, max_cells: int | None = None) -> Sweep:
-    """Read, validate and expand a sweep file: every cell's scenario is built and validated before returning."""
-    source = str(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SweepError(source, ["no such file"]) from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise SweepError(source, [f"{where}not valid YAML ({getattr(error, 'problem', None) or error})"]) from None
-    if not isinstance(data, dict):
-        raise SweepError(source, ["expected a mapping of sweep keys at the top level"])
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as error:
@@ -243,7 +218,7 @@ def load_sweep(path: Path, max_cells: int | None = None) -> Sweep:
     if count > limit:
         raise SweepError(source, [f"the design has {count:,} cells, more than the maximum of {limit:,} (max_cells, or --max-cells)"])
     designs = design(spec)
-    base_path = path.parent / spec.scenario
+    base_path = (path.parent if path.is_file() else Path.cwd()) / spec.scenario
     try:
         base_source, base = read_scenario_data(base_path if base_path.suffix in {".yaml", ".yml"} or base_path.exists() else spec.scenario)
         seed = validate_scenario(apply_overrides(base, spec.set, f"{source}: set"), base_source).seed if spec.seed is None else spec.seed
