@@ -9,7 +9,9 @@ a roster id); ``first_response_at`` (first touch, as the lead felt it); ``mql_at
 arrival); ``sql_at``; ``opportunity_at`` (end of discovery); ``closed_at``; ``status`` (``Won``, ``Lost``,
 ``Disqualified``: not an MQL, closed at arrival, or not qualified at the first touch, closed when it began;
 ``Open``); ``stage`` (last step reached); ``amount`` (won deals). The roster has ``rep, role, start_date,
-end_date``; reps on staff at the start are given a start date five years earlier (fully ramped).
+end_date``; reps on staff at the start are given a start date five years earlier (fully ramped). The roster
+lists no one who left before the export's start, as an HR extract of current and recent staff would not, so only
+the months from the export's start tell attrition (calibration counts exposure from the first day of the data).
 """
 
 from __future__ import annotations

@@ -92,11 +92,21 @@ def test_uci_semicolons_row_ids_and_conversion(calibrated):
     assert round(calibration["kpis"]["won_among_closed"]["rate"] * 100, 2) == 10.95
 
 
-def test_olist_backtest_runs_and_reports_accuracy(calibrated):
+def test_olist_backtest_figures(calibrated):
+    """The Olist back-test as it stands (seeded, so the figures are pinned; tolerances for library versions). It
+    under-forecasts by about 80%: with ``lost_after_days: 150``, only December 2017's MQLs are old enough at the cut
+    to count in the rate (5.2% of 211, against 10.5% over the whole set), and the close time, a lognormal fitted to
+    few wins among many open rows, has a very long tail."""
     raw, mapping, _, _ = calibrated["olist_marketing_funnel"]
     result = run_backtest(raw, mapping, date(2018, 6, 1), replications=5, seed=1, since=date(2017, 12, 1))
     assert list(result.monthly["month"]) == ["2018-06", "2018-07", "2018-08", "2018-09", "2018-10"]
     assert result.monthly["won_actual"].tolist() == [53, 32, 24, 21, 16]
+    assert result.monthly["won_mean"].tolist() == pytest.approx([10.0, 6.8, 4.0, 4.6, 2.2], abs=1.5)
     metrics = result.metrics["won"]
-    assert set(metrics) >= {"mape", "bias", "inside_p10_p90"}
-    assert 0 <= metrics["inside_p10_p90"] <= 1
+    assert metrics["actual_total"] == 146
+    assert metrics["forecast_total"] == pytest.approx(27.6, abs=3)
+    assert metrics["bias"] == pytest.approx(-0.81, abs=0.03)
+    assert metrics["mape"] == pytest.approx(0.815, abs=0.03)
+    assert metrics["inside_p10_p90"] == 0.0
+    rate = result.calibration["spans"]["mql→won"]["rate"]["pooled"]
+    assert (rate["successes"], rate["trials"]) == (11, 211)
