@@ -98,6 +98,9 @@ def add_hires(model: pyo.ConcreteModel, data: HeadcountData, scenario: Scenario,
         return (committed, max(committed, cap) if cap is not None else None)
 
     model.hire = pyo.Var(model.roles, model.territories, model.months, domain=pyo.NonNegativeIntegers, bounds=bounds)
+    for var in model.hire.values():
+        if var.lb == var.ub:  # requisitions that would start past the horizon: kept as committed, not decided
+            var.fix(var.lb)
 
 
 def add_staffing(model: pyo.ConcreteModel, data: HeadcountData) -> None:
