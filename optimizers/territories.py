@@ -435,10 +435,11 @@ def _unreachable_lower_bounds(problem: _Problem) -> list[str]:
     balanced attribute than the rep's lower bound. Candidate centres need no such check: one may stay closed."""
     if problem.centres_mode:
         return []
-    units = len(problem.units)
     locked = problem.inputs.units["locked"].to_numpy()
+    offered: set[int] = set()
     candidates: list[list[int]] = [[] for _ in problem.servers]
     for u, servers in enumerate(problem.options):
+        offered.update(servers)
         for s in servers:
             if not locked[u] or problem.owner[u] == s:
                 candidates[s].append(u)
@@ -446,7 +447,7 @@ def _unreachable_lower_bounds(problem: _Problem) -> list[str]:
     restricted = nearest is not None and nearest < len(problem.servers)
     messages = []
     for s, rep in enumerate(problem.servers):
-        if restricted and all(s not in problem.options[u] for u in range(units)):
+        if s not in offered:
             if problem.spec.balance:
                 messages.append(f"rep {rep!r} is no unit's nearest {nearest} (nor any unit's owner), so it can get no units; raise --nearest")
             continue
