@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
-from scenarios.loading import describe_validation_error, read_yaml_mapping, shipped_names
+from scenarios.loading import InputError, describe_validation_error, read_yaml_mapping, shipped_names
 
 #: The funnel steps a row can enter at, in order; a row is a lead, an MQL, an SQL or an opportunity.
 ENTRY_STEPS = ("lead", "mql", "sql", "opportunity")
@@ -20,13 +20,8 @@ DATE_FIELDS = ("created_at", "closed_at", "first_response_at", "mql_at", "sql_at
 LABEL_FIELDS = ("segment", "territory", "source", "owner", "stage")
 
 
-class CalibrationError(ValueError):
-    """Input that cannot be used; ``problems`` holds one line per problem, each naming file, row, column or key."""
-
-    def __init__(self, source: str, problems: list[str]):
-        self.source = source
-        self.problems = problems
-        super().__init__("\n".join(f"{source}: {problem}" for problem in problems))
+class CalibrationError(InputError):
+    """Input that cannot be used; each problem names file, row, column or key."""
 
 
 class _Strict(BaseModel):

@@ -39,18 +39,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from scipy.stats import qmc
 
 from scenarios import Scenario, ScenarioError, apply_overrides, read_scenario_data, validate_scenario
-from scenarios.loading import describe_validation_error, read_yaml_mapping
+from scenarios.loading import InputError, describe_validation_error, read_yaml_mapping
 
 DEFAULT_MAX_CELLS = 500
 
 
-class SweepError(ValueError):
-    """A sweep that cannot run; ``problems`` holds one line per problem, each naming its key."""
-
-    def __init__(self, source: str, problems: list[str]):
-        self.source = source
-        self.problems = problems
-        super().__init__("\n".join(f"{source}: {problem}" for problem in problems))
+class SweepError(InputError):
+    """A sweep that cannot run; each problem names its key."""
 
 
 class Range(BaseModel):

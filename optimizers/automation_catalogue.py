@@ -19,7 +19,7 @@ from pydantic import Field, NonNegativeFloat, TypeAdapter, ValidationError, crea
 from engine.automation import lever_cost_by_month
 from scenarios import Scenario, validate_scenario
 from scenarios.base import Frozen
-from scenarios.loading import _describe as describe_validation_error
+from scenarios.loading import InputError, describe_validation_error, read_yaml_mapping, shipped_names
 from scenarios.model import AutomationLever, Probability, _month_key_error
 
 _LEVER_KINDS = get_args(get_args(AutomationLever)[0])
@@ -37,13 +37,8 @@ Effect = Annotated[Union[tuple(_effect_model(kind) for kind in _LEVER_KINDS)], F
 _LEVER = TypeAdapter(AutomationLever)
 
 
-class CatalogueError(ValueError):
-    """A catalogue that cannot be used; ``problems`` holds one line per problem, each naming the item and key."""
-
-    def __init__(self, source: str, problems: list[str]):
-        self.source = source
-        self.problems = problems
-        super().__init__("\n".join(f"{source}: {problem}" for problem in problems))
+class CatalogueError(InputError):
+    """A catalogue that cannot be used; each problem names the item and key."""
 
 
 class Item(Frozen):
@@ -163,30 +158,12 @@ class Catalogue(Frozen):
 
 def shipped_catalogues() -> list[str]:
     """Names of the example catalogues shipped with the package."""
-    folder = resources.files("optimizers") / "catalogues"
-    return sorted(entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+    return shipped_names("optimizers", "catalogues")
 
 
 def load_catalogue(name_or_path: str | Path) -> Catalogue:
     """A catalogue read from a YAML file, or a shipped one by name; ``CatalogueError`` names the item and key."""
-    path = Path(name_or_path)
-    if path.suffix in {".yaml", ".yml"} or path.exists():
-        if not path.is_file():
-            raise CatalogueError(str(path), ["no such file"])
-        source, text = str(path), path.read_text(encoding="utf-8")
-    else:
-        entry = resources.files("optimizers") / "catalogues" / f"{name_or_path}.yaml"
-        if not entry.is_file():
-            raise CatalogueError(str(name_or_path), [f"not a file and not a shipped catalogue; shipped: {', '.join(shipped_catalogues())}"])
-        source, text = f"{name_or_path} (shipped)", entry.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise CatalogueError(source, [f"{where}not valid YAML ({getattr(error, 'problem', None) or error})"]) from None
-    if not isinstance(data, dict):
-        raise CatalogueError(source, ["expected a mapping with an 'items' key at the top level"])
+    source, data = read_yaml_mapping(name_or_path, "optimizers", "catalogues", "catalogue", CatalogueError)
     try:
         return Catalogue.model_validate(data)
     except ValidationError as error:

@@ -17,13 +17,18 @@ from scenarios.model import Scenario
 NAMED_COLLECTIONS = {"segments": "segment", "territories": "territory", "lead_sources": "lead source", "roles": "role", "automation": "automation lever"}
 
 
-class ScenarioError(ValueError):
-    """A scenario that cannot be used; ``problems`` holds one line per problem, each naming its key path."""
+class InputError(ValueError):
+    """An input file that cannot be used; ``problems`` holds one line per problem, each naming its key, row or
+    column. Each kind of input has its own subclass, so a command catches exactly what it expects."""
 
     def __init__(self, source: str, problems: list[str]):
         self.source = source
         self.problems = problems
         super().__init__("\n".join(f"{source}: {problem}" for problem in problems))
+
+
+class ScenarioError(InputError):
+    """A scenario that cannot be used; each problem names its key path."""
 
 
 def shipped_scenarios() -> list[str]:
@@ -177,6 +182,3 @@ def describe_validation_error(error: ValidationError) -> list[str]:
         problems.append(f"{path}: {message}" if path else message)
     return problems
 
-
-#: The name ``experiments.sweep_spec`` and ``optimizers.automation_catalogue`` import it by.
-_describe = describe_validation_error
