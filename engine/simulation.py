@@ -17,7 +17,7 @@ from functools import partial
 
 import numpy as np
 import simpy
-from scipy import stats
+from scipy import special
 
 from engine.automation import away_share_by_month, conversion_multiplier, levers_used, usage_rate_by_month
 from engine.calendar import WorkCalendar, month_starts
@@ -92,8 +92,8 @@ class Replication:
                 filter_share[better] = lever.filter_share
         scored = ~np.isnan(accuracy)
         rho = np.where(scored, accuracy, 0.0)
-        latent = rho * stats.norm.ppf(1.0 - np.clip(leads.quality, 1e-12, 1 - 1e-12))
-        score = stats.norm.cdf(latent + np.sqrt(1.0 - rho**2) * leads.score_noise)
+        latent = rho * special.ndtri(1.0 - np.clip(leads.quality, 1e-12, 1 - 1e-12))
+        score = special.ndtr(latent + np.sqrt(1.0 - rho**2) * leads.score_noise)
         self.priority = np.where(scored, -score, UNSCORED_PRIORITY)
         self.nurtured = leads.mql & scored & (score < filter_share)
         segments = list(self.scenario.segments)

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import pandas as pd
 import typer
@@ -16,7 +16,9 @@ from rich.table import Table
 
 from experiments.console import fail, load_scenario_or_exit
 from experiments.runner import run_replications
-from optimizers.headcount import HeadcountOptions, HeadcountReport, plan_headcount
+
+if TYPE_CHECKING:
+    from optimizers.headcount import HeadcountOptions, HeadcountReport
 
 console = Console()
 
@@ -42,6 +44,8 @@ def headcount(
         fail([f"--objective: expected cost or margin, got {objective!r}"])
     if objective == "cost" and target_bookings is None:
         fail(["--target-bookings: required with --objective cost"])
+    from optimizers.headcount import HeadcountOptions, plan_headcount  # Pyomo loads only for this command
+
     model = load_scenario_or_exit(scenario, set_)
     options = HeadcountOptions(
         target_bookings=target_bookings, confidence=confidence, budget=budget, objective=objective,  # type: ignore[arg-type]

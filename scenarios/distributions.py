@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Union
 
 import numpy as np
 from pydantic import Field, PositiveFloat, NonNegativeFloat, field_validator
-from scipy import stats
+from scipy import special
 
 from scenarios.base import Frozen
 
@@ -37,7 +37,7 @@ class Gamma(Frozen):
     scale: PositiveFloat
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
-        return stats.gamma.ppf(u, self.shape, scale=self.scale)
+        return special.gammaincinv(self.shape, u) * self.scale
 
     def expected(self) -> float:
         return self.shape * self.scale
@@ -51,7 +51,7 @@ class Lognormal(Frozen):
     sigma: PositiveFloat
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
-        return np.exp(self.mu + self.sigma * stats.norm.ppf(u))
+        return np.exp(self.mu + self.sigma * special.ndtri(u))
 
     def expected(self) -> float:
         return float(np.exp(self.mu + self.sigma**2 / 2))
