@@ -23,7 +23,7 @@ def test_every_lead_ends_in_exactly_one_state(baseline):
     # The queues the simulation holds at the end agree with the states derived from recorded times.
     assert counts[LeadState.WAITING_FIRST_TOUCH] == sum(len(pool.queue) for pool in sim.first_touch)
     assert counts[LeadState.WAITING_OWNER] == sum(len(pool.queue) for pool in sim.owners)
-    assert counts[LeadState.IN_FIRST_TOUCH] == int(sim.busy.sum())
+    assert counts[LeadState.IN_FIRST_TOUCH] == sum(sim.busy)
     holding = counts[[LeadState.IN_DISCOVERY, LeadState.OPEN_OPPORTUNITY]].sum()
     assert holding == sum(pool.open for pool in sim.owners)
 
