@@ -142,7 +142,10 @@ class Replication:
         self._holding = _doubles(leads.discovery_days + np.where(leads.opportunity, leads.stage_days, 0.0))
         self._speed = self._first_touch_speed()
         self._lead_role_name = self.scenario.lead_role
-        self._decay = self.scenario.funnel.response_decay
+        self._month_starts = self.months.tolist()  # bisect on a list, not on numpy scalars
+        decay = self.scenario.funnel.response_decay
+        self._decay_floor = decay.floor if decay else 1.0
+        self._decay_half_life = decay.half_life_hours if decay else math.inf
         entering = np.flatnonzero(leads.mql & ~self.nurtured)
         self.first_touch = [Pool() for _ in range(territories)]
         self.owners = [Pool() for _ in range(territories)]
@@ -193,7 +196,7 @@ class Replication:
         self.env.schedule(_Call(callback, args), NORMAL, time - self.env.now)
 
     def _month(self) -> int:
-        return bisect_right(self.months, self.env.now) - 1
+        return bisect_right(self._month_starts, self.env.now) - 1
 
     def _month_boundaries(self):  # noqa: ANN202 - a SimPy process
         for month in range(1, self.scenario.horizon_months):
@@ -218,7 +221,9 @@ class Replication:
     def _rep_free(self, territory: int, rep: int) -> None:
         """A first-touch rep has nothing to do: serve the queue, or take the next arrival, or wait for one."""
         pool, now = self.first_touch[territory], self.env.now
-        self._pull_arrivals(pool, now)
+        arrivals = pool.arrivals
+        if pool.next < len(arrivals) and self._arrival[arrivals[pool.next]] <= now:
+            self._pull_arrivals(pool, now)
         if pool.queue:
             if self.calendar.is_open(now):
                 self._start_touch(territory, rep, heapq.heappop(pool.queue)[1], now)
@@ -252,7 +257,7 @@ class Replication:
             self._rep_free(territory, rep)
 
     def _start_touch(self, territory: int, rep: int, lead: int, start: float) -> None:
-        month = bisect_right(self.months, start) - 1
+        month = bisect_right(self._month_starts, start) - 1
         work = self._work[lead] / self._speed[rep][month]
         self.busy[rep] = True
         self._busy_hours[month] += work
@@ -260,14 +265,14 @@ class Replication:
         self._rep[lead] = rep
         self._response[lead] = (start - self._arrival[lead]) * self._felt[lead]
         done = self.calendar.finish(start, work)
-        if done < self.horizon:
-            self._at(done, self._first_touch_done, territory, rep, lead)
+        if done < self.horizon:  # self._at, inlined: this runs once per first touch
+            self.env.schedule(_Call(self._first_touch_done, (territory, rep, lead)), NORMAL, done - self.env.now)
 
     def _first_touch_done(self, call: _Call) -> None:
         territory, rep, lead = call.args
         self._done[lead] = self.env.now
-        decay = self._decay
-        chance = self._converts_below[lead] * (decay.multiplier(self._response[lead]) if decay else 1.0)
+        floor = self._decay_floor  # ResponseDecay.multiplier, inlined: this runs once per first touch
+        chance = self._converts_below[lead] * (floor + (1.0 - floor) * 0.5 ** (self._response[lead] / self._decay_half_life))
         if self._quality[lead] < chance:
             self._sql[lead] = 1
             heapq.heappush(self.owners[territory].queue, (self._priority[lead], lead))
