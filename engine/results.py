@@ -272,29 +272,22 @@ def _staffing(sim: Replication, times: LeadTimes) -> dict[str, np.ndarray]:
 
 
 def summarize(replications: list[ReplicationResult]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """All monthly rows, the horizon summary (KPI × mean/p10/p50/p90) and the monthly bands (month × KPI)."""
+    """All monthly rows, the horizon summary (KPI × mean/p10/p50/p90) and the monthly bands: per month,
+    ``<column>_mean``, ``<column>_p10``, ``<column>_p50`` and ``<column>_p90`` of every monthly column."""
     monthly = pd.concat([r.monthly for r in replications], ignore_index=True)
     totals = pd.DataFrame([r.totals for r in replications])
-    summary = _bands(totals).loc[list(SUMMARY_KPIS)]
-    numeric = monthly.drop(columns=["replication"])
-    bands = numeric.groupby("month", sort=True).agg(["mean", _p10, _p50, _p90])
-    bands.columns = [f"{kpi}_{stat}" for kpi, stat in bands.columns]
+    summary = quantile_bands(totals).loc[list(SUMMARY_KPIS)]
+    grouped = monthly.drop(columns=["replication"]).groupby("month", sort=True)
+    quantiles = grouped.quantile([0.1, 0.5, 0.9]).unstack()  # columns: (KPI, quantile)
+    quantiles.columns = [f"{kpi}_p{round(q * 100)}" for kpi, q in quantiles.columns]
+    means = grouped.mean().add_suffix("_mean")
+    columns = [f"{kpi}_{stat}" for kpi in means.columns.str.removesuffix("_mean") for stat in ("mean", "p10", "p50", "p90")]
+    bands = pd.concat([means, quantiles], axis=1)[columns]
     return monthly, summary, bands.reset_index()
 
 
-def _bands(frame: pd.DataFrame) -> pd.DataFrame:
+def quantile_bands(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per column of ``frame``: mean, P10, P50 and P90 over its rows."""
     return pd.DataFrame({
         "mean": frame.mean(), "p10": frame.quantile(0.1), "p50": frame.quantile(0.5), "p90": frame.quantile(0.9),
     })
-
-
-def _p10(values: pd.Series) -> float:
-    return values.quantile(0.1)
-
-
-def _p50(values: pd.Series) -> float:
-    return values.quantile(0.5)
-
-
-def _p90(values: pd.Series) -> float:
-    return values.quantile(0.9)

@@ -54,11 +54,8 @@ def write_replications(runs: list[ReplicationResult], out: Path) -> Path:
 
 
 def band_column(bands: pd.DataFrame, column: str, stat: str) -> str:
-    """The bands column of a monthly column's statistic (``mean``, ``p10``, ``p50``, ``p90``).
-
-    The engine names percentile columns ``<column>__p10`` today; ``<column>_p10`` is accepted too.
-    """
-    for name in (f"{column}_{stat}", f"{column}__{stat}"):
-        if name in bands.columns:
-            return name
-    raise KeyError(f"bands: no column for {column} {stat}")
+    """The bands column of a monthly column's statistic (``mean``, ``p10``, ``p50``, ``p90``)."""
+    name = f"{column}_{stat}"
+    if name not in bands.columns:
+        raise KeyError(f"bands: no column {name}")
+    return name

@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from engine import SUMMARY_KPIS, Results, run_replication
-from engine.results import _bands as horizon_stats
+from engine.results import quantile_bands
 from experiments.cells import CellRecord, CellStore, canonical_json, cell_key, scenario_hash, write_atomically
 from experiments.runner import Executor
 from experiments.sweep_spec import Cell, Sweep, describe_levels
@@ -112,7 +112,7 @@ def write_tables(sweep: Sweep, keys: dict[int, str], store: CellStore, out: Path
         if record.ok:
             for replication, run in enumerate(record.runs):
                 result_rows.append(head | {"replication": replication} | {kpi: run.totals[kpi] for kpi in SUMMARY_KPIS})
-            stats = horizon_stats(pd.DataFrame([run.totals for run in record.runs]))  # the engine's summary, without its monthly bands
+            stats = quantile_bands(pd.DataFrame([run.totals for run in record.runs]))  # the engine's summary, without its monthly bands
             summary |= {f"{kpi}_{stat}": stats.loc[kpi, stat] for kpi in SUMMARY_KPIS for stat in stats.columns}
         summary_rows.append(summary)
     columns = ["cell", "cell_key", *factors, "replication", *SUMMARY_KPIS]
