@@ -14,7 +14,6 @@ from rich.table import Table
 from engine import SUMMARY_KPIS
 from experiments.compare import CompareError, load_run, paired_differences, pairing_note
 from experiments.console import fail
-from experiments.report import ReportError, write_report
 from experiments.sweep_command import ExperimentOpt, TrackOpt, TrackingUriOpt
 from experiments.tracking import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI, make_tracker
 
@@ -77,6 +76,8 @@ def report(
     experiment: ExperimentOpt = DEFAULT_EXPERIMENT,
 ) -> None:
     """Write a self-contained HTML report: headline KPIs, bookings fan chart, headcount, response time, utilisation, funnel."""
+    from experiments.report import ReportError, write_report  # matplotlib loads only for this command
+
     try:
         path, plots = write_report(folder, out)
     except ReportError as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import pandas as pd
 import typer
@@ -15,9 +15,11 @@ from rich.table import Table
 
 from experiments.console import fail, load_scenario_or_exit
 from experiments.runner import run_replications
-from optimizers.automation import AutomationOptions, AutomationReport, Candidate, plan_automation, quarter_limits
 from optimizers.automation_catalogue import Catalogue, CatalogueError, load_catalogue
 from scenarios import Scenario
+
+if TYPE_CHECKING:
+    from optimizers.automation import AutomationOptions, AutomationReport, Candidate
 
 console = Console()
 
@@ -51,6 +53,8 @@ def automation(
     except CatalogueError as error:
         fail(f"{error.source}: {problem}" for problem in error.problems)
     every, by_quarter = _quarter_budgets(quarter_budget)
+    from optimizers.automation import AutomationOptions, plan_automation  # Pyomo loads only for this command
+
     options = AutomationOptions(
         budget=budget, quarter_budget=every, quarter_budgets=by_quarter, gross_margin=gross_margin,
         replications=replications, seed=seed, start_step=start_step, interactions=interactions,
@@ -99,6 +103,8 @@ def write_report(report: AutomationReport, catalogue: Catalogue, options: Automa
     if report.scenario is not None:
         (out / "scenario.yaml").write_text(yaml.safe_dump(report.scenario.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
     spend = portfolio.spend_by_quarter if portfolio else {}
+    from optimizers.automation import quarter_limits
+
     limits = quarter_limits(valuation.quarters, options)
     document = {
         "options": {

@@ -11,31 +11,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from engine import Results
+from experiments.analysis_commands import compare, report
+from experiments.automation_command import automation
+from experiments.calibration_commands import backtest, calibrate, generate_crm
+from experiments.console import load_scenario_or_exit
+from experiments.headcount_command import headcount
 from experiments.output import write_replications, write_results
 from experiments.runner import replicate
-from experiments.headcount_command import headcount
-from experiments.territory_command import territories
 from experiments.sweep_command import TrackOpt, TrackingUriOpt, sweep
+from experiments.territory_command import territories
 from experiments.tracking import make_tracker, track_simulation
-from experiments.analysis_commands import compare, report
-from experiments.console import load_scenario_or_exit
 from scenarios import shipped_scenarios
 
 app = typer.Typer(help="Simulate and optimize a sales organisation.", no_args_is_help=True, add_completion=False)
 optimize_app = typer.Typer(help="Find hiring plans, territory designs and automation portfolios.", no_args_is_help=True)
 app.add_typer(optimize_app, name="optimize")
-from experiments.calibration_commands import backtest, calibrate, generate_crm  # noqa: E402
-
-app.command("calibrate")(calibrate)
-app.command("backtest")(backtest)
-app.command("generate-crm")(generate_crm)
-optimize_app.command("territories")(territories)
-optimize_app.command("headcount")(headcount)
-from experiments.automation_command import automation  # noqa: E402
-optimize_app.command("automation")(automation)
-app.command("sweep")(sweep)
-app.command("compare")(compare)
-app.command("report")(report)
 console = Console()
 
 HEADLINE = {
@@ -94,3 +84,11 @@ def _headline(results: Results, name: str, replications: int, months: int) -> Ta
         row = results.summary.loc[kpi]
         table.add_row(label, *("–" if row[s] != row[s] else fmt.format(row[s]) for s in ("mean", "p10", "p50", "p90")))
     return table
+
+
+# The other commands, each in its own module, after simulate and scenarios in the help.
+for name, command in (("generate-crm", generate_crm), ("calibrate", calibrate), ("backtest", backtest),
+                      ("sweep", sweep), ("compare", compare), ("report", report)):
+    app.command(name)(command)
+for name, command in (("headcount", headcount), ("territories", territories), ("automation", automation)):
+    optimize_app.command(name)(command)
