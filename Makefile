@@ -32,8 +32,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Speed figures (several minutes; not part of make test). Each script also runs on its own.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_speed.py
+	$(BIN)/python benchmarks/headcount_speed.py
+	$(BIN)/python benchmarks/sweep_speed.py
+	$(BIN)/python benchmarks/calibration_speed.py
+	$(BIN)/python benchmarks/territory_speed.py
 
 clean:
 	rm -rf $(VENV) runs
