@@ -82,6 +82,67 @@ def test_median_cycle_within_5_percent_with_a_third_open_and_dropping_open_deals
     assert abs(dropped.median_ / true_median - 1) > 0.05
 
 
+#: One closing stage with a gamma(2, 15) duration for every segment: opportunity → close (won or lost) is exactly
+#: that draw in the engine, so the truth is the distribution's median (25.2 d). Every lead is qualified and the
+#: teams are five times the baseline's, so that the three months before the as-of date hold about 3,500
+#: opportunities (at the baseline's ~450 the fitted median's error is about 5% by itself).
+CYCLE_SHAPE, CYCLE_SCALE = 2.0, 15.0
+ONE_STAGE = [
+    "horizon_months=4",
+    f"funnel.stages=[{{name: close, conversion: {{default: 0.6}}, duration_days: {{default: {{dist: gamma, shape: {CYCLE_SHAPE}, scale: {CYCLE_SCALE}}}}}}}]",
+    "funnel.mql_rate={default: 1.0}", "funnel.sql_rate={default: 1.0}", "funnel.opportunity_rate={default: 1.0}",
+    "funnel.response_decay=null",
+    "roles.sdr.headcount={north: 30, south: 25, east: 25, west: 20}",
+    "roles.ae.headcount={north: 30, south: 25, east: 25, west: 20}",
+]
+
+
+def test_generated_export_median_cycle_within_5_percent_with_a_third_open(tmp_path):
+    """A generated export calibrated as of 2027-03-22, a month before its end (closes after the as-of date are
+    forgotten, so those deals are open): about a third of the opportunities are open, and the fitted median of
+    opportunity → close lies within 5% of the gamma's median and of the median of the same deals' full durations
+    in the engine's log. The median of the closed deals alone, or a fit to them alone, is about 20% short."""
+    from scipy import stats
+
+    from engine import run_replication
+
+    scenario = load_scenario("baseline", ONE_STAGE)
+    seed, as_of = 1, date(2027, 3, 22)
+    export, _ = generate_crm(scenario, seed=seed)
+    export.to_csv(tmp_path / "crm.csv", index=False)
+    source, mapping = load_mapping("generated")
+    checked = audit(read_export(tmp_path / "crm.csv", mapping, source), mapping, as_of=as_of)
+    fitted = Calibration().fit(checked)
+
+    used = checked.used
+    opportunities = used[used["opportunity_at"].notna()]
+    is_open = opportunities["outcome"].eq("open")
+    assert 0.25 <= is_open.mean() <= 0.45, is_open.mean()
+    assert len(opportunities) > 3000
+
+    truth = stats.gamma(CYCLE_SHAPE, scale=CYCLE_SCALE).median()
+    log = run_replication(scenario, 0, seed, keep_log=True).lead_log  # the generator's replication: same leads
+    rows = opportunities["id"].str[1:].astype(int).to_numpy() - 1
+    full = (log["close_day"] - log["opportunity_day"]).to_numpy()[rows]
+    assert not np.isnan(full).any()
+    sample_truth = float(np.median(full))
+    assert abs(sample_truth / truth - 1) < 0.05
+
+    duration = fitted.spans_["opportunity→won"]["duration"]
+    assert duration["n_censored"] == int(is_open.sum())
+    for estimate in (duration["median"], duration["kaplan_meier"]["median"]):
+        assert abs(estimate / truth - 1) < 0.05, (estimate, truth)
+        assert abs(estimate / sample_truth - 1) < 0.05, (estimate, sample_truth)
+
+    closed = opportunities[~is_open]
+    closed_days = ((closed["closed_at"] - closed["opportunity_at"]) / pd.Timedelta(days=1)).to_numpy()
+    naive = float(np.median(closed_days))
+    dropped = DurationFit().fit(closed_days, np.ones(len(closed_days), dtype=bool))
+    for estimate in (naive, dropped.median_):
+        assert abs(estimate / truth - 1) > 0.05, (estimate, truth)
+        assert abs(estimate / sample_truth - 1) > 0.05, (estimate, sample_truth)
+
+
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     """A six-month export of the baseline, written to disk as a user would get it from generate-crm."""
