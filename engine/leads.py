@@ -19,6 +19,7 @@ import numpy as np
 from engine.automation import conversion_multiplier, levers_used
 from engine.people import Rep, productivity
 from engine.streams import Stream, generator
+from scenarios.distributions import Distribution
 from scenarios.model import DAYS_PER_MONTH, Scenario, for_segment
 
 
@@ -134,12 +135,16 @@ def _draw_source(
     mql_rate = for_segment(funnel.mql_rate, source.segment) if source.mql_rate is None else source.mql_rate
     mql = rng(Stream.MQL).random(n) < mql_rate * uplift("mql")
     quality, score_noise = rng(Stream.QUALITY).random(n), rng(Stream.SCORE).standard_normal(n)
-    handling = scenario.roles[scenario.lead_role].handling_hours.ppf(rng(Stream.HANDLING).random(n))
+    # Durations are computed only for the leads that can need them (an MQL can be touched, can become an SQL and so
+    # be discovered; only those that would pass discovery have stages): the inverse CDFs are most of the drawing cost.
+    handling = _ppf_where(scenario.roles[scenario.lead_role].handling_hours, rng(Stream.HANDLING).random(n), mql)
     opportunity_draws = rng(Stream.OPPORTUNITY).random((2, n))
     opportunity = opportunity_draws[0] < for_segment(funnel.opportunity_rate, source.segment) * uplift("opportunity")
-    discovery = for_segment(funnel.discovery_days, source.segment).ppf(opportunity_draws[1])
+    discovery = _ppf_where(for_segment(funnel.discovery_days, source.segment), opportunity_draws[1], mql)
     stage_draws = rng(Stream.STAGES).random((2, len(funnel.stages), n))
-    won, stage_days = stage_paths(scenario, source.segment, stage_draws, [uplift(stage.name) for stage in funnel.stages])
+    won, stage_days = stage_paths(
+        scenario, source.segment, stage_draws, [uplift(stage.name) for stage in funnel.stages], needed=mql & opportunity
+    )
     amount = scenario.segments[source.segment].deal_size.ppf(rng(Stream.DEAL_SIZE).random(n))
     return {
         "time": time,
@@ -159,19 +164,31 @@ def _draw_source(
     }
 
 
+def _ppf_where(distribution: Distribution, uniforms: np.ndarray, needed: np.ndarray) -> np.ndarray:
+    """The distribution's values for the uniforms where ``needed``, 0 elsewhere (never used there)."""
+    values = np.zeros(len(uniforms))
+    values[needed] = distribution.ppf(uniforms[needed])
+    return values
+
+
 def stage_paths(
-    scenario: Scenario, segment: str, draws: np.ndarray, uplift: Sequence[np.ndarray | float] | None = None
+    scenario: Scenario,
+    segment: str,
+    draws: np.ndarray,
+    uplift: Sequence[np.ndarray | float] | None = None,
+    needed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Whether each opportunity is won, and the days from its creation to its close.
 
     An opportunity spends each stage's duration in turn and closes lost at the end of the first stage it fails.
     ``draws[0]`` decides passing, ``draws[1]`` the durations (one row per stage); ``uplift`` multiplies each stage's
-    conversion (per stage: a number or one factor per opportunity).
+    conversion (per stage: a number or one factor per opportunity); durations are computed only where ``needed``.
     """
     n = draws.shape[-1]
     alive = np.ones(n, dtype=bool)
     elapsed = np.zeros(n)
     for i, stage in enumerate(scenario.funnel.stages):
-        elapsed += np.where(alive, for_segment(stage.duration_days, segment).ppf(draws[1, i]), 0.0)
+        duration = for_segment(stage.duration_days, segment)
+        elapsed += _ppf_where(duration, draws[1, i], alive if needed is None else alive & needed)
         alive &= draws[0, i] < for_segment(stage.conversion, segment) * (1.0 if uplift is None else uplift[i])
     return alive, elapsed
