@@ -76,6 +76,14 @@ class WorkCalendar:
     def is_open(self, t: float) -> bool:
         return self.next_open(t) == t
 
+    def open_at(self, times: np.ndarray) -> np.ndarray:
+        """``is_open`` for many instants at once."""
+        if self.always:
+            return np.ones(np.shape(times), dtype=bool)
+        position = (np.asarray(times, float) + self._offset) % 7.0
+        k = np.searchsorted(self._opens, position + _TOLERANCE, side="right") - 1
+        return (k >= 0) & (position < np.asarray(self._closes)[np.maximum(k, 0)])
+
     def finish(self, start: float, work_hours: float) -> float:
         """When a task of ``work_hours`` working hours begun at ``start`` ends.
 

@@ -140,6 +140,7 @@ class Replication:
         self._converts_below = _doubles(self.sql_probability)
         self._quality = _doubles(leads.quality)
         self._holding = _doubles(leads.discovery_days + np.where(leads.opportunity, leads.stage_days, 0.0))
+        self._arrives_open = bytearray(self.calendar.open_at(leads.time).tobytes())  # reps at work when it arrives
         self._speed = self._first_touch_speed()
         self._lead_role_name = self.scenario.lead_role
         self._month_starts = self.months.tolist()  # bisect on a list, not on numpy scalars
@@ -233,12 +234,11 @@ class Replication:
             return
         if pool.next < len(pool.arrivals):
             lead = pool.arrivals[pool.next]
-            arrival = self._arrival[lead]
-            if self.calendar.is_open(arrival):
+            if self._arrives_open[lead]:
                 pool.next += 1
-                self._start_touch(territory, rep, lead, arrival)
+                self._start_touch(territory, rep, lead, self._arrival[lead])
                 return
-            self._wake_at(territory, self.calendar.next_open(arrival))
+            self._wake_at(territory, self.calendar.next_open(self._arrival[lead]))
         pool.free.append(rep)
 
     def _wake_at(self, territory: int, time: float) -> None:
@@ -266,7 +266,8 @@ class Replication:
         self._response[lead] = (start - self._arrival[lead]) * self._felt[lead]
         done = self.calendar.finish(start, work)
         if done < self.horizon:  # self._at, inlined: this runs once per first touch
-            self.env.schedule(_Call(self._first_touch_done, (territory, rep, lead)), NORMAL, done - self.env.now)
+            env = self.env
+            env.schedule(_Call(self._first_touch_done, (territory, rep, lead)), NORMAL, done - env.now)
 
     def _first_touch_done(self, call: _Call) -> None:
         territory, rep, lead = call.args

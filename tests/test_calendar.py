@@ -50,3 +50,8 @@ def test_month_starts_follow_the_calendar():
 
 def hours_to_days(h: float) -> float:
     return h / 24.0
+
+
+def test_open_at_agrees_with_is_open():
+    times = np.linspace(0.0, 30.0, 3001)
+    assert list(OFFICE.open_at(times)) == [OFFICE.is_open(t) for t in times]
