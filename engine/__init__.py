@@ -7,8 +7,6 @@ replications can run anywhere, in any order, and give identical results; ``simul
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
 import pandas as pd
 
 from engine.results import LEAD_LOG_COLUMNS, MONTHLY_COLUMNS, SUMMARY_KPIS, LeadState, ReplicationResult, summarize, summarize_replication
@@ -48,19 +46,9 @@ def run_replication(
     return summarize_replication(sim, sim.run(), replication, keep_log)
 
 
-def simulate(
-    scenario: Scenario,
-    replications: int = 1,
-    seed: int | None = None,
-    on_replication: Callable[[int], None] | None = None,
-) -> Results:
-    """Simulate ``replications`` replications in this process; ``on_replication`` is told as each one ends."""
-    results = []
-    for replication in range(replications):
-        results.append(run_replication(scenario, replication, seed))
-        if on_replication:
-            on_replication(replication)
-    return Results.from_replications(results)
+def simulate(scenario: Scenario, replications: int = 1, seed: int | None = None) -> Results:
+    """Simulate ``replications`` replications in this process (``experiments.runner`` runs them in parallel)."""
+    return Results.from_replications([run_replication(scenario, r, seed) for r in range(replications)])
 
 
 __all__ = [

@@ -75,6 +75,7 @@ def write_report(report: HeadcountReport, options: HeadcountOptions, out: Path) 
         "plan_cost_expected": report.plan.expected_cost if report.plan else None,
         "simulated": asdict(last.check) if last and last.check else None,
         "hires": {role: report.plan.total(role) for role in report.plan.headcount} if report.plan else {},
+        "expected_headcount_at_month_end": report.plan.headcount if report.plan else {},
         "iterations": [
             {
                 "target_scale": it.target_scale,
@@ -109,7 +110,7 @@ def _summary(report: HeadcountReport, options: HeadcountOptions) -> Table:
     if report.plan:
         hires = ", ".join(f"{role} {report.plan.total(role)}" for role in report.plan.headcount)
         table.caption = f"hires: {hires}"
-        if report.naive:
+        if report.naive and report.naive["naive"]:
             naive = report.naive["naive"]
             table.caption += (
                 f"; naive plan (all at once: {report.naive['naive_hires']}) reaches the target in "

@@ -125,8 +125,7 @@ def run_replications(
     replications: int,
     seed: int | None = None,
     workers: int = 1,
-    on_replication: Callable[[int], None] | None = None,
     keep_log: bool = False,
 ) -> Results:
     """Simulate replications 0..n-1, in ``workers`` processes when more than one; results are in replication order."""
-    return Results.from_replications(replicate(scenario, replications, seed, workers, on_replication, keep_log))
+    return Results.from_replications(replicate(scenario, replications, seed, workers, keep_log=keep_log))

@@ -502,22 +502,28 @@ def marginal_values(
 
 def naive_plan(scenario: Scenario, data: HeadcountData, options: HeadcountOptions, seed: int, run: Simulator) -> dict[str, object] | None:
     """The spreadsheet plan, simulated: target ÷ what one fully ramped opportunity rep books today, hired at once
-    in the first month, first-touch reps in today's ratio; next to the scenario as it is."""
+    in the first month (on top of the hires the scenario already commits to), first-touch reps in today's ratio;
+    next to the scenario as it is. None when there is nothing to divide by (no opportunity reps or no bookings)."""
     if options.target_bookings is None:
         return None
     today, _ = check_plan(scenario, options.target_bookings, options.replications, seed, run)
     first, owner = data.roles
     current = data.veterans.sum(axis=1)
+    if current[1] == 0 or today.bookings["mean"] <= 0:
+        return {"today": asdict(today), "naive_hires": None, "naive": None}
     per_owner_month = today.bookings["mean"] / (current[1] * data.horizon)
     needed = math.ceil(options.target_bookings / (per_owner_month * data.horizon))
     extra_owners = max(0, needed - int(current[1]))
     extra_first = math.ceil(extra_owners * current[0] / current[1])
     weights = {t: spec.lead_share for t, spec in scenario.territories.items()}
     hires = {
-        (role, territory, data.months[0]): count
-        for role, extra in ((first, extra_first), (owner, extra_owners))
-        for territory, count in spread(extra, weights).items()
+        (role, territory, month): int(data.committed[r, t, m])
+        for r, role in enumerate(data.roles) for t, territory in enumerate(data.territories)
+        for m, month in enumerate(data.months)
     }
+    for role, extra in ((first, extra_first), (owner, extra_owners)):
+        for territory, count in spread(extra, weights).items():
+            hires[(role, territory, data.months[0])] += count
     naive, _ = check_plan(apply_plan(scenario, hires), options.target_bookings, options.replications, seed, run)
     return {
         "today": asdict(today),

@@ -144,12 +144,6 @@ class WorkingHours(Frozen):
     def around_the_clock(self) -> bool:
         return len(set(self.days)) == 7 and self.start == 0.0 and self.end == 24.0
 
-    @property
-    def hours_per_week(self) -> float:
-        return len(set(self.days)) * (self.end - self.start)
-
-
-AROUND_THE_CLOCK = WorkingHours(days=list(WEEKDAYS), start=0.0, end=24.0)
 
 
 class Role(Frozen):

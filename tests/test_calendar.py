@@ -9,7 +9,7 @@ import pytest
 
 from engine.calendar import WorkCalendar, month_starts
 from scenarios import load_scenario
-from scenarios.model import AROUND_THE_CLOCK, WorkingHours
+from scenarios.model import WEEKDAYS, WorkingHours
 
 FRIDAY = date(2027, 1, 1)  # time 0 is Friday midnight
 OFFICE = WorkCalendar(WorkingHours(days=["mon", "tue", "wed", "thu", "fri"], start=9, end=17), FRIDAY)
@@ -39,7 +39,7 @@ def test_working_days_count_working_hours():
 
 
 def test_around_the_clock_is_identity():
-    calendar = WorkCalendar(AROUND_THE_CLOCK, FRIDAY)
+    calendar = WorkCalendar(WorkingHours(days=list(WEEKDAYS), start=0, end=24), FRIDAY)
     assert calendar.next_open(1.234) == 1.234 and calendar.finish(1.0, 12) == pytest.approx(1.5)
 
 

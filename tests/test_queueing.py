@@ -48,7 +48,8 @@ def test_mmc_matches_erlang_c(arrivals_per_hour, servers, months, replications):
 
 
 def test_littles_law_and_utilization():
-    """Time-average backlog (measured on the queue itself) equals λ·W, and busy share equals ρ."""
+    """The reported backlog and response time obey Little's law (L = λ·W, both from the recorded arrival and touch
+    times, so this checks the monthly bookkeeping), and the busy share, measured from the reps' work, equals ρ."""
     scenario = mmc(3.0, 4, months=6)
     result = run_replication(scenario, 0)
     month_days = np.diff(month_starts(scenario))

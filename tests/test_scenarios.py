@@ -91,7 +91,10 @@ def test_spread_is_proportional_and_exact():
 def test_calibration_file_fills_what_the_scenario_leaves_out(tmp_path):
     import json
 
-    fragment = {"funnel": {"mql_rate": {"default": 0.9}, "sql_rate": {"default": 0.0}}, "seed": 99}
+    fragment = {
+        "funnel": {"mql_rate": {"default": 0.9}, "sql_rate": {"default": 0.0}, "response_decay": {"half_life_hours": 5}},
+        "seed": 99,
+    }
     (tmp_path / "calibration.json").write_text(json.dumps({"scenario": fragment}), encoding="utf-8")
     text = open_shipped("mmc").replace("seed: 7\n", "calibration: calibration.json\n")
     text = text.replace("funnel:\n  mql_rate: {default: 1.0}\n", "funnel:\n")
