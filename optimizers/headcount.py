@@ -303,7 +303,9 @@ def apply_plan(scenario: Scenario, hires: dict[tuple[str, str, str], int]) -> Sc
             plans.setdefault(role, {}).setdefault(month, {})[territory] = count
     for role in {role for role, _, _ in hires}:
         data["roles"][role]["hiring_plan"] = plans.get(role, {})
-    return validate_scenario(data, f"{scenario.name} with plan")
+    data["name"] = f"{scenario.name} with hiring plan"
+    data["description"] = f"{scenario.description} Hiring plan applied.".strip()
+    return validate_scenario(data, data["name"])
 
 
 # ----- the plan checked and corrected by simulation -----
