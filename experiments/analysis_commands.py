@@ -13,7 +13,7 @@ from rich.table import Table
 
 from engine import SUMMARY_KPIS
 from experiments.compare import CompareError, load_run, paired_differences, pairing_note
-from experiments.console import fail
+from experiments.console import compact_number, fail
 from experiments.sweep_command import ExperimentOpt, TrackOpt, TrackingUriOpt
 from experiments.tracking import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI, make_tracker
 
@@ -55,17 +55,11 @@ def _table(a: str, b: str, frame: pd.DataFrame) -> Table:
     for column in ("A mean", "B mean", "B − A", "95% interval", "relative", "n"):
         table.add_column(column, justify="right")
     for row in frame.itertuples():
-        interval = "–" if math.isnan(row.ci_low) else f"[{_num(row.ci_low)}, {_num(row.ci_high)}]"
+        interval = "–" if math.isnan(row.ci_low) else f"[{compact_number(row.ci_low)}, {compact_number(row.ci_high)}]"
         relative = "–" if math.isnan(row.relative) else f"{row.relative:+.1%}"
         mark = " *" if row.excludes_zero else ""
-        table.add_row(row.kpi, _num(row.a), _num(row.b), _num(row.difference) + mark, interval, relative, str(row.n))
+        table.add_row(row.kpi, compact_number(row.a), compact_number(row.b), compact_number(row.difference) + mark, interval, relative, str(row.n))
     return table
-
-
-def _num(value: float) -> str:
-    if value != value:
-        return "–"
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.4g}"
 
 
 def report(

@@ -14,7 +14,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from experiments.console import fail, load_scenario_or_exit
+from experiments.console import compact_number, fail, load_scenario_or_exit
 from experiments.runner import run_replications
 
 if TYPE_CHECKING:
@@ -101,10 +101,10 @@ def _summary(report: HeadcountReport, options: HeadcountOptions) -> Table:
         check = it.check
         table.add_row(
             str(number), f"{it.target_scale:.3f}",
-            f"{it.expected_bookings:,.0f}" if it.expected_bookings is not None else "–",
-            f"{it.expected_cost:,.0f}" if it.expected_cost is not None else "–",
+            compact_number(it.expected_bookings) if it.expected_bookings is not None else "–",
+            compact_number(it.expected_cost) if it.expected_cost is not None else "–",
             f"{check.probability:.0%}" if check else "–",
-            f"{check.bookings['p10']:,.0f}–{check.bookings['p90']:,.0f}" if check else "–",
+            f"{compact_number(check.bookings['p10'])}–{compact_number(check.bookings['p90'])}" if check else "–",
             f"{it.solve.solve_seconds:.1f}",
         )
     if report.plan:
@@ -114,6 +114,6 @@ def _summary(report: HeadcountReport, options: HeadcountOptions) -> Table:
             naive = report.naive["naive"]
             table.caption += (
                 f"; naive plan (all at once: {report.naive['naive_hires']}) reaches the target in "
-                f"{naive['probability']:.0%} at a cost of {naive['cost']['mean']:,.0f}"
+                f"{naive['probability']:.0%} at a cost of {compact_number(naive['cost']['mean'])}"
             )
     return table
