@@ -61,8 +61,10 @@ class Pool:
     free: list[int] = field(default_factory=list)  # first-touch reps that are idle
     active: list[int] = field(default_factory=list)  # opportunity reps on staff
     capacity: int = 0  # opportunity slots
-    open: int = 0  # opportunities holding a slot
+    open: int = 0  # opportunities holding a slot (releases due by now are settled lazily)
+    releases: list[float] = field(default_factory=list)  # opportunities: when held slots free up, a heap
     wake_pending: bool = False
+    wake_at: float = math.inf  # opportunities: the release an SQL waiting for a slot is woken at
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,8 @@ class Replication:
         env.run(until=self.horizon)
         for pool in self.first_touch:
             self._pull_arrivals(pool, self.horizon)
+        for pool in self.owners:
+            self._settle_releases(pool, self.horizon)
         return self._recorded()
 
     def _recorded(self) -> LeadTimes:
@@ -294,8 +298,19 @@ class Replication:
         pool.capacity = sum(self.slots(rep, month) for rep in pool.active)
         self._dispatch_owner(territory)
 
+    # Slots free up at known times, so releases are not events: they are settled whenever the pool is looked at,
+    # and only an SQL left waiting for a slot schedules a wake-up at the next release.
+
+    def _settle_releases(self, pool: Pool, now: float) -> None:
+        releases = pool.releases
+        while releases and releases[0] <= now:
+            heapq.heappop(releases)
+            pool.open -= 1
+
     def _dispatch_owner(self, territory: int) -> None:
         pool, now = self.owners[territory], self.env.now
+        if pool.releases and pool.releases[0] <= now:
+            self._settle_releases(pool, now)
         while pool.queue and pool.open < pool.capacity:
             _, lead = heapq.heappop(pool.queue)
             pool.open += 1
@@ -303,11 +318,14 @@ class Replication:
             close = now + self._holding[lead]
             self._close[lead] = close
             if close < self.horizon:
-                self._at(close, self._release, territory)
+                heapq.heappush(pool.releases, close)
+        if pool.queue and pool.releases and pool.releases[0] < pool.wake_at:
+            pool.wake_at = pool.releases[0]
+            self._at(pool.wake_at, self._slot_freed, territory)
 
-    def _release(self, call: _Call) -> None:
+    def _slot_freed(self, call: _Call) -> None:
         (territory,) = call.args
-        self.owners[territory].open -= 1
+        self.owners[territory].wake_at = math.inf
         self._dispatch_owner(territory)
 
     # ----- staffing -----
