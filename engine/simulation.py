@@ -1,8 +1,9 @@
 """One replication of a scenario as a SimPy discrete-event simulation.
 
-Only what changes who can work on what is an event: the end of a first touch (the rep becomes free), the release
-of an opportunity slot, reps joining and leaving, month starts (ramp changes slots), and the first working minute
-of a day when leads wait overnight. Arrivals are known in advance, so a free rep is handed the next one directly.
+Only what changes who can work on what is an event: the end of a first touch (the rep becomes free), reps joining
+and leaving, month starts (ramp changes slots), the first working minute of a day when leads wait overnight, and
+the next slot release when an SQL waits for one. Arrivals and slot releases are known in advance, so a free rep is
+handed the next arrival directly and releases are settled whenever a pool is looked at.
 Everything else about a lead was drawn up front (``engine.leads``), and its stage path after acceptance is known
 at once, so the simulation only records times; states and monthly figures are derived from those times afterwards.
 """
