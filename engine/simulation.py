@@ -135,7 +135,7 @@ class Replication:
         unset = np.full(n, np.nan)
         self._touch, self._done, self._response = _doubles(unset), _doubles(unset), _doubles(unset)
         self._accept, self._close = _doubles(unset), _doubles(unset)
-        self._rep, self._sql = array("l", np.full(n, -1).tobytes()), bytearray(n)
+        self._rep, self._sql = array("q", np.full(n, -1, dtype=np.int64).tobytes()), bytearray(n)
         self._arrival = _doubles(leads.time)
         self._work = _doubles(leads.handling_hours * self.handling_factor)
         self._felt = _doubles(self.response_factor * 24.0)
