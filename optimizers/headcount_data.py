@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.automation import adoption_by_month, away_share_by_month
+from engine.automation import adoption_by_month, away_share_by_month, lever_cost_by_month
 from engine.calendar import WorkCalendar, month_starts
 from engine.leads import daily_rate, stage_paths, territory_shares
 from scenarios.model import DAYS_PER_MONTH, FollowUp, Role, Scenario, for_segment
@@ -184,15 +184,20 @@ def headcount_data(scenario: Scenario, planning_response_hours: float) -> Headco
 
 
 def _fixed_cost(scenario: Scenario, plan_roles: list[str]) -> np.ndarray:
-    """Monthly costs outside the plan: staffed roles the plan does not hire, and automation tools."""
+    """Monthly costs no hiring decision changes: salaries and hiring costs of the staffed roles the plan does not
+    hire (their reps today and their own hiring plans), and automation tools, whose per-rep cost is counted on
+    today's headcount."""
     horizon = scenario.horizon_months
     cost = np.zeros(horizon)
+    today = sum(sum(role.headcount.values()) for role in scenario.roles.values() if role.span_of_control is None)
     for name, role in scenario.roles.items():
-        if name not in plan_roles and role.span_of_control is None:
-            veterans = cohort(role, horizon, veteran=True)
-            cost += role.salary_monthly * sum(role.headcount.values()) * veterans.staffed
+        if name in plan_roles or role.span_of_control is not None:
+            continue
+        veterans, hires = cohort(role, horizon, veteran=True), cohort(role, horizon, veteran=False)
+        cost += sum(role.headcount.values()) * (role.salary_monthly * veterans.staffed + role.hiring_cost * veterans.hires)
+        for month, _, count in scenario.requisitions(name):
+            start = month + role.hiring_lag_months
+            cost += count * (role.salary_monthly * shifted(hires.staffed, start) + role.hiring_cost * shifted(hires.hires, start))
     for lever in scenario.automation.values():
-        start = scenario.month_index(lever.start_month)
-        cost[start] += lever.one_time_cost
-        cost[start:] += lever.monthly_cost
+        cost += lever_cost_by_month(scenario, lever, np.full(horizon, float(today)))
     return cost
