@@ -13,7 +13,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from experiments.console import fail, load_scenario_or_exit
+from experiments.console import compact_number, fail, load_scenario_or_exit
 from experiments.runner import run_replications
 from optimizers.automation_catalogue import Catalogue, CatalogueError, load_catalogue
 from scenarios import Scenario
@@ -171,8 +171,8 @@ def _summary(report: AutomationReport, catalogue: Catalogue, scenario: Scenario)
     valuation, portfolio = report.valuation, report.portfolio
     starts = portfolio.starts if portfolio else {}
     table = Table(title=f"automation portfolio: solver {report.solve.status}, {len(starts)} of {len(catalogue.items)} items chosen")
-    for column in ("item", "start", "value", "95% interval", "spend", "value/spend", "chosen"):
-        table.add_column(column, justify="left" if column == "item" else "right", no_wrap=column in ("item", "95% interval"))
+    for column in ("item", "start", "value", "95% interval", "spend", "per unit", "chosen"):
+        table.add_column(column, justify="left" if column == "item" else "right", no_wrap=column != "item", overflow="fold")
     for name in catalogue.items:
         candidates = [c for c in valuation.candidates if c.item == name]
         if not candidates:
@@ -181,14 +181,15 @@ def _summary(report: AutomationReport, catalogue: Catalogue, scenario: Scenario)
         shown = valuation.candidate(name, starts[name]) if name in starts else max(candidates, key=lambda c: c.value.mean)
         ratio = shown.value_per_currency_unit
         table.add_row(
-            name, scenario.month_label(shown.start), f"{shown.value.mean:,.0f}",
-            f"{shown.value.low:,.0f} to {shown.value.high:,.0f}", f"{shown.total_cost:,.0f}",
+            name, scenario.month_label(shown.start), compact_number(shown.value.mean),
+            f"{compact_number(shown.value.low)}…{compact_number(shown.value.high)}", compact_number(shown.total_cost),
             "–" if ratio is None else f"{ratio:.2f}", "yes" if name in starts else "",
         )
     if portfolio and report.confirmed:
         confirmed = report.confirmed
         table.caption = (
-            f"model value {portfolio.model_value:,.0f}; confirmed by {confirmed.replications} fresh replications: "
-            f"{confirmed.mean:,.0f} ({confirmed.low:,.0f} to {confirmed.high:,.0f}); spend {portfolio.spend:,.0f}"
+            f"model value {compact_number(portfolio.model_value)}; confirmed by {confirmed.replications} fresh "
+            f"replications: {compact_number(confirmed.mean)} ({compact_number(confirmed.low)} to "
+            f"{compact_number(confirmed.high)}); spend {compact_number(portfolio.spend)}"
         )
     return table

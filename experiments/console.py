@@ -25,12 +25,12 @@ def load_scenario_or_exit(name_or_path: str, overrides: Iterable[str] = ()) -> S
 
 
 def compact_number(value: float) -> str:
-    """A KPI in a few characters, so tables fit a terminal: 34.4M, 182k, 1,068, 0.379; NaN as a dash."""
+    """A KPI in a few characters, so tables fit a terminal: 34.4M, 182k, 36.0k, 1,068, 0.379; NaN as a dash."""
     if value != value:
         return "–"
     magnitude = abs(value)
     if magnitude >= 1e6:
         return f"{value / 1e6:,.1f}M"
-    if magnitude >= 1e5:
-        return f"{value / 1e3:,.0f}k"
+    if magnitude >= 1e4:
+        return f"{value / 1e3:,.0f}k" if magnitude >= 1e5 else f"{value / 1e3:.1f}k"
     return f"{value:,.0f}" if magnitude >= 100 else f"{value:,.3g}"
