@@ -253,17 +253,8 @@ def _solve_pyomo(model: pyo.ConcreteModel, options: SolveOptions, build_seconds:
     if has_solution:
         results.solution_loader.load_vars()
     objective = results.incumbent_objective if has_solution else None
-    bound = results.objective_bound
-    return SolveResult(
-        status=_status(termination, has_solution),
-        termination=termination,
-        objective=objective,
-        bound=None if bound is None or not math.isfinite(bound) else bound,
-        gap=_gap(objective, bound),
-        build_seconds=build_seconds,
-        solve_seconds=elapsed,
-        log=stream.getvalue() if options.log else None,
-    )
+    log = stream.getvalue() if options.log else None
+    return _result(termination, has_solution, objective, results.objective_bound, build_seconds, elapsed, log)
 
 
 def _solve_matrix(model: MatrixModel, options: SolveOptions, build_seconds: float, presolve: bool = True) -> SolveResult:
@@ -283,16 +274,18 @@ def _solve_matrix(model: MatrixModel, options: SolveOptions, build_seconds: floa
     objective = info.objective_function_value if has_solution else None
     bound = info.mip_dual_bound if model.integer.any() else (objective if termination == "optimal" else None)
     values = np.asarray(highs.getSolution().col_value) if has_solution else None
+    return _result(termination, has_solution, objective, bound, build_seconds, elapsed, "".join(log) if options.log else None, values)
+
+
+def _result(
+    termination: str, has_solution: bool, objective: float | None, bound: float | None, build_seconds: float,
+    solve_seconds: float, log: str | None, values: np.ndarray | None = None,
+) -> SolveResult:
+    """The SolveResult of a finished solve, whichever way the model was passed to HiGHS."""
+    bound = None if bound is None or not math.isfinite(bound) else bound
     return SolveResult(
-        status=_status(termination, has_solution),
-        termination=termination,
-        objective=objective,
-        bound=None if bound is None or not math.isfinite(bound) else bound,
-        gap=_gap(objective, bound),
-        build_seconds=build_seconds,
-        solve_seconds=elapsed,
-        log="".join(log) if options.log else None,
-        values=values,
+        status=_status(termination, has_solution), termination=termination, objective=objective, bound=bound,
+        gap=_gap(objective, bound), build_seconds=build_seconds, solve_seconds=solve_seconds, log=log, values=values,
     )
 
 
