@@ -11,7 +11,6 @@ durations and left out of the rates, and so are rows that entered a span too rec
 from __future__ import annotations
 
 import copy
-import math
 
 import numpy as np
 import pandas as pd
@@ -28,6 +27,7 @@ from calibration.estimators import (
     ResponseDecayFit,
     weekday_weights,
 )
+from scenarios.json_values import json_ready
 from scenarios.model import DAYS_PER_MONTH, ResponseDecay
 
 STEPS = ("lead", "mql", "sql", "opportunity", "won")
@@ -377,18 +377,8 @@ class Calibration:
 
 
 def _plain(value: object) -> object:
-    """JSON-ready: fitted estimator objects dropped, numpy numbers as Python numbers, NaN as null."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items() if k not in ("fit", "rate_fit", "model")}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer, int)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return None if math.isnan(value) or math.isinf(value) else float(value)
-    return value
+    """JSON-ready, with the fitted estimator objects left out."""
+    return json_ready(value, drop=frozenset({"fit", "rate_fit", "model"}))
 
 
 #: Scenario sections a calibration provides; a calibrated section replaces the base's.

@@ -17,6 +17,7 @@ from experiments.console import compact_number, fail, load_scenario_or_exit
 from experiments.runner import run_replications
 from optimizers.automation_catalogue import Catalogue, CatalogueError, load_catalogue
 from scenarios import Scenario
+from scenarios.json_values import json_ready
 
 if TYPE_CHECKING:
     from optimizers.automation import AutomationOptions, AutomationReport, Candidate
@@ -129,7 +130,7 @@ def write_report(report: AutomationReport, catalogue: Catalogue, options: Automa
         },
         "solver": report.solve.as_dict(),
     }
-    (out / "report.json").write_text(json.dumps(document, indent=2, default=float) + "\n", encoding="utf-8")
+    (out / "report.json").write_text(json.dumps(json_ready(document), indent=2) + "\n", encoding="utf-8")
 
 
 def _row(candidate: Candidate, catalogue: Catalogue, scenario: Scenario) -> dict[str, object]:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from engine import ReplicationResult
 from scenarios import Scenario
+from scenarios.json_values import json_ready
 
 
 def project_version() -> str:
@@ -68,7 +69,7 @@ class CellRecord:
         data = {name: getattr(self, name) for name in ("key", "index", "levels", "overrides", "replications", "seed", "scenario_hash", "error")}
         data["version"] = project_version()
         data["runs"] = [
-            {"totals": _plain(run.totals), "states": run.states, "monthly": _frame_to_json(run.monthly)} for run in self.runs
+            {"totals": json_ready(run.totals), "states": run.states, "monthly": _frame_to_json(run.monthly)} for run in self.runs
         ]
         return data
 
@@ -117,10 +118,6 @@ def write_atomically(path: Path, text: str) -> Path:
         os.fsync(handle.fileno())
     os.replace(temporary, path)
     return path
-
-
-def _plain(values: dict[str, float]) -> dict[str, float | None]:
-    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()}
 
 
 def _frame_to_json(frame: pd.DataFrame) -> dict[str, Any]:

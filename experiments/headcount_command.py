@@ -16,6 +16,7 @@ from rich.table import Table
 
 from experiments.console import compact_number, fail, load_scenario_or_exit
 from experiments.runner import run_replications
+from scenarios.json_values import json_ready
 
 if TYPE_CHECKING:
     from optimizers.headcount import HeadcountOptions, HeadcountReport
@@ -90,7 +91,7 @@ def write_report(report: HeadcountReport, options: HeadcountOptions, out: Path) 
         "marginal_value_of_one_more_hire_slot": report.marginal_values,
         "comparison": report.naive,
     }
-    (out / "report.json").write_text(json.dumps(document, indent=2, default=float) + "\n", encoding="utf-8")
+    (out / "report.json").write_text(json.dumps(json_ready(document), indent=2) + "\n", encoding="utf-8")
 
 
 def _summary(report: HeadcountReport, options: HeadcountOptions) -> Table:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +10,7 @@ import yaml
 
 from engine import ReplicationResult, Results
 from scenarios import Scenario
+from scenarios.json_values import json_ready
 
 
 def write_results(results: Results, scenario: Scenario, seed: int, out: Path) -> dict[str, Path]:
@@ -25,11 +25,11 @@ def write_results(results: Results, scenario: Scenario, seed: int, out: Path) ->
         "seed": seed,
         "replications": len(results.states),
         "kpis": {
-            kpi: {stat: json_number(value) for stat, value in row.items()}
+            kpi: dict(row.items())
             for kpi, row in results.summary.to_dict(orient="index").items()
         },
     }
-    paths["summary.json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    paths["summary.json"].write_text(json.dumps(json_ready(summary), indent=2) + "\n", encoding="utf-8")
     if results.lead_log is not None:
         paths["leads.csv"] = out / "leads.csv"
         results.lead_log.to_csv(paths["leads.csv"], index=False)
@@ -37,11 +37,6 @@ def write_results(results: Results, scenario: Scenario, seed: int, out: Path) ->
         yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
     )
     return paths
-
-
-def json_number(value: float) -> float | None:
-    """JSON has no NaN: a KPI with no observations (no deal closed, say) is null."""
-    return None if value is None or math.isnan(value) else float(value)
 
 
 def write_replications(runs: list[ReplicationResult], out: Path) -> Path:

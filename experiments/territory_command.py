@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import typer
 
+from scenarios.json_values import json_ready
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -163,7 +165,7 @@ def _score(
 
 
 def _write_summary(summary: dict[str, object], out: Path) -> None:
-    (out / "summary.json").write_text(json.dumps(_plain(summary), indent=2) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(json.dumps(json_ready(summary), indent=2) + "\n", encoding="utf-8")
 
 
 def _table(path: Path) -> Table:
@@ -244,25 +246,6 @@ def _weighted_mean(values: pd.Series, weights: pd.Series) -> float:
     """Mean of the known values weighted by ``weights``; NaN when no known value has weight."""
     known = values.notna() & (weights > 0)
     return float((values[known] * weights[known]).sum() / weights[known].sum()) if known.any() else math.nan
-
-
-def _plain(value: object) -> object:
-    """Plain JSON values: numpy numbers as Python numbers, NaN as null."""
-    import numpy as np
-
-    from experiments.output import json_number
-
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer, int)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return json_number(value)
-    return value
 
 
 def draw_map(inputs: TerritoryInputs, design: Design, path: Path) -> None:

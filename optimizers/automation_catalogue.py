@@ -8,12 +8,10 @@ scenario's lever kinds, so a new kind is a catalogue effect at once and ranges a
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args
 
 import numpy as np
-import yaml
 from pydantic import Field, NonNegativeFloat, TypeAdapter, ValidationError, create_model, field_validator, model_validator
 
 from engine.automation import lever_cost_by_month

@@ -18,7 +18,7 @@ import pyomo.environ as pyo
 from scipy import stats
 
 from engine import Results, simulate
-from optimizers.headcount_data import HeadcountData, headcount_data, shifted
+from optimizers.headcount_data import HeadcountData, headcount_data
 from optimizers.solve import SolveOptions, SolveResult, solve
 from scenarios import Scenario, validate_scenario
 from scenarios.model import spread

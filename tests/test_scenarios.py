@@ -111,3 +111,16 @@ def test_missing_calibration_file_is_named(tmp_path):
     path.write_text(open_shipped("mmc") + "calibration: nowhere.json\n", encoding="utf-8")
     with pytest.raises(ScenarioError, match="calibration: no such file"):
         load_scenario(path)
+
+
+def test_json_ready_writes_strict_json():
+    import json
+
+    import numpy as np
+
+    from scenarios.json_values import json_ready
+
+    value = {"rate": np.float64("nan"), "n": np.int64(3), "band": (1.0, np.inf), "ok": np.bool_(True), "fit": object()}
+    assert json.loads(json.dumps(json_ready(value, drop=frozenset({"fit"})), allow_nan=False)) == {
+        "rate": None, "n": 3, "band": [1.0, None], "ok": True,
+    }
