@@ -118,3 +118,19 @@ def test_unreachable_target_is_explained_and_exits_non_zero(tmp_path):
     assert "recruiting capacity" in message
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["status"] == "infeasible"
+
+
+def test_time_limit_returns_the_best_plan_with_its_gap(tmp_path):
+    """Asked to prove optimality (gap 0) in 2 s, HiGHS stops at the limit: the plan found so far comes back, with
+    the gap it reached, and is written like any other."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "experiments", "optimize", "headcount", "baseline", "--target-bookings", "34e6",
+         "--out", str(tmp_path), "-n", "4", "--time-limit", "2", "--gap", "0"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert "Traceback" not in completed.stderr + completed.stdout
+    report = json.loads((tmp_path / "report.json").read_text())
+    solver = report["iterations"][0]["solver"]
+    assert solver["termination"] == "time_limit" and solver["status"] == "feasible"
+    assert 0 < solver["gap"] < 0.05
+    assert len(pd.read_csv(tmp_path / "plan.csv")) > 0 and (tmp_path / "scenario.yaml").exists()
