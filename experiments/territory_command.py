@@ -62,7 +62,7 @@ def territories(
     base = _base_scenario(scenario) if scenario else None
     attributes = tuple(dict.fromkeys(spec.attributes + ((lead_attribute,) if lead_attribute else ())))
     inputs = _read(units, reps, distances, adjacency, attributes)
-    options = SolveOptions(time_limit=time_limit, rel_gap=gap, log=solver_log, echo_log=solver_log)
+    options = SolveOptions(time_limit=time_limit, rel_gap=gap, log=solver_log, echo=_echo_to_stderr if solver_log else None)
     out.mkdir(parents=True, exist_ok=True)
     design = _design(inputs, spec, options, out)
     design.moves.reset_index().to_csv(out / "assignment.csv", index=False)
@@ -90,6 +90,11 @@ def territories(
         f"built in {sum(s.build_seconds for s in design.solves):.2f} s, solved in {sum(s.solve_seconds for s in design.solves):.2f} s"
     )
     typer.echo(f"wrote {', '.join(str(path) for path in written)}")
+
+
+def _echo_to_stderr(text: str) -> None:
+    """Shows the solver's log as it comes (``--solver-log``)."""
+    typer.echo(text, err=True, nl=False)
 
 
 def _spec(

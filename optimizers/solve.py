@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import io
 import math
-import sys
 import time
 from dataclasses import dataclass, field, replace
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import highspy
 import numpy as np
@@ -63,15 +62,16 @@ _PYOMO_TERMINATION = {
 class SolveOptions:
     """Limits and reporting for one solve.
 
-    ``rel_gap``: stop when (incumbent − bound) / incumbent is below it; ``log``: keep HiGHS's log in the result
-    (and echo it when ``echo_log``); ``explain``: compute an IIS when the model is infeasible (costs extra solves).
+    ``rel_gap``: stop when (incumbent − bound) / incumbent is below it; ``log``: keep HiGHS's log in the result;
+    ``echo``: called with each piece of the log as it comes (the command line passes a printer: nothing here
+    writes anywhere); ``explain``: compute an IIS when the model is infeasible (costs extra solves).
     """
 
     time_limit: float | None = None
     rel_gap: float | None = 1e-4
     threads: int | None = None
     log: bool = False
-    echo_log: bool = False
+    echo: Callable[[str], object] | None = None
     explain: bool = True
     explain_time_limit: float = 30.0
 
@@ -239,8 +239,8 @@ def _feasibility(model: MatrixModel) -> MatrixModel:
 def _solve_pyomo(model: pyo.ConcreteModel, options: SolveOptions, build_seconds: float, presolve: bool = True) -> SolveResult:
     stream = io.StringIO()
     tee: list = [stream] if options.log else []
-    if options.echo_log:
-        tee.append(sys.stderr)
+    if options.echo is not None:
+        tee.append(_EchoStream(options.echo))
     config = {"threads": options.threads} if options.threads else {}
     started = time.perf_counter()
     results = PyomoHighs().solve(
@@ -263,8 +263,8 @@ def _solve_matrix(model: MatrixModel, options: SolveOptions, build_seconds: floa
     if not presolve:
         highs.setOptionValue("presolve", "off")
     log: list[str] = []
-    if options.log or options.echo_log:
-        highs.cbLogging += lambda event: _log_line(event.message, log if options.log else None, options.echo_log)
+    if options.log or options.echo is not None:
+        highs.cbLogging += lambda event: _log_line(event.message, log if options.log else None, options.echo)
     highs.run()
     elapsed = time.perf_counter() - started
     info = highs.getInfo()
@@ -289,18 +289,30 @@ def _result(
     )
 
 
-def _log_line(message: str, kept: list[str] | None, echo: bool) -> None:
+def _log_line(message: str, kept: list[str] | None, echo: Callable[[str], object] | None) -> None:
     """One message of HiGHS's log (through its logging callback, so no file is involved): kept and/or echoed."""
     if kept is not None:
         kept.append(message)
-    if echo:
-        sys.stderr.write(message)
+    if echo is not None:
+        echo(message)
+
+
+class _EchoStream(io.TextIOBase):
+    """The stream Pyomo's ``tee`` writes the log to, handing each piece to the caller's ``echo``."""
+
+    def __init__(self, echo: Callable[[str], object]):
+        super().__init__()
+        self._echo = echo
+
+    def write(self, text: str) -> int:
+        self._echo(text)
+        return len(text)
 
 
 def _load(model: MatrixModel, options: SolveOptions) -> highspy.Highs:
     """A HiGHS instance holding the model, with the options applied; its log goes only to a logging callback."""
     highs = highspy.Highs()
-    highs.setOptionValue("output_flag", options.echo_log or options.log)
+    highs.setOptionValue("output_flag", options.echo is not None or options.log)
     highs.setOptionValue("log_to_console", False)
     if options.time_limit is not None:
         highs.setOptionValue("time_limit", float(options.time_limit))
