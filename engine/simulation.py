@@ -53,19 +53,26 @@ def _numpy(values: array) -> np.ndarray:
 
 
 @dataclass
-class Pool:
-    """A territory's queue for one role: waiting leads by (priority, arrival order) and free capacity."""
+class FirstTouchPool:
+    """A territory's first touches: MQLs waiting by (priority, arrival order), and reps with nothing to do."""
+
+    arrivals: list[int] = field(default_factory=list)  # the territory's MQLs in arrival order
+    next: int = 0  # the first of ``arrivals`` not yet queued or handed to a rep
+    queue: list = field(default_factory=list)
+    free: list[int] = field(default_factory=list)
+    wake_pending: bool = False  # a wake-up at the next working minute is scheduled
+
+
+@dataclass
+class OwnerPool:
+    """A territory's opportunity slots: SQLs waiting by (priority, arrival order), the reps and their slots."""
 
     queue: list = field(default_factory=list)
-    arrivals: list[int] = field(default_factory=list)  # first touch: the territory's leads in arrival order
-    next: int = 0  # first touch: the first of ``arrivals`` not yet queued or handed to a rep
-    free: list[int] = field(default_factory=list)  # first-touch reps that are idle
     active: list[int] = field(default_factory=list)  # opportunity reps on staff
-    capacity: int = 0  # opportunity slots
-    open: int = 0  # opportunities holding a slot (releases due by now are settled lazily)
-    releases: list[float] = field(default_factory=list)  # opportunities: when held slots free up, a heap
-    wake_pending: bool = False
-    wake_at: float = math.inf  # opportunities: the release an SQL waiting for a slot is woken at
+    capacity: int = 0  # slots
+    open: int = 0  # slots held (releases due by now are settled lazily)
+    releases: list[float] = field(default_factory=list)  # when held slots free up, a heap
+    wake_at: float = math.inf  # the release an SQL waiting for a slot is woken at
 
 
 @dataclass(frozen=True)
@@ -151,8 +158,8 @@ class Replication:
         self._decay_floor = decay.floor if decay else 1.0
         self._decay_half_life = decay.half_life_hours if decay else math.inf
         entering = np.flatnonzero(leads.mql & ~self.nurtured)
-        self.first_touch = [Pool() for _ in range(territories)]
-        self.owners = [Pool() for _ in range(territories)]
+        self.first_touch = [FirstTouchPool() for _ in range(territories)]
+        self.owners = [OwnerPool() for _ in range(territories)]
         for territory, pool in enumerate(self.first_touch):
             pool.arrivals = entering[leads.territory[entering] == territory].tolist()
         self.busy = [False] * len(self.reps)
@@ -216,7 +223,7 @@ class Replication:
     # or, with nobody waiting, is handed the next lead to arrive (served the moment it arrives, if that falls in
     # working hours). Leads arriving while reps are busy or off duty wait in a queue ordered by priority.
 
-    def _pull_arrivals(self, pool: Pool, until: float) -> None:
+    def _pull_arrivals(self, pool: FirstTouchPool, until: float) -> None:
         """Move the leads that have arrived by ``until`` into the waiting queue."""
         arrivals, arrival, priority = pool.arrivals, self._arrival, self._priority
         while pool.next < len(arrivals) and arrival[arrivals[pool.next]] <= until:
@@ -302,7 +309,7 @@ class Replication:
     # Slots free up at known times, so releases are not events: they are settled whenever the pool is looked at,
     # and only an SQL left waiting for a slot schedules a wake-up at the next release.
 
-    def _settle_releases(self, pool: Pool, now: float) -> None:
+    def _settle_releases(self, pool: OwnerPool, now: float) -> None:
         releases = pool.releases
         while releases and releases[0] <= now:
             heapq.heappop(releases)
