@@ -28,6 +28,12 @@ def month_starts(scenario: Scenario) -> np.ndarray:
 _TOLERANCE = 1e-9
 
 
+def days_in_months(begin: np.ndarray, end: np.ndarray, months: np.ndarray) -> np.ndarray:
+    """(intervals × months): the days each interval [begin, end) spends in each month of the horizon."""
+    begin, end = np.asarray(begin, float)[:, None], np.asarray(end, float)[:, None]
+    return np.clip(np.minimum(end, months[None, 1:]) - np.maximum(begin, months[None, :-1]), 0.0, None)
+
+
 class WorkCalendar:
     """A weekly pattern of working hours, anchored at the scenario's start date (time 0 = its midnight)."""
 

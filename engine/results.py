@@ -12,6 +12,7 @@ from enum import IntEnum
 import numpy as np
 import pandas as pd
 
+from engine.calendar import days_in_months
 from engine.automation import lever_cost_by_month
 from engine.people import productivity
 from engine.simulation import LeadTimes, Replication
@@ -219,56 +220,67 @@ def _monthly_mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
 
 def _staffing(sim: Replication, times: LeadTimes) -> dict[str, np.ndarray]:
     """Headcount, ramped headcount and utilization per role, and the month's cost."""
-    scenario, months = sim.scenario, sim.months
-    horizon_months = scenario.horizon_months
-    begin, end = months[:-1], months[1:]
-    cost = np.zeros(horizon_months)
+    scenario = sim.scenario
+    cost = np.zeros(scenario.horizon_months)
     headcount: dict[str, np.ndarray] = {}
     out: dict[str, np.ndarray] = {}
     for name, role in scenario.roles.items():
-        if role.span_of_control is not None:
-            continue
-        reps = [rep for rep in sim.reps if rep.role == name]
-        start = np.array([rep.start for rep in reps])
-        leave = np.array([rep.end for rep in reps])
-        on_staff_at_end = (start[:, None] < end[None, :]) & (leave[:, None] >= end[None, :]) if reps else np.zeros((0, horizon_months), bool)
-        prod = np.array([[productivity(rep, m, role) for m in range(horizon_months)] for rep in reps]).reshape(len(reps), horizon_months)
-        headcount[name] = on_staff_at_end.sum(axis=0)
-        out[f"headcount_{name}"] = headcount[name]
-        out[f"ramped_{name}"] = (prod * on_staff_at_end).sum(axis=0)
-        overlap = np.clip(np.minimum(leave[:, None], end[None, :]) - np.maximum(start[:, None], begin[None, :]), 0.0, None) if reps else np.zeros((0, horizon_months))
-        cost += role.salary_monthly * (overlap / (end - begin)[None, :]).sum(axis=0)
-        for rep in reps:
-            if rep.hired:
-                cost[rep.start_month] += role.hiring_cost
-        if name == scenario.lead_role:
-            calendar = sim.calendar
-            available = np.array([
-                calendar.working_days(np.maximum(start, b), np.minimum(leave, e)).sum() * 24.0 for b, e in zip(begin, end)
-            ]) if reps else np.zeros(horizon_months)
-            out[f"utilization_{name}"] = _monthly_mean(sim.busy_hours, available)
-        elif name == scenario.opportunity_role:
-            slots = np.array([[sim.slots(i, m) for m in range(horizon_months)] for i, rep in enumerate(sim.reps) if rep.role == name]).reshape(len(reps), horizon_months)
-            capacity = (slots * overlap).sum(axis=0)
-            held_from = times.accept[~np.isnan(times.accept)]
-            held_to = np.minimum(times.close[~np.isnan(times.accept)], sim.horizon)
-            held = np.clip(np.minimum(held_to[None, :], end[:, None]) - np.maximum(held_from[None, :], begin[:, None]), 0.0, None).sum(axis=1)
-            out[f"utilization_{name}"] = _monthly_mean(held, capacity)
-        else:
-            out[f"utilization_{name}"] = np.full(horizon_months, np.nan)
+        if role.span_of_control is None:
+            reps = [i for i, rep in enumerate(sim.reps) if rep.role == name]
+            columns, role_cost = _staffed_role(sim, times, name, reps)
+            headcount[name] = columns[f"headcount_{name}"]
+            out.update(columns)
+            cost += role_cost
     for name, role in scenario.roles.items():
         if role.span_of_control is not None:
             managed = sum(headcount.get(other, 0) for other in role.manages)
             headcount[name] = np.ceil(np.asarray(managed) / role.span_of_control).astype(int)
             out[f"headcount_{name}"] = headcount[name]
             out[f"ramped_{name}"] = headcount[name].astype(float)
-            out[f"utilization_{name}"] = np.full(horizon_months, np.nan)
+            out[f"utilization_{name}"] = np.full(scenario.horizon_months, np.nan)
             cost += role.salary_monthly * headcount[name]
     staffed = sum(headcount.values())
     for lever in scenario.automation.values():
         cost += lever_cost_by_month(scenario, lever, staffed)
     out["cost"] = cost
     return out
+
+
+def _staffed_role(sim: Replication, times: LeadTimes, name: str, reps: list[int]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """One staffed role's monthly columns (headcount, ramped, utilization) and its cost (salaries, hiring)."""
+    scenario, months = sim.scenario, sim.months
+    role, horizon_months = scenario.roles[name], scenario.horizon_months
+    start = np.array([sim.reps[i].start for i in reps])
+    leave = np.array([sim.reps[i].end for i in reps])
+    month_end = months[1:]
+    on_staff_at_end = (start[:, None] < month_end) & (leave[:, None] >= month_end)
+    productivity_by_month = np.array(
+        [[productivity(sim.reps[i], m, role) for m in range(horizon_months)] for i in reps]
+    ).reshape(len(reps), horizon_months)
+    days_on_staff = days_in_months(start, leave, months)
+    cost = role.salary_monthly * (days_on_staff / np.diff(months)).sum(axis=0)
+    for i in reps:
+        if sim.reps[i].hired:
+            cost[sim.reps[i].start_month] += role.hiring_cost
+    if name == scenario.lead_role:
+        available = np.array([
+            sim.calendar.working_days(np.maximum(start, b), np.minimum(leave, e)).sum() * 24.0
+            for b, e in zip(months[:-1], month_end)
+        ])
+        utilization = _monthly_mean(sim.busy_hours, available)
+    elif name == scenario.opportunity_role:
+        slots = np.array([[sim.slots(i, m) for m in range(horizon_months)] for i in reps]).reshape(len(reps), horizon_months)
+        accepted = ~np.isnan(times.accept)
+        held = days_in_months(times.accept[accepted], np.minimum(times.close[accepted], sim.horizon), months)
+        utilization = _monthly_mean(held.sum(axis=0), (slots * days_on_staff).sum(axis=0))
+    else:
+        utilization = np.full(horizon_months, np.nan)
+    columns = {
+        f"headcount_{name}": on_staff_at_end.sum(axis=0),
+        f"ramped_{name}": (productivity_by_month * on_staff_at_end).sum(axis=0),
+        f"utilization_{name}": utilization,
+    }
+    return columns, cost
 
 
 def summarize(replications: list[ReplicationResult]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

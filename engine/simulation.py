@@ -22,7 +22,7 @@ from simpy.events import NORMAL
 from scipy import special
 
 from engine.automation import away_share_by_month, conversion_multiplier, levers_used, usage_rate_by_month
-from engine.calendar import WorkCalendar, month_starts
+from engine.calendar import WorkCalendar, days_in_months, month_starts
 from engine.leads import Leads, draw_leads
 from engine.people import Rep, productivity, roster
 from scenarios.model import FollowUp, LeadScoring, Scenario, for_segment
@@ -189,9 +189,7 @@ class Replication:
         waited_until = np.where(np.isnan(times.touch), self.horizon, times.touch)
         entered = self.leads.mql & ~self.nurtured
         start, end = self.leads.time[entered], waited_until[entered]
-        self.waiting_area = np.clip(
-            np.minimum(end[None, :], self.months[1:, None]) - np.maximum(start[None, :], self.months[:-1, None]), 0.0, None
-        ).sum(axis=1)
+        self.waiting_area = days_in_months(start, end, self.months).sum(axis=0)
         return times
 
     def _first_touch_speed(self) -> list[list[float]]:
