@@ -3,7 +3,8 @@
 The whole staffing history of a replication is known before the first lead arrives: hires start on the first
 day of a month (plan month + hiring lag), each rep's leaving time is drawn at hiring from the attrition hazard
 by tenure month, and a backfilled leaver is replaced on the first day of a month, ``backfill_lag_months`` counted
-from the month after the one they left (leaving in March with a lag of 2: June 1). Reps on staff at the start are taken as fully ramped and subject to the long-run hazard.
+from the month after the one they left (leaving in March with a lag of 2: June 1). Reps on staff at the start are
+taken as fully ramped and subject to the long-run hazard.
 """
 
 from __future__ import annotations
