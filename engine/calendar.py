@@ -2,7 +2,8 @@
 
 A rep works only in its working hours, so a lead that arrives on Friday night waits until Monday morning and a
 task of three hours begun at 16:00 ends the next working day. ``WorkCalendar`` maps calendar time to cumulative
-working time and back, so a service's end is computed in one step instead of being simulated hour by hour.
+working time (the working clock) and back: on the working clock nights and weekends vanish, so a rep's tasks follow
+one another without breaks and a task's end is its start plus its length.
 """
 
 from __future__ import annotations
@@ -46,14 +47,48 @@ class WorkCalendar:
         length = (hours.end - hours.start) / 24
         self._cumulative = [i * length for i in range(len(days))]  # work done in the week before each opening
         self._week = len(days) * length
-        self._origin_work = self._week_work_at(self._offset)
+        self._origin_work = 0.0 if self.always else float(self._weekly_work(0.0))
 
-    def work_before(self, t: float) -> float:
-        """Working time (days) from time 0 to t."""
+    def work_before(self, t: np.ndarray | float) -> np.ndarray:
+        """Working time (days) from time 0 to each t: the working clock's reading at calendar time t."""
+        t = np.asarray(t, dtype=float)
+        return t if self.always else self._weekly_work(t) - self._origin_work
+
+    def _weekly_work(self, t: np.ndarray | float) -> np.ndarray:
+        """Working time from the Monday midnight before time 0 to each t. Every instant of one night or weekend
+        reads exactly the same (that of the next opening), so leads arriving then are seen to arrive together."""
+        opens, closes, cumulative = self._arrays()
+        weeks, position = np.divmod(np.asarray(t, dtype=float) + self._offset, 7.0)
+        k = np.searchsorted(opens, position, side="right") - 1  # the latest opening at or before (none: -1)
+        last = np.maximum(k, 0)
+        working = (k >= 0) & (position < closes[last])
+        next_week = ~working & (k + 1 == len(opens))
+        upcoming = cumulative[np.minimum(k + 1, len(opens) - 1)]  # off duty: the work done by the next opening
+        within = np.where(working, cumulative[last] + (position - opens[last]), np.where(next_week, 0.0, upcoming))
+        return (weeks + next_week) * self._week + within
+
+    def time_at(self, work: np.ndarray | float, resuming: bool = False) -> np.ndarray:
+        """The calendar time at which the working clock reads ``work``: the first such instant (a task ending then
+        ends at the last working minute), or with ``resuming`` the last (a task beginning then begins at the next
+        opening, after the night or weekend in between)."""
+        work = np.asarray(work, dtype=float)
         if self.always:
-            return t
-        weeks, position = divmod(t + self._offset, 7.0)
-        return weeks * self._week + self._week_work_at(position) - self._origin_work
+            return work
+        opens, closes, cumulative = self._arrays()
+        # An instant within rounding of an opening is that opening when resuming, and the close before when ending.
+        nudge = _TOLERANCE if resuming else -_TOLERANCE
+        weeks, rest = np.divmod(work + self._origin_work + nudge, self._week)
+        k = np.searchsorted(cumulative, rest, side="right" if resuming else "left") - 1
+        wrapped = k < 0  # ending at a week boundary: the end of last week's last interval
+        weeks, rest, k = weeks - wrapped, rest + wrapped * self._week, np.where(wrapped, len(opens) - 1, k)
+        into_day = np.clip(rest - nudge - cumulative[k], 0.0, closes[0] - opens[0])
+        return weeks * 7.0 + opens[k] + into_day - self._offset
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return np.asarray(self._opens), np.asarray(self._closes), np.asarray(self._cumulative)
+
+    # One instant at a time, for a model that steps a rep through its tasks event by event (the engine itself runs
+    # first touches on the working clock instead, and converts whole arrays with the two methods above).
 
     def _week_work_at(self, position: float) -> float:
         """Working time from the Monday midnight to ``position`` days into the week."""
@@ -82,14 +117,6 @@ class WorkCalendar:
     def is_open(self, t: float) -> bool:
         return self.next_open(t) == t
 
-    def open_at(self, times: np.ndarray) -> np.ndarray:
-        """``is_open`` for many instants at once."""
-        if self.always:
-            return np.ones(np.shape(times), dtype=bool)
-        position = (np.asarray(times, float) + self._offset) % 7.0
-        k = np.searchsorted(self._opens, position + _TOLERANCE, side="right") - 1
-        return (k >= 0) & (position < np.asarray(self._closes)[np.maximum(k, 0)])
-
     def finish(self, start: float, work_hours: float) -> float:
         """When a task of ``work_hours`` working hours begun at ``start`` ends.
 
@@ -103,5 +130,4 @@ class WorkCalendar:
     def working_days(self, begin: np.ndarray, end: np.ndarray) -> np.ndarray:
         """Working time (days) within each interval [begin, end), elementwise; empty intervals give 0."""
         begin, end = np.broadcast_arrays(np.asarray(begin, float), np.asarray(end, float))
-        cumulative = np.vectorize(self.work_before, otypes=[float])
-        return np.where(end > begin, cumulative(np.maximum(end, begin)) - cumulative(begin), 0.0)
+        return np.where(end > begin, self.work_before(np.maximum(end, begin)) - self.work_before(begin), 0.0)

@@ -1,11 +1,14 @@
-"""One replication of a scenario as a SimPy discrete-event simulation.
+"""One replication of a scenario as a SimPy discrete-event simulation, in two passes.
 
+First touches depend on nothing downstream, so they run first, on the lead role's working clock (working days since
+the start; ``engine.calendar``): there, nights and weekends vanish and a rep's touches follow one another without
+breaks. Opportunities run second, on the calendar, with the SQLs the first pass produced arriving in order.
 Only what changes who can work on what is an event: the end of a first touch (the rep becomes free), reps joining
-and leaving, month starts (ramp changes slots), the first working minute of a day when leads wait overnight, and
-the next slot release when an SQL waits for one. Arrivals and slot releases are known in advance, so a free rep is
-handed the next arrival directly and releases are settled whenever a pool is looked at.
-Everything else about a lead was drawn up front (``engine.leads``), and its stage path after acceptance is known
-at once, so the simulation only records times; states and monthly figures are derived from those times afterwards.
+and leaving, an SQL's arrival, month starts (ramp changes slots), leads arriving together after a night or weekend
+(the best goes first), and the next slot release when an SQL waits for one. Lead arrivals and slot releases are
+known in advance, so a free rep is handed the next arrival directly and releases are settled whenever a pool is
+looked at. Everything else about a lead was drawn up front (``engine.leads``), and its stage path after acceptance
+is known at once, so the simulation only records times; states and monthly figures are derived from those times.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import simpy
-from simpy.events import NORMAL
+from simpy.events import NORMAL, URGENT
 from scipy import special
 
 from engine.automation import away_share_by_month, conversion_multiplier, levers_used, usage_rate_by_month
@@ -60,7 +63,7 @@ class FirstTouchPool:
     next: int = 0  # the first of ``arrivals`` not yet queued or handed to a rep
     queue: list = field(default_factory=list)
     free: list[int] = field(default_factory=list)
-    wake_pending: bool = False  # a wake-up at the next working minute is scheduled
+    wake_pending: bool = False  # a wake-up is scheduled for leads arriving together
 
 
 @dataclass
@@ -98,7 +101,6 @@ class Replication:
         self.reps: list[Rep] = roster(scenario, self.months, seed, replication)
         self.leads: Leads = draw_leads(scenario, self.months, self.reps, seed, replication)
         self.lead_role = scenario.roles[scenario.lead_role]
-        self.opportunity_role_name = scenario.opportunity_role
         self.calendar = WorkCalendar(self.lead_role.working_hours, scenario.start)
         self.away_share = {name: away_share_by_month(scenario, name) for name in scenario.roles}
         self.usage_rate = usage_rate_by_month(scenario)
@@ -136,61 +138,65 @@ class Replication:
     # ----- the run -----
 
     def run(self) -> LeadTimes:
-        env = self.env = simpy.Environment()
-        leads, n = self.leads, len(self.leads)
-        territories = len(self.scenario.territories)
-        unset = np.full(n, np.nan)
-        self._touch, self._done, self._response = _doubles(unset), _doubles(unset), _doubles(unset)
-        self._accept, self._close = _doubles(unset), _doubles(unset)
-        self._rep, self._sql = array("q", np.full(n, -1, dtype=np.int64).tobytes()), bytearray(n)
-        self._arrival = _doubles(leads.time)
-        self._work = _doubles(leads.handling_hours * self.handling_factor)
-        self._felt = _doubles(self.response_factor * 24.0)
+        leads = self.leads
         self._priority = _doubles(self.priority)
-        self._converts_below = _doubles(self.sql_probability)
-        self._quality = _doubles(leads.quality)
-        self._holding = _doubles(leads.discovery_days + np.where(leads.opportunity, leads.stage_days, 0.0))
-        self._arrives_open = bytearray(self.calendar.open_at(leads.time).tobytes())  # reps at work when it arrives
+        self._territory = leads.territory.tolist()
+        self._territory_index = {name: i for i, name in enumerate(self.scenario.territories)}
+        self._first_touches()
+        touch, done, response, sql = self._first_touches_on_the_calendar()
+        self._opportunities(np.where(sql, done, np.nan))
+        self.busy_hours = self._busy_hours()
+        times = LeadTimes(
+            touch=touch, touch_done=done, sql=sql, accept=_numpy(self._accept), close=_numpy(self._close),
+            response_hours=response, rep=np.frombuffer(self._rep, dtype=np.int64).copy(),
+        )
+        entered = leads.mql & ~self.nurtured
+        waited_until = np.where(np.isnan(touch), self.horizon, touch)
+        self.waiting_area = days_in_months(leads.time[entered], waited_until[entered], self.months).sum(axis=0)
+        return times
+
+    def _at(self, env: simpy.Environment, time: float, callback, *args) -> None:  # noqa: ANN001
+        """Call ``callback(*args)`` at ``time``; the callbacks below take the scheduled ``_Call`` and read its args."""
+        env.schedule(_Call(callback, args), NORMAL, time - env.now)
+
+    # ----- first touches, on the working clock -----
+    #
+    # Arrivals are known in advance, so they are not events: a rep who becomes free takes the best waiting lead,
+    # or, with nobody waiting, is handed the next lead to arrive (served the moment it arrives). Leads that arrive
+    # while every rep is busy wait in a queue ordered by priority. Leads arriving over a night or weekend all arrive
+    # at the same working instant, the next opening: there, a wake-up lets every free rep take the best of them.
+
+    def _first_touches(self) -> None:
+        env = self.first_touch_env = simpy.Environment()
+        clock, leads, n = self.calendar, self.leads, len(self.leads)
+        self._arrival = _doubles(clock.work_before(leads.time))
+        self._month_starts = clock.work_before(self.months).tolist()
+        self._end = self._month_starts[-1]  # the horizon on the working clock
+        self._work = _doubles(leads.handling_hours * self.handling_factor / 24.0)  # working days at full speed
         self._speed = self._first_touch_speed()
-        self._lead_role_name = self.scenario.lead_role
-        self._month_starts = self.months.tolist()  # bisect on a list, not on numpy scalars
-        decay = self.scenario.funnel.response_decay
-        self._decay_floor = decay.floor if decay else 1.0
-        self._decay_half_life = decay.half_life_hours if decay else math.inf
+        self._touch, self._touch_end = _doubles(np.full(n, np.nan)), _doubles(np.full(n, np.nan))
+        self._rep = array("q", np.full(n, -1, dtype=np.int64).tobytes())
         entering = np.flatnonzero(leads.mql & ~self.nurtured)
-        self.first_touch = [FirstTouchPool() for _ in range(territories)]
-        self.owners = [OwnerPool() for _ in range(territories)]
-        for territory, pool in enumerate(self.first_touch):
-            pool.arrivals = entering[leads.territory[entering] == territory].tolist()
+        alone = np.zeros(n, dtype=bool)  # no other lead of the territory arrives at the same working instant
+        self.first_touch = []
+        for territory in range(len(self.scenario.territories)):
+            arrivals = entering[leads.territory[entering] == territory]
+            at = np.frombuffer(self._arrival, dtype=float)[arrivals]
+            same = at[1:] == at[:-1]
+            alone[arrivals] = ~np.r_[False, same] & ~np.r_[same, False]
+            self.first_touch.append(FirstTouchPool(arrivals.tolist()))
+        self._arrives_alone = bytearray(alone.tobytes())
         self.busy = [False] * len(self.reps)
         self.leaving = [False] * len(self.reps)
-        self._busy_hours = [0.0] * self.scenario.horizon_months
-        self._territory_index = {name: i for i, name in enumerate(self.scenario.territories)}
         for index, rep in enumerate(self.reps):
-            if rep.role in (self._lead_role_name, self.opportunity_role_name):
-                self._at(rep.start, self._join, index)
-                if rep.end < self.horizon:
-                    self._at(rep.end, self._leave, index)
-        env.process(self._month_boundaries())
-        env.run(until=self.horizon)
+            if rep.role == self.scenario.lead_role:
+                self._at(env, float(clock.work_before(rep.start)), self._first_touch_rep_joins, index)
+                if rep.end < self.horizon:  # first at its instant: one who left in the night is gone by the opening
+                    leaves = _Call(self._first_touch_rep_leaves, (index,))
+                    env.schedule(leaves, URGENT, float(clock.work_before(rep.end)))
+        env.run(until=self._end)
         for pool in self.first_touch:
-            self._pull_arrivals(pool, self.horizon)
-        for pool in self.owners:
-            self._settle_releases(pool, self.horizon)
-        return self._recorded()
-
-    def _recorded(self) -> LeadTimes:
-        self.busy_hours = np.array(self._busy_hours)
-        times = LeadTimes(
-            touch=_numpy(self._touch), touch_done=_numpy(self._done), sql=np.frombuffer(self._sql, dtype=bool).copy(),
-            accept=_numpy(self._accept), close=_numpy(self._close), response_hours=_numpy(self._response),
-            rep=np.frombuffer(self._rep, dtype=np.int64).copy(),
-        )
-        waited_until = np.where(np.isnan(times.touch), self.horizon, times.touch)
-        entered = self.leads.mql & ~self.nurtured
-        start, end = self.leads.time[entered], waited_until[entered]
-        self.waiting_area = days_in_months(start, end, self.months).sum(axis=0)
-        return times
+            self._pull_arrivals(pool, self._end)
 
     def _first_touch_speed(self) -> list[list[float]]:
         """Per rep and month: the share of full speed at first touches (ramp × time not away)."""
@@ -202,25 +208,6 @@ class Replication:
             for rep in self.reps
         ]
 
-    def _at(self, time: float, callback, *args) -> None:  # noqa: ANN001
-        """Call ``callback(*args)`` at ``time``; the callbacks below take the scheduled ``_Call`` and read its args."""
-        self.env.schedule(_Call(callback, args), NORMAL, time - self.env.now)
-
-    def _month(self) -> int:
-        return bisect_right(self._month_starts, self.env.now) - 1
-
-    def _month_boundaries(self):  # noqa: ANN202 - a SimPy process
-        for month in range(1, self.scenario.horizon_months):
-            yield self.env.timeout(self.months[month] - self.env.now)
-            for territory in range(len(self.owners)):
-                self._update_capacity(territory)
-
-    # ----- first touch (the role that works leads) -----
-    #
-    # Arrivals are known in advance, so they are not events: a rep who becomes free takes the best waiting lead,
-    # or, with nobody waiting, is handed the next lead to arrive (served the moment it arrives, if that falls in
-    # working hours). Leads arriving while reps are busy or off duty wait in a queue ordered by priority.
-
     def _pull_arrivals(self, pool: FirstTouchPool, until: float) -> None:
         """Move the leads that have arrived by ``until`` into the waiting queue."""
         arrivals, arrival, priority = pool.arrivals, self._arrival, self._priority
@@ -231,34 +218,33 @@ class Replication:
 
     def _rep_free(self, territory: int, rep: int) -> None:
         """A first-touch rep has nothing to do: serve the queue, or take the next arrival, or wait for one."""
-        pool, now = self.first_touch[territory], self.env.now
+        pool, now = self.first_touch[territory], self.first_touch_env.now
         arrivals = pool.arrivals
         if pool.next < len(arrivals) and self._arrival[arrivals[pool.next]] <= now:
             self._pull_arrivals(pool, now)
         if pool.queue:
-            if self.calendar.is_open(now):
-                self._start_touch(territory, rep, heapq.heappop(pool.queue)[1], now)
-            else:
-                pool.free.append(rep)
-                self._wake_at(territory, self.calendar.next_open(now))
+            self._start_touch(territory, rep, heapq.heappop(pool.queue)[1], now)
             return
-        if pool.next < len(pool.arrivals):
-            lead = pool.arrivals[pool.next]
-            if self._arrives_open[lead]:
+        if pool.next < len(arrivals):
+            lead = arrivals[pool.next]
+            if not self._arrives_alone[lead]:
+                self._wake_at(territory, self._arrival[lead])
+            elif self._arrival[lead] < self._end:
                 pool.next += 1
                 self._start_touch(territory, rep, lead, self._arrival[lead])
                 return
-            self._wake_at(territory, self.calendar.next_open(self._arrival[lead]))
         pool.free.append(rep)
 
     def _wake_at(self, territory: int, time: float) -> None:
-        pool = self.first_touch[territory]
+        """Wake the free reps when leads arrive together; before anything else then, so that reps who waited go
+        first (a rep joining at that instant, say)."""
+        pool, env = self.first_touch[territory], self.first_touch_env
         if not pool.wake_pending:
             pool.wake_pending = True
-            self._at(time, self._wake, territory)
+            env.schedule(_Call(self._wake, (territory,)), URGENT, time - env.now)
 
     def _wake(self, call: _Call) -> None:
-        """Working hours begin with leads waiting: every free rep takes one, best first."""
+        """Leads arrived together: every free rep takes one, best first."""
         (territory,) = call.args
         pool = self.first_touch[territory]
         pool.wake_pending = False
@@ -267,40 +253,106 @@ class Replication:
             self._rep_free(territory, rep)
 
     def _start_touch(self, territory: int, rep: int, lead: int, start: float) -> None:
-        month = bisect_right(self._month_starts, start) - 1
-        work = self._work[lead] / self._speed[rep][month]
+        end = start + self._work[lead] / self._speed[rep][bisect_right(self._month_starts, start) - 1]
         self.busy[rep] = True
-        self._busy_hours[month] += work
         self._touch[lead] = start
+        self._touch_end[lead] = end
         self._rep[lead] = rep
-        self._response[lead] = (start - self._arrival[lead]) * self._felt[lead]
-        done = self.calendar.finish(start, work)
-        if done < self.horizon:  # self._at, inlined: this runs once per first touch
-            env = self.env
-            env.schedule(_Call(self._first_touch_done, (territory, rep, lead)), NORMAL, done - env.now)
+        if end < self._end:  # self._at, inlined: this runs once per first touch
+            env = self.first_touch_env
+            env.schedule(_Call(self._first_touch_done, (territory, rep)), NORMAL, end - env.now)
 
     def _first_touch_done(self, call: _Call) -> None:
-        territory, rep, lead = call.args
-        self._done[lead] = self.env.now
-        floor = self._decay_floor  # ResponseDecay.multiplier, inlined: this runs once per first touch
-        chance = self._converts_below[lead] * (floor + (1.0 - floor) * 0.5 ** (self._response[lead] / self._decay_half_life))
-        if self._quality[lead] < chance:
-            self._sql[lead] = 1
-            heapq.heappush(self.owners[territory].queue, (self._priority[lead], lead))
-            self._dispatch_owner(territory)
+        territory, rep = call.args
         self.busy[rep] = False
         if not self.leaving[rep]:
             self._rep_free(territory, rep)
 
-    # ----- opportunities (the role that owns them) -----
+    def _first_touch_rep_joins(self, call: _Call) -> None:
+        (rep,) = call.args
+        if not self.leaving[rep]:  # not gone before its first working minute
+            self._rep_free(self._territory_index[self.reps[rep].territory], rep)
+
+    def _first_touch_rep_leaves(self, call: _Call) -> None:
+        """A rep leaves; one at work (or already handed the next lead) finishes that lead first."""
+        (rep,) = call.args
+        self.leaving[rep] = True
+        free = self.first_touch[self._territory_index[self.reps[rep].territory]].free
+        if rep in free:
+            free.remove(rep)
+
+    def _first_touches_on_the_calendar(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per lead, on the calendar: when its first touch began and ended (NaN past the horizon), the wait as the
+        lead felt it (hours, after automated follow-up), and whether it became an SQL (decided at the touch's end,
+        with conversion decaying with that wait)."""
+        leads, clock = self.leads, self.calendar
+        touch_at, end_at = _numpy(self._touch), _numpy(self._touch_end)
+        touch = np.maximum(clock.time_at(touch_at, resuming=True), leads.time)  # never before arrival, by rounding
+        done = np.where(end_at < self._end, np.maximum(clock.time_at(end_at), touch), np.nan)
+        response = (touch - leads.time) * 24.0 * self.response_factor
+        decay = self.scenario.funnel.response_decay
+        multiplier = 1.0 if decay is None else decay.multiplier(response)
+        sql = ~np.isnan(done) & (leads.quality < self.sql_probability * multiplier)
+        return touch, done, response, sql
+
+    def _busy_hours(self) -> np.ndarray:
+        """First-touch working hours per month, counted in the month each touch began."""
+        touch_at, end_at = _numpy(self._touch), _numpy(self._touch_end)
+        touched = ~np.isnan(touch_at)
+        month = np.searchsorted(self._month_starts, touch_at[touched], side="right") - 1
+        hours = (end_at[touched] - touch_at[touched]) * 24.0
+        return np.bincount(month, weights=hours, minlength=self.scenario.horizon_months)
+
+    # ----- opportunities, on the calendar -----
+
+    def _opportunities(self, sql_at: np.ndarray) -> None:
+        env = self.opportunity_env = simpy.Environment()
+        leads = self.leads
+        self._accept, self._close = _doubles(np.full(len(leads), np.nan)), _doubles(np.full(len(leads), np.nan))
+        self._holding = _doubles(leads.discovery_days + np.where(leads.opportunity, leads.stage_days, 0.0))
+        self._calendar_month_starts = self.months.tolist()
+        sqls = np.flatnonzero(~np.isnan(sql_at))
+        self._sqls = sqls[np.argsort(sql_at[sqls], kind="stable")].tolist()  # in arrival order
+        self._sql_at = sql_at[self._sqls].tolist()
+        self._next_sql = 0
+        self.owners = [OwnerPool() for _ in self.scenario.territories]
+        for index, rep in enumerate(self.reps):
+            if rep.role == self.scenario.opportunity_role:
+                self._at(env, rep.start, self._owner_joins, index)
+                if rep.end < self.horizon:
+                    self._at(env, rep.end, self._owner_leaves, index)
+        if self._sqls:
+            self._at(env, self._sql_at[0], self._sql_arrives)
+        env.process(self._month_boundaries())
+        env.run(until=self.horizon)
+        for pool in self.owners:
+            self._settle_releases(pool, self.horizon)
+
+    def _month_boundaries(self):  # noqa: ANN202 - a SimPy process
+        env = self.opportunity_env
+        for month in range(1, self.scenario.horizon_months):
+            yield env.timeout(self.months[month] - env.now)
+            for territory in range(len(self.owners)):
+                self._update_capacity(territory)
+
+    def _sql_arrives(self, call: _Call) -> None:
+        """The next SQL joins its territory's queue for an opportunity slot."""
+        lead = self._sqls[self._next_sql]
+        self._next_sql += 1
+        territory = self._territory[lead]
+        heapq.heappush(self.owners[territory].queue, (self._priority[lead], lead))
+        self._dispatch_owner(territory)
+        if self._next_sql < len(self._sqls):
+            self._at(self.opportunity_env, self._sql_at[self._next_sql], self._sql_arrives)
 
     def slots(self, rep: int, month: int) -> int:
-        role = self.scenario.roles[self.opportunity_role_name]
-        share = productivity(self.reps[rep], month, role) * (1.0 - self.away_share[self.opportunity_role_name][month])
+        role = self.scenario.roles[self.scenario.opportunity_role]
+        share = productivity(self.reps[rep], month, role) * (1.0 - self.away_share[self.scenario.opportunity_role][month])
         return max(1, math.floor(role.open_opportunity_limit * share + 1e-9))
 
     def _update_capacity(self, territory: int) -> None:
-        pool, month = self.owners[territory], self._month()
+        pool = self.owners[territory]
+        month = bisect_right(self._calendar_month_starts, self.opportunity_env.now) - 1
         pool.capacity = sum(self.slots(rep, month) for rep in pool.active)
         self._dispatch_owner(territory)
 
@@ -314,7 +366,7 @@ class Replication:
             pool.open -= 1
 
     def _dispatch_owner(self, territory: int) -> None:
-        pool, now = self.owners[territory], self.env.now
+        pool, now = self.owners[territory], self.opportunity_env.now
         if pool.releases and pool.releases[0] <= now:
             self._settle_releases(pool, now)
         while pool.queue and pool.open < pool.capacity:
@@ -327,32 +379,21 @@ class Replication:
                 heapq.heappush(pool.releases, close)
         if pool.queue and pool.releases and pool.releases[0] < pool.wake_at:
             pool.wake_at = pool.releases[0]
-            self._at(pool.wake_at, self._slot_freed, territory)
+            self._at(self.opportunity_env, pool.wake_at, self._slot_freed, territory)
 
     def _slot_freed(self, call: _Call) -> None:
         (territory,) = call.args
         self.owners[territory].wake_at = math.inf
         self._dispatch_owner(territory)
 
-    # ----- staffing -----
-
-    def _join(self, call: _Call) -> None:
+    def _owner_joins(self, call: _Call) -> None:
         (rep,) = call.args
         territory = self._territory_index[self.reps[rep].territory]
-        if self.reps[rep].role == self._lead_role_name:
-            self._rep_free(territory, rep)
-        else:
-            self.owners[territory].active.append(rep)
-            self._update_capacity(territory)
+        self.owners[territory].active.append(rep)
+        self._update_capacity(territory)
 
-    def _leave(self, call: _Call) -> None:
-        """A rep leaves; one at work (or already handed the next lead) finishes that lead first."""
+    def _owner_leaves(self, call: _Call) -> None:
         (rep,) = call.args
         territory = self._territory_index[self.reps[rep].territory]
-        if self.reps[rep].role == self._lead_role_name:
-            self.leaving[rep] = True
-            if not self.busy[rep]:
-                self.first_touch[territory].free.remove(rep)
-        else:
-            self.owners[territory].active.remove(rep)
-            self._update_capacity(territory)
+        self.owners[territory].active.remove(rep)
+        self._update_capacity(territory)

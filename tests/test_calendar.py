@@ -52,6 +52,21 @@ def hours_to_days(h: float) -> float:
     return h / 24.0
 
 
-def test_open_at_agrees_with_is_open():
-    times = np.linspace(0.0, 30.0, 3001)
-    assert list(OFFICE.open_at(times)) == [OFFICE.is_open(t) for t in times]
+def test_working_clock_stops_outside_working_hours():
+    friday_17, friday_18, monday_9 = hours_to_days(17), hours_to_days(18), hours_to_days(3 * 24 + 9)
+    assert hours(OFFICE.work_before(friday_17)) == pytest.approx(8.0)  # Friday 09:00–17:00
+    assert OFFICE.work_before(friday_18) == OFFICE.work_before(monday_9)
+    assert hours(OFFICE.time_at(OFFICE.work_before(friday_18))) == pytest.approx(17.0)  # a task ending: Friday 17:00
+    assert hours(OFFICE.time_at(OFFICE.work_before(friday_18), resuming=True)) == pytest.approx(3 * 24 + 9)
+
+
+def test_working_clock_agrees_with_the_step_by_step_calendar():
+    """Arrays on the working clock and the one-instant methods are two ways to the same times."""
+    times = np.r_[np.linspace(0.0, 30.0, 3001), np.arange(0.0, 30.0, 1.0) + hours_to_days(9)]  # openings too
+    work = OFFICE.work_before(times)
+    assert np.allclose(OFFICE.time_at(work, resuming=True), [OFFICE.next_open(t) for t in times], atol=1e-9)
+    assert np.all(np.diff(OFFICE.work_before(np.sort(times))) >= 0)
+    for task_hours in (0.5, 3.0, 20.0):
+        ends = OFFICE.time_at(work + task_hours / 24.0)
+        starts = [OFFICE.next_open(t) for t in times]
+        assert np.allclose(ends, [OFFICE.finish(t, task_hours) for t in starts], atol=1e-9)
