@@ -25,6 +25,18 @@ def month_starts(scenario: Scenario) -> np.ndarray:
     return np.asarray(offsets, dtype=float)
 
 
+def total_days_in_months(begin: np.ndarray, end: np.ndarray, months: np.ndarray) -> np.ndarray:
+    """Per month: the days all intervals [begin, end) together spend in it (``days_in_months`` summed over the
+    intervals, without the intervals × months matrix). Counts time before each month boundary x from sorted ends
+    and begins: the intervals over by x give their whole length, those still open give x − begin."""
+    begin = np.asarray(begin, float)
+    begin, end = np.sort(begin), np.sort(np.maximum(np.asarray(end, float), begin))
+    begun, ended = np.searchsorted(begin, months, side="right"), np.searchsorted(end, months, side="right")
+    begin_sum, end_sum = np.r_[0.0, np.cumsum(begin)], np.r_[0.0, np.cumsum(end)]
+    before = end_sum[ended] + months * (begun - ended) - begin_sum[begun]
+    return np.diff(before)
+
+
 #: Days within which two instants count as the same (about a tenth of a millisecond).
 _TOLERANCE = 1e-9
 

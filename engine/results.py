@@ -12,7 +12,7 @@ from enum import IntEnum
 import numpy as np
 import pandas as pd
 
-from engine.calendar import days_in_months
+from engine.calendar import days_in_months, total_days_in_months
 from engine.automation import lever_cost_by_month
 from engine.people import productivity
 from engine.simulation import LeadTimes, Replication
@@ -269,10 +269,10 @@ def _staffed_role(sim: Replication, times: LeadTimes, name: str, reps: list[int]
         ])
         utilization = _monthly_mean(sim.busy_hours, available)
     elif name == scenario.opportunity_role:
-        slots = np.array([[sim.slots(i, m) for m in range(horizon_months)] for i in reps]).reshape(len(reps), horizon_months)
+        slots = np.array([sim.slots[i] for i in reps]).reshape(len(reps), horizon_months)
         accepted = ~np.isnan(times.accept)
-        held = days_in_months(times.accept[accepted], np.minimum(times.close[accepted], sim.horizon), months)
-        utilization = _monthly_mean(held.sum(axis=0), (slots * days_on_staff).sum(axis=0))
+        held = total_days_in_months(times.accept[accepted], np.minimum(times.close[accepted], sim.horizon), months)
+        utilization = _monthly_mean(held, (slots * days_on_staff).sum(axis=0))
     else:
         utilization = np.full(horizon_months, np.nan)
     columns = {

@@ -25,7 +25,7 @@ from simpy.events import NORMAL, URGENT
 from scipy import special
 
 from engine.automation import away_share_by_month, conversion_multiplier, levers_used, usage_rate_by_month
-from engine.calendar import WorkCalendar, days_in_months, month_starts
+from engine.calendar import WorkCalendar, month_starts, total_days_in_months
 from engine.leads import Leads, draw_leads
 from engine.people import Rep, productivity, roster
 from scenarios.model import FollowUp, LeadScoring, Scenario, for_segment
@@ -105,6 +105,23 @@ class Replication:
         self.away_share = {name: away_share_by_month(scenario, name) for name in scenario.roles}
         self.usage_rate = usage_rate_by_month(scenario)
         self._apply_levers()
+        self.slots = self._slots()
+
+    def _slots(self) -> list[list[int]]:
+        """Per rep and month: the opportunities a rep of the opportunity role can hold at once (at least one)."""
+        name = self.scenario.opportunity_role
+        if name is None:
+            return [[] for _ in self.reps]
+        limit = self.scenario.roles[name].open_opportunity_limit
+        return [[max(1, math.floor(limit * share + 1e-9)) for share in by_month] for by_month in self._capacity_share(name)]
+
+    def _capacity_share(self, role_name: str) -> list[list[float]]:
+        """Per rep and month: the share of full capacity (ramp × time not away) of a rep of the role; empty for
+        reps of other roles."""
+        role, away = self.scenario.roles[role_name], self.away_share[role_name]
+        months = range(self.scenario.horizon_months)
+        return [[productivity(rep, m, role) * (1.0 - away[m]) for m in months] if rep.role == role_name else []
+                for rep in self.reps]
 
     # ----- automation levers, applied per lead and per month before the run -----
 
@@ -152,7 +169,7 @@ class Replication:
         )
         entered = leads.mql & ~self.nurtured
         waited_until = np.where(np.isnan(touch), self.horizon, touch)
-        self.waiting_area = days_in_months(leads.time[entered], waited_until[entered], self.months).sum(axis=0)
+        self.waiting_area = total_days_in_months(leads.time[entered], waited_until[entered], self.months)
         return times
 
     def _at(self, env: simpy.Environment, time: float, callback, *args) -> None:  # noqa: ANN001
@@ -173,7 +190,7 @@ class Replication:
         self._month_starts = clock.work_before(self.months).tolist()
         self._end = self._month_starts[-1]  # the horizon on the working clock
         self._work = _doubles(leads.handling_hours * self.handling_factor / 24.0)  # working days at full speed
-        self._speed = self._first_touch_speed()
+        self._speed = self._capacity_share(self.scenario.lead_role)
         self._touch, self._touch_end = _doubles(np.full(n, np.nan)), _doubles(np.full(n, np.nan))
         self._rep = array("q", np.full(n, -1, dtype=np.int64).tobytes())
         entering = np.flatnonzero(leads.mql & ~self.nurtured)
@@ -188,8 +205,9 @@ class Replication:
         self._arrives_alone = bytearray(alone.tobytes())
         self.busy = [False] * len(self.reps)
         self.leaving = [False] * len(self.reps)
+        lead_role = self.scenario.lead_role
         for index, rep in enumerate(self.reps):
-            if rep.role == self.scenario.lead_role:
+            if rep.role == lead_role:
                 self._at(env, float(clock.work_before(rep.start)), self._first_touch_rep_joins, index)
                 if rep.end < self.horizon:  # first at its instant: one who left in the night is gone by the opening
                     leaves = _Call(self._first_touch_rep_leaves, (index,))
@@ -197,16 +215,6 @@ class Replication:
         env.run(until=self._end)
         for pool in self.first_touch:
             self._pull_arrivals(pool, self._end)
-
-    def _first_touch_speed(self) -> list[list[float]]:
-        """Per rep and month: the share of full speed at first touches (ramp × time not away)."""
-        away = self.away_share[self.scenario.lead_role]
-        months = range(self.scenario.horizon_months)
-        return [
-            [productivity(rep, m, self.lead_role) * (1.0 - away[m]) for m in months]
-            if rep.role == self.scenario.lead_role else []
-            for rep in self.reps
-        ]
 
     def _pull_arrivals(self, pool: FirstTouchPool, until: float) -> None:
         """Move the leads that have arrived by ``until`` into the waiting queue."""
@@ -316,8 +324,9 @@ class Replication:
         self._sql_at = sql_at[self._sqls].tolist()
         self._next_sql = 0
         self.owners = [OwnerPool() for _ in self.scenario.territories]
+        owner_role = self.scenario.opportunity_role
         for index, rep in enumerate(self.reps):
-            if rep.role == self.scenario.opportunity_role:
+            if rep.role == owner_role:
                 self._at(env, rep.start, self._owner_joins, index)
                 if rep.end < self.horizon:
                     self._at(env, rep.end, self._owner_leaves, index)
@@ -345,15 +354,10 @@ class Replication:
         if self._next_sql < len(self._sqls):
             self._at(self.opportunity_env, self._sql_at[self._next_sql], self._sql_arrives)
 
-    def slots(self, rep: int, month: int) -> int:
-        role = self.scenario.roles[self.scenario.opportunity_role]
-        share = productivity(self.reps[rep], month, role) * (1.0 - self.away_share[self.scenario.opportunity_role][month])
-        return max(1, math.floor(role.open_opportunity_limit * share + 1e-9))
-
     def _update_capacity(self, territory: int) -> None:
         pool = self.owners[territory]
         month = bisect_right(self._calendar_month_starts, self.opportunity_env.now) - 1
-        pool.capacity = sum(self.slots(rep, month) for rep in pool.active)
+        pool.capacity = sum(self.slots[rep][month] for rep in pool.active)
         self._dispatch_owner(territory)
 
     # Slots free up at known times, so releases are not events: they are settled whenever the pool is looked at,

@@ -6,8 +6,10 @@ from datetime import date
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from engine.calendar import WorkCalendar, month_starts
+from engine.calendar import WorkCalendar, days_in_months, month_starts, total_days_in_months
 from scenarios import load_scenario
 from scenarios.model import WEEKDAYS, WorkingHours
 
@@ -70,3 +72,13 @@ def test_working_clock_agrees_with_the_step_by_step_calendar():
         ends = OFFICE.time_at(work + task_hours / 24.0)
         starts = [OFFICE.next_open(t) for t in times]
         assert np.allclose(ends, [OFFICE.finish(t, task_hours) for t in starts], atol=1e-9)
+
+
+@given(st.lists(st.tuples(st.floats(-50, 150), st.floats(0, 80)), max_size=40))
+def test_total_days_in_months_sums_the_intervals(intervals):
+    """The sorted-sums total equals the per-interval overlaps added up (intervals may start before or end after)."""
+    months = np.array([0.0, 31.0, 59.0, 90.0])
+    begin = np.array([b for b, _ in intervals], dtype=float)
+    end = begin + np.array([length for _, length in intervals], dtype=float)
+    expected = days_in_months(begin, end, months).sum(axis=0)
+    assert np.allclose(total_days_in_months(begin, end, months), expected, atol=1e-9)
