@@ -38,12 +38,18 @@ class _Call:
     """A call scheduled on SimPy's event queue: the lightest object its event loop processes (no process, no
     Timeout); SimPy runs ``callbacks`` with this object when the time comes."""
 
-    __slots__ = ("callbacks", "args")
+    __slots__ = ("callbacks", "args", "armed")
     _ok = True
 
     def __init__(self, callback, args: tuple):  # noqa: ANN001
-        self.callbacks = [callback]
+        self.armed = [callback]
         self.args = args
+
+    def schedule(self, env: simpy.Environment, time: float, priority: int = NORMAL) -> None:
+        """Put the call on the event queue for ``time``; a call that has run can be scheduled again (SimPy clears
+        ``callbacks`` as it runs them)."""
+        self.callbacks = self.armed
+        env.schedule(self, priority, time - env.now)
 
 
 def _doubles(values: np.ndarray) -> array:
@@ -113,7 +119,8 @@ class Replication:
         if name is None:
             return [[] for _ in self.reps]
         limit = self.scenario.roles[name].open_opportunity_limit
-        return [[max(1, math.floor(limit * share + 1e-9)) for share in by_month] for by_month in self._capacity_share(name)]
+        shares = self._capacity_share(name)
+        return [[max(1, math.floor(limit * share + 1e-9)) for share in by_month] for by_month in shares]
 
     def _capacity_share(self, role_name: str) -> list[list[float]]:
         """Per rep and month: the share of full capacity (ramp × time not away) of a rep of the role; empty for
@@ -172,10 +179,6 @@ class Replication:
         self.waiting_area = total_days_in_months(leads.time[entered], waited_until[entered], self.months)
         return times
 
-    def _at(self, env: simpy.Environment, time: float, callback, *args) -> None:  # noqa: ANN001
-        """Call ``callback(*args)`` at ``time``; the callbacks below take the scheduled ``_Call`` and read its args."""
-        env.schedule(_Call(callback, args), NORMAL, time - env.now)
-
     # ----- first touches, on the working clock -----
     #
     # Arrivals are known in advance, so they are not events: a rep who becomes free takes the best waiting lead,
@@ -206,12 +209,16 @@ class Replication:
         self.busy = [False] * len(self.reps)
         self.leaving = [False] * len(self.reps)
         lead_role = self.scenario.lead_role
+        self._touch_done_call = [  # a rep has at most one touch under way: one call per rep, scheduled again and again
+            _Call(self._first_touch_done, (self._territory_index[rep.territory], index))
+            for index, rep in enumerate(self.reps)
+        ]
         for index, rep in enumerate(self.reps):
             if rep.role == lead_role:
-                self._at(env, float(clock.work_before(rep.start)), self._first_touch_rep_joins, index)
+                _Call(self._first_touch_rep_joins, (index,)).schedule(env, float(clock.work_before(rep.start)))
                 if rep.end < self.horizon:  # first at its instant: one who left in the night is gone by the opening
-                    leaves = _Call(self._first_touch_rep_leaves, (index,))
-                    env.schedule(leaves, URGENT, float(clock.work_before(rep.end)))
+                    leaves_at = float(clock.work_before(rep.end))
+                    _Call(self._first_touch_rep_leaves, (index,)).schedule(env, leaves_at, URGENT)
         env.run(until=self._end)
         for pool in self.first_touch:
             self._pull_arrivals(pool, self._end)
@@ -249,7 +256,7 @@ class Replication:
         pool, env = self.first_touch[territory], self.first_touch_env
         if not pool.wake_pending:
             pool.wake_pending = True
-            env.schedule(_Call(self._wake, (territory,)), URGENT, time - env.now)
+            _Call(self._wake, (territory,)).schedule(env, time, URGENT)
 
     def _wake(self, call: _Call) -> None:
         """Leads arrived together: every free rep takes one, best first."""
@@ -266,9 +273,8 @@ class Replication:
         self._touch[lead] = start
         self._touch_end[lead] = end
         self._rep[lead] = rep
-        if end < self._end:  # self._at, inlined: this runs once per first touch
-            env = self.first_touch_env
-            env.schedule(_Call(self._first_touch_done, (territory, rep)), NORMAL, end - env.now)
+        if end < self._end:
+            self._touch_done_call[rep].schedule(self.first_touch_env, end)
 
     def _first_touch_done(self, call: _Call) -> None:
         territory, rep = call.args
@@ -295,8 +301,11 @@ class Replication:
         with conversion decaying with that wait)."""
         leads, clock = self.leads, self.calendar
         touch_at, end_at = _numpy(self._touch), _numpy(self._touch_end)
-        touch = np.maximum(clock.time_at(touch_at, resuming=True), leads.time)  # never before arrival, by rounding
-        done = np.where(end_at < self._end, np.maximum(clock.time_at(end_at), touch), np.nan)
+        touch, done = np.full(len(leads), np.nan), np.full(len(leads), np.nan)
+        touched, ended = np.flatnonzero(~np.isnan(touch_at)), np.flatnonzero(end_at < self._end)
+        # never before the lead's arrival or the touch's start, whatever the rounding
+        touch[touched] = np.maximum(clock.time_at(touch_at[touched], resuming=True), leads.time[touched])
+        done[ended] = np.maximum(clock.time_at(end_at[ended]), touch[ended])
         response = (touch - leads.time) * 24.0 * self.response_factor
         decay = self.scenario.funnel.response_decay
         multiplier = 1.0 if decay is None else decay.multiplier(response)
@@ -327,11 +336,11 @@ class Replication:
         owner_role = self.scenario.opportunity_role
         for index, rep in enumerate(self.reps):
             if rep.role == owner_role:
-                self._at(env, rep.start, self._owner_joins, index)
+                _Call(self._owner_joins, (index,)).schedule(env, rep.start)
                 if rep.end < self.horizon:
-                    self._at(env, rep.end, self._owner_leaves, index)
+                    _Call(self._owner_leaves, (index,)).schedule(env, rep.end)
         if self._sqls:
-            self._at(env, self._sql_at[0], self._sql_arrives)
+            _Call(self._sql_arrives, ()).schedule(env, self._sql_at[0])
         env.process(self._month_boundaries())
         env.run(until=self.horizon)
         for pool in self.owners:
@@ -352,7 +361,7 @@ class Replication:
         heapq.heappush(self.owners[territory].queue, (self._priority[lead], lead))
         self._dispatch_owner(territory)
         if self._next_sql < len(self._sqls):
-            self._at(self.opportunity_env, self._sql_at[self._next_sql], self._sql_arrives)
+            call.schedule(self.opportunity_env, self._sql_at[self._next_sql])  # SQLs arrive one after another
 
     def _update_capacity(self, territory: int) -> None:
         pool = self.owners[territory]
@@ -383,7 +392,7 @@ class Replication:
                 heapq.heappush(pool.releases, close)
         if pool.queue and pool.releases and pool.releases[0] < pool.wake_at:
             pool.wake_at = pool.releases[0]
-            self._at(self.opportunity_env, pool.wake_at, self._slot_freed, territory)
+            _Call(self._slot_freed, (territory,)).schedule(self.opportunity_env, pool.wake_at)
 
     def _slot_freed(self, call: _Call) -> None:
         (territory,) = call.args
