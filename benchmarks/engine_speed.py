@@ -38,7 +38,7 @@ def engine_case(name: str, runs: int) -> dict:
         sim = Replication(scenario, scenario.seed, replication)
         result = summarize_replication(sim, sim.run(), replication)
         seconds.append(time.perf_counter() - began)
-        events = next(sim.first_touch_env._eid) + next(sim.opportunity_env._eid)
+        events = sim.events
         if replication == 0:
             first = result.totals
     median = statistics.median(seconds)

@@ -52,6 +52,18 @@ class _Call:
         env.schedule(self, priority, time - env.now)
 
 
+def _run(env: simpy.Environment, until: float) -> int:
+    """Process the events before ``until``; return how many.
+
+    Nothing is scheduled at or past ``until``, so the queue ends empty: an event left there would keep the whole
+    replication alive after use (a SimPy environment is a reference cycle, freed only by the garbage collector)."""
+    processed = 0
+    while env.peek() < until:
+        env.step()
+        processed += 1
+    return processed
+
+
 def _doubles(values: np.ndarray) -> array:
     """A compact array of floats with fast item access (a quarter of a list's memory)."""
     return array("d", np.ascontiguousarray(values, dtype=float).tobytes())
@@ -163,6 +175,7 @@ class Replication:
 
     def run(self) -> LeadTimes:
         leads = self.leads
+        self.events = 0  # events processed, both passes
         self._priority = _doubles(self.priority)
         self._territory = leads.territory.tolist()
         self._territory_index = {name: i for i, name in enumerate(self.scenario.territories)}
@@ -214,12 +227,13 @@ class Replication:
             for index, rep in enumerate(self.reps)
         ]
         for index, rep in enumerate(self.reps):
-            if rep.role == lead_role:
+            if rep.role == lead_role and rep.start < self.horizon:
                 _Call(self._first_touch_rep_joins, (index,)).schedule(env, float(clock.work_before(rep.start)))
                 if rep.end < self.horizon:  # first at its instant: one who left in the night is gone by the opening
                     leaves_at = float(clock.work_before(rep.end))
                     _Call(self._first_touch_rep_leaves, (index,)).schedule(env, leaves_at, URGENT)
-        env.run(until=self._end)
+        self.events += _run(env, until=self._end)
+        del self._touch_done_call  # its calls refer back to this replication
         for pool in self.first_touch:
             self._pull_arrivals(pool, self._end)
 
@@ -254,7 +268,7 @@ class Replication:
         """Wake the free reps when leads arrive together; before anything else then, so that reps who waited go
         first (a rep joining at that instant, say)."""
         pool, env = self.first_touch[territory], self.first_touch_env
-        if not pool.wake_pending:
+        if not pool.wake_pending and time < self._end:
             pool.wake_pending = True
             _Call(self._wake, (territory,)).schedule(env, time, URGENT)
 
@@ -335,14 +349,14 @@ class Replication:
         self.owners = [OwnerPool() for _ in self.scenario.territories]
         owner_role = self.scenario.opportunity_role
         for index, rep in enumerate(self.reps):
-            if rep.role == owner_role:
+            if rep.role == owner_role and rep.start < self.horizon:
                 _Call(self._owner_joins, (index,)).schedule(env, rep.start)
                 if rep.end < self.horizon:
                     _Call(self._owner_leaves, (index,)).schedule(env, rep.end)
         if self._sqls:
             _Call(self._sql_arrives, ()).schedule(env, self._sql_at[0])
         env.process(self._month_boundaries())
-        env.run(until=self.horizon)
+        self.events += _run(env, until=self.horizon)
         for pool in self.owners:
             self._settle_releases(pool, self.horizon)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,6 +28,20 @@ def test_every_lead_ends_in_exactly_one_state(baseline):
     assert counts[LeadState.IN_FIRST_TOUCH] == sum(sim.busy)
     holding = counts[[LeadState.IN_DISCOVERY, LeadState.OPEN_OPPORTUNITY]].sum()
     assert holding == sum(pool.open for pool in sim.owners)
+
+
+def test_a_replication_is_freed_as_soon_as_it_is_unused(baseline):
+    """No reference cycle keeps a replication (hundreds of MB on large scenarios) alive until the garbage collector
+    runs: replications in a loop then never hold more than one at a time."""
+    gc.disable()
+    try:
+        sim = Replication(baseline, seed=3, replication=0)
+        sim.run()
+        alive = weakref.ref(sim)
+        del sim
+        assert alive() is None
+    finally:
+        gc.enable()
 
 
 def test_monthly_flows_are_conserved(baseline):
