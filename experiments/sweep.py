@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,13 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from engine import SUMMARY_KPIS, Results, run_replication
-from engine.results import quantile_bands
+from engine import SUMMARY_KPIS, run_replication
+from engine.results import horizon_summary
 from experiments.cells import CellRecord, CellStore, canonical_json, cell_key, scenario_hash, write_atomically
+from experiments.output import write_replications
 from experiments.runner import Executor
 from experiments.sweep_spec import Cell, Sweep, describe_levels
-from experiments.tracking import CELL_TAG, NullTracker, RunRecord, calibration_sha256, run_record, write_run_folder
+from experiments.tracking import CELL_TAG, NullTracker, RunRecord, calibration_sha256, run_record
 
 
 class SweepProgress:
@@ -64,34 +66,41 @@ def run_sweep(
     logged = tracker.open_sweep(sweep.spec.name, sweep_key, _sweep_params(sweep))
     stored = {key: store.read(key) for key in cells_by_key}
     finished = {key for key, record in stored.items() if record is not None and record.ok}
-    for key in sorted(finished - logged, key=lambda k: cells_by_key[k].index):  # stored before a crash, not yet logged
-        _track(tracker, sweep, cells_by_key[key], stored[key])  # type: ignore[arg-type]
     pending = [key for key in cells_by_key if key not in finished]
     pending.sort(key=lambda k: cells_by_key[k].index)
     progress.start(len(cells_by_key), len(finished), replications)
     tasks = {(key, r): (cells_by_key[key].scenario, r, sweep.seed) for key in pending for r in range(replications)}
     partial: dict[str, dict[int, Any]] = {key: {} for key in pending}
     failed = 0
-    for (key, replication), result, error in pool.run(run_replication, tasks):
-        if key not in partial:  # the cell already failed: its other replications do not matter
-            continue
-        if error is None:
-            partial[key][replication] = result
-            progress.replication_done()
-            if len(partial[key]) < replications:
+    # Cells are logged on a thread of their own, so that the tracking store's latency never holds up the results
+    # coming in; a cell stored but not yet logged when the sweep is killed is logged when it is resumed.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="salesops-tracking") as tracking:
+        logs = [
+            tracking.submit(_track, tracker, sweep, cells_by_key[key], stored[key])
+            for key in sorted(finished - logged, key=lambda k: cells_by_key[k].index)  # stored before a crash
+        ]
+        for (key, replication), result, error in pool.run(run_replication, tasks):
+            if key not in partial:  # the cell already failed: its other replications do not matter
                 continue
-        cell = cells_by_key[key]
-        record = CellRecord(
-            key, cell.index, cell.levels, list(cell.overrides), replications, sweep.seed, scenario_hash(cell.scenario),
-            error=None if error is None else f"replication {replication}: {type(error).__name__}: {error}",
-            runs=[partial[key][r] for r in range(replications)] if error is None else [],
-        )
-        del partial[key]
-        store.write(record)
-        if key not in logged:  # a cell whose file was lost but whose run is in the store is not logged twice
-            _track(tracker, sweep, cell, record)
-        failed += error is not None
-        progress.cell_done(error is not None)
+            if error is None:
+                partial[key][replication] = result
+                progress.replication_done()
+                if len(partial[key]) < replications:
+                    continue
+            cell = cells_by_key[key]
+            record = CellRecord(
+                key, cell.index, cell.levels, list(cell.overrides), replications, sweep.seed, scenario_hash(cell.scenario),
+                error=None if error is None else f"replication {replication}: {type(error).__name__}: {error}",
+                runs=[partial[key][r] for r in range(replications)] if error is None else [],
+            )
+            del partial[key]
+            store.write(record)
+            if key not in logged:  # a cell whose file was lost but whose run is in the store is not logged twice
+                logs.append(tracking.submit(_track, tracker, sweep, cell, record))
+            failed += error is not None
+            progress.cell_done(error is not None)
+        for log in logs:
+            log.result()  # a tracking error is raised here, once every cell is stored
     results_path, summary_path = write_tables(sweep, keys, store, out)
     tracker.close_sweep(failed > 0, out)
     return SweepOutcome(len(pending), len(finished), failed, results_path, summary_path)
@@ -112,7 +121,7 @@ def write_tables(sweep: Sweep, keys: dict[int, str], store: CellStore, out: Path
         if record.ok:
             for replication, run in enumerate(record.runs):
                 result_rows.append(head | {"replication": replication} | {kpi: run.totals[kpi] for kpi in SUMMARY_KPIS})
-            stats = quantile_bands(pd.DataFrame([run.totals for run in record.runs]))  # the engine's summary, without its monthly bands
+            stats = horizon_summary(record.runs)
             summary |= {f"{kpi}_{stat}": stats.loc[kpi, stat] for kpi in SUMMARY_KPIS for stat in stats.columns}
         summary_rows.append(summary)
     columns = ["cell", "cell_key", *factors, "replication", *SUMMARY_KPIS]
@@ -122,7 +131,10 @@ def write_tables(sweep: Sweep, keys: dict[int, str], store: CellStore, out: Path
 
 
 def _track(tracker: NullTracker, sweep: Sweep, cell: Cell, record: CellRecord) -> None:
-    """Log one cell as a nested run: its levels and overrides, its KPIs and monthly series, its files."""
+    """Log one cell as a nested run: its levels and overrides, its horizon KPIs, and its replications as a file.
+
+    Its monthly figures stay in the cell's file: each point of a monthly series is a row in the tracking store, and
+    logging them (or the bands file they come from) would cost a cell more than a tenth of its time."""
     if not tracker.active:
         return
     params = {f"factor.{name}": str(value) for name, value in cell.levels.items()}
@@ -134,10 +146,10 @@ def _track(tracker: NullTracker, sweep: Sweep, cell: Cell, record: CellRecord) -
         params |= {"scenario_hash": record.scenario_hash, "seed": str(sweep.seed)}
         tracker.log_run(RunRecord(name, params, tags=tags), failed=True)
         return
-    results = Results.from_replications(record.runs)
     with tempfile.TemporaryDirectory(prefix="salesops-cell-") as folder:
-        files = write_run_folder(Path(folder), cell.scenario, sweep.seed, results, record.runs)
-        tracker.log_run(run_record(name, cell.scenario, sweep.seed, results, files, params, tags))
+        files = [write_replications(record.runs, Path(folder))]
+        summary = horizon_summary(record.runs)
+        tracker.log_run(run_record(name, cell.scenario, sweep.seed, summary, len(record.runs), files, params, tags))
 
 
 def _sweep_params(sweep: Sweep) -> dict[str, str]:

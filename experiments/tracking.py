@@ -15,18 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import pandas as pd
 import yaml
 
-from engine import ReplicationResult, Results
+from engine import Results
 from experiments.cells import scenario_hash
-from experiments.output import band_column, write_replications, write_results
+from experiments.output import band_column
 from scenarios import Scenario
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "salesops"
 #: Tags that find runs again: the sweep a parent stands for, the cell a child stands for, the folder a run wrote.
 SWEEP_TAG, CELL_TAG, OUT_TAG = "salesops.sweep_key", "salesops.cell_key", "salesops.out"
-#: Monthly percentiles logged as series besides every monthly mean.
+#: Monthly percentiles logged as series besides every monthly mean (``simulate`` runs).
 EXTRA_SERIES = (("bookings", "p10"), ("bookings", "p90"))
 
 
@@ -169,22 +170,21 @@ def make_tracker(track: bool, uri: str | None, experiment: str = DEFAULT_EXPERIM
 
 
 def run_record(
-    name: str, scenario: Scenario, seed: int, results: Results, files: Iterable[Path],
+    name: str, scenario: Scenario, seed: int, summary: pd.DataFrame, replications: int, files: Iterable[Path],
     params: dict[str, Any] | None = None, tags: dict[str, str] | None = None,
 ) -> RunRecord:
-    """The record of one simulation: its parameters, the summary as metrics and the monthly means as series."""
-    metrics = {f"{kpi}_{stat}": value for kpi, row in results.summary.iterrows() for stat, value in row.items()}
+    """The record of one simulation: its parameters and the horizon summary (KPI × statistic) as metrics."""
+    metrics = {f"{kpi}_{stat}": value for kpi, row in summary.iterrows() for stat, value in row.items()}
+    all_params = {"scenario": scenario.name, "scenario_hash": scenario_hash(scenario), "seed": seed, "replications": replications}
+    return RunRecord(name, {k: str(v) for k, v in (all_params | (params or {})).items()}, metrics, {}, list(files), tags or {})
+
+
+def monthly_series(results: Results) -> dict[str, list[float]]:
+    """Every monthly mean, and the percentiles of ``EXTRA_SERIES``, as series (step = month index)."""
     bands = results.bands.set_index("month")
     series = {f"monthly/{column.removesuffix('_mean')}": bands[column].tolist() for column in bands if column.endswith("_mean")}
     series |= {f"monthly/{column}_{stat}": bands[band_column(bands, column, stat)].tolist() for column, stat in EXTRA_SERIES}
-    all_params = {"scenario": scenario.name, "scenario_hash": scenario_hash(scenario), "seed": seed, "replications": len(results.states)}
-    return RunRecord(name, {k: str(v) for k, v in (all_params | (params or {})).items()}, metrics, series, list(files), tags or {})
-
-
-def write_run_folder(folder: Path, scenario: Scenario, seed: int, results: Results, runs: list[ReplicationResult]) -> list[Path]:
-    """The files a run logs as artifacts, the same as ``simulate`` writes: summary, bands, scenario and the rest."""
-    paths = write_results(results, scenario, seed, folder)
-    return [*paths.values(), write_replications(runs, folder)]
+    return series
 
 
 def track_simulation(
@@ -198,7 +198,9 @@ def track_simulation(
     if (calibration := calibration_sha256(source)) is not None:
         params["calibration_sha256"] = calibration
     tags = {OUT_TAG: str(out.resolve()), "salesops.kind": "simulate"}
-    return tracker.log_run(run_record(scenario.name, scenario, seed, results, files, params, tags))
+    record = run_record(scenario.name, scenario, seed, results.summary, len(results.states), files, params, tags)
+    record.series = monthly_series(results)
+    return tracker.log_run(record)
 
 
 def calibration_sha256(name_or_path: str | Path) -> str | None:
