@@ -135,15 +135,18 @@ def _draw_source(
     mql_rate = for_segment(funnel.mql_rate, source.segment) if source.mql_rate is None else source.mql_rate
     mql = rng(Stream.MQL).random(n) < mql_rate * uplift("mql")
     quality, score_noise = rng(Stream.QUALITY).random(n), rng(Stream.SCORE).standard_normal(n)
-    # Durations are computed only for the leads that can need them (an MQL can be touched, can become an SQL and so
-    # be discovered; only those that would pass discovery have stages): the inverse CDFs are most of the drawing cost.
+    # Durations are computed only for the leads that can need them: the inverse CDFs are most of the drawing cost.
+    # An MQL can be touched; it can become an SQL, and so be discovered, only if its quality is below the SQL rate
+    # (a slow response only lowers that); only those that would pass discovery have stages.
     handling = _ppf_where(scenario.roles[scenario.lead_role].handling_hours, rng(Stream.HANDLING).random(n), mql)
+    can_qualify = mql & (quality < for_segment(funnel.sql_rate, source.segment) * uplift("sql"))
     opportunity_draws = rng(Stream.OPPORTUNITY).random((2, n))
     opportunity = opportunity_draws[0] < for_segment(funnel.opportunity_rate, source.segment) * uplift("opportunity")
-    discovery = _ppf_where(for_segment(funnel.discovery_days, source.segment), opportunity_draws[1], mql)
+    discovery = _ppf_where(for_segment(funnel.discovery_days, source.segment), opportunity_draws[1], can_qualify)
     stage_draws = rng(Stream.STAGES).random((2, len(funnel.stages), n))
     won, stage_days = stage_paths(
-        scenario, source.segment, stage_draws, [uplift(stage.name) for stage in funnel.stages], needed=mql & opportunity
+        scenario, source.segment, stage_draws, [uplift(stage.name) for stage in funnel.stages],
+        needed=can_qualify & opportunity,
     )
     amount = scenario.segments[source.segment].deal_size.ppf(rng(Stream.DEAL_SIZE).random(n))
     return {
