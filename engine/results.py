@@ -152,12 +152,11 @@ def summarize_replication(sim: Replication, times: LeadTimes, replication: int, 
     table["win_rate"] = np.divide(table["won"], closed, out=np.full(horizon_months, np.nan), where=closed > 0)
     cycle = times.close - opportunity_created
     table["cycle_days_mean"] = _monthly_mean(count(times.close, won, cycle), table["won"])
-    response_month = np.where(touched, month_of(np.where(touched, times.touch, 0.0)), -1)
-    table["response_hours_mean"] = _monthly_mean(count(times.touch, touched, times.response_hours), count(times.touch, touched))
-    table["response_hours_p90"] = np.array([
-        np.percentile(times.response_hours[response_month == m], 90) if (response_month == m).any() else np.nan
-        for m in range(horizon_months)
-    ])
+    touch_month, response = month_of(times.touch[touched]), times.response_hours[touched]  # touches begin in the horizon
+    touches = np.bincount(touch_month, minlength=horizon_months)
+    table["response_hours_mean"] = _monthly_mean(np.bincount(touch_month, response, horizon_months), touches)
+    by_month = np.split(response[np.argsort(touch_month, kind="stable")], np.cumsum(touches)[:-1])
+    table["response_hours_p90"] = np.array([np.percentile(r, 90) if len(r) else np.nan for r in by_month])
     month_length = np.diff(months)
     table["backlog_mean"] = sim.waiting_area / month_length
     created = np.flatnonzero(~np.isnan(opportunity_created))
