@@ -63,11 +63,13 @@ def main() -> None:
             print(f"  {workers} worker(s): {plain:6.1f} s, {rates[workers]:5.1f} cells/min; tracked {tracked:6.1f} s:"
                   f" tracking adds {(tracked - plain) / plain:+.1%} of the sweep's time")
         print(f"  speed-up, 2 workers over 1: {rates[2] / rates[1]:.2f}×")
-        cell = 60 / rates[1]
+        seconds_per_cell = 60 / rates[1]
         rerun = timed(1, False, root / "run-1")  # nothing to simulate: reading the cells and writing the tables
         logging_only = timed(1, True, root / "run-1")  # the same, and every cell logged to a new experiment
         per_cell = (logging_only - rerun) / len(sweep.cells)
-        print(f"  logging one cell: {per_cell * 1000:.0f} ms ({per_cell / cell:.1%} of a cell's {cell:.2f} s on one worker)")
+        print(f"  logging one cell: {per_cell * 1000:.0f} ms"
+              f" ({per_cell / seconds_per_cell:.1%} of a cell's {seconds_per_cell:.2f} s on one worker)")
+
 
 if __name__ == "__main__":
     main()

@@ -87,9 +87,11 @@ class WorkCalendar:
         if self.always:
             return work
         opens, closes, cumulative = self._arrays()
-        # An instant within rounding of an opening is that opening when resuming, and the close before when ending.
-        nudge = _TOLERANCE if resuming else -_TOLERANCE
-        weeks, rest = np.divmod(work + self._origin_work + nudge, self._week)
+        # A reading within rounding (a few units in the last place) of an opening's is that opening when resuming,
+        # and the close before when ending: a night or weekend reads exactly one value, give or take that rounding.
+        total = work + self._origin_work
+        nudge = 64 * np.spacing(np.abs(total) + self._week) * (1.0 if resuming else -1.0)
+        weeks, rest = np.divmod(total + nudge, self._week)
         k = np.searchsorted(cumulative, rest, side="right" if resuming else "left") - 1
         wrapped = k < 0  # ending at a week boundary: the end of last week's last interval
         weeks, rest, k = weeks - wrapped, rest + wrapped * self._week, np.where(wrapped, len(opens) - 1, k)

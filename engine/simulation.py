@@ -46,8 +46,8 @@ class _Call:
         self.args = args
 
     def schedule(self, env: simpy.Environment, time: float, priority: int = NORMAL) -> None:
-        """Put the call on the event queue for ``time``; a call that has run can be scheduled again (SimPy clears
-        ``callbacks`` as it runs them)."""
+        """Put the call on the event queue for ``time``; a call that has run can be scheduled again (SimPy sets
+        ``callbacks`` to None as it runs them, so they are set again from ``armed``)."""
         self.callbacks = self.armed
         env.schedule(self, priority, time - env.now)
 
@@ -227,11 +227,14 @@ class Replication:
             for index, rep in enumerate(self.reps)
         ]
         for index, rep in enumerate(self.reps):
-            if rep.role == lead_role and rep.start < self.horizon:
-                _Call(self._first_touch_rep_joins, (index,)).schedule(env, float(clock.work_before(rep.start)))
-                if rep.end < self.horizon:  # first at its instant: one who left in the night is gone by the opening
-                    leaves_at = float(clock.work_before(rep.end))
-                    _Call(self._first_touch_rep_leaves, (index,)).schedule(env, leaves_at, URGENT)
+            if rep.role != lead_role:
+                continue
+            # Nothing at or past the end (after the last close before the horizon, the working clock reads the end).
+            if (joins_at := float(clock.work_before(rep.start))) < self._end:
+                _Call(self._first_touch_rep_joins, (index,)).schedule(env, joins_at)
+            if rep.end < self.horizon and (leaves_at := float(clock.work_before(rep.end))) < self._end:
+                # first at its instant: one who left in the night is gone by the opening
+                _Call(self._first_touch_rep_leaves, (index,)).schedule(env, leaves_at, URGENT)
         self.events += _run(env, until=self._end)
         del self._touch_done_call  # its calls refer back to this replication
         for pool in self.first_touch:
@@ -317,8 +320,11 @@ class Replication:
         touch_at, end_at = _numpy(self._touch), _numpy(self._touch_end)
         touch, done = np.full(len(leads), np.nan), np.full(len(leads), np.nan)
         touched, ended = np.flatnonzero(~np.isnan(touch_at)), np.flatnonzero(end_at < self._end)
-        # never before the lead's arrival or the touch's start, whatever the rounding
+        # Never before the lead's arrival or the touch's start, whatever the rounding; a touch begun at the last
+        # working instant before the horizon begins then, not at the next opening.
         touch[touched] = np.maximum(clock.time_at(touch_at[touched], resuming=True), leads.time[touched])
+        late = touched[touch[touched] >= self.horizon]
+        touch[late] = clock.time_at(touch_at[late])
         done[ended] = np.maximum(clock.time_at(end_at[ended]), touch[ended])
         response = (touch - leads.time) * 24.0 * self.response_factor
         decay = self.scenario.funnel.response_decay

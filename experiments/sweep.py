@@ -1,16 +1,17 @@
-"""Running a sweep: every cell's replications on an executor, each finished cell stored and tracked as it ends.
+"""Running a sweep: every cell's replications on an executor, each finished cell stored as it ends and tracked.
 
 Tasks are (cell, replication) pairs, so a pool stays busy however few the cells. Every cell runs with the same seed,
 so replication r of every cell shares its random numbers (common random numbers): differences between cells are
 paired. Only this process writes: ``cells/<key>.json`` per finished cell, then ``results.csv`` and ``summary.csv``.
 A re-run skips cells already stored and logged; a cell that raised is recorded with its error and run again next time.
+Stored cells are logged to the tracker on a thread of their own, while the next ones run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,8 @@ class SweepOutcome:
 def run_sweep(
     sweep: Sweep, out: Path, pool: Executor, tracker: NullTracker | None = None, progress: SweepProgress | None = None,
 ) -> SweepOutcome:
-    """Run the cells not yet stored in ``out/cells``, store and track each as it ends, then write the tables."""
+    """Run the cells not yet stored in ``out/cells``, store each as it ends and log it (on the tracking thread),
+    then write the tables. A tracking error stops the sweep at the next finished cell; what is stored stays."""
     tracker, progress = tracker or NullTracker(), progress or SweepProgress()
     store = CellStore(out / "cells")
     replications = sweep.spec.replications
@@ -74,7 +76,8 @@ def run_sweep(
     failed = 0
     # Cells are logged on a thread of their own, so that the tracking store's latency never holds up the results
     # coming in; a cell stored but not yet logged when the sweep is killed is logged when it is resumed.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="salesops-tracking") as tracking:
+    tracking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="salesops-tracking")
+    try:
         logs = [
             tracking.submit(_track, tracker, sweep, cells_by_key[key], stored[key])
             for key in sorted(finished - logged, key=lambda k: cells_by_key[k].index)  # stored before a crash
@@ -95,12 +98,18 @@ def run_sweep(
             )
             del partial[key]
             store.write(record)
+            done, still_logging = wait(logs, timeout=0)
+            for log in done:
+                log.result()  # raises the tracking error, if logging a cell failed
+            logs = list(still_logging)
             if key not in logged:  # a cell whose file was lost but whose run is in the store is not logged twice
                 logs.append(tracking.submit(_track, tracker, sweep, cell, record))
             failed += error is not None
             progress.cell_done(error is not None)
         for log in logs:
-            log.result()  # a tracking error is raised here, once every cell is stored
+            log.result()
+    finally:  # on an error or an interrupt, cells not yet logged are left for the resume
+        tracking.shutdown(cancel_futures=True)
     results_path, summary_path = write_tables(sweep, keys, store, out)
     tracker.close_sweep(failed > 0, out)
     return SweepOutcome(len(pending), len(finished), failed, results_path, summary_path)

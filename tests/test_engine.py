@@ -35,11 +35,12 @@ def test_a_replication_is_freed_as_soon_as_it_is_unused(baseline):
     runs: replications in a loop then never hold more than one at a time."""
     gc.disable()
     try:
-        sim = Replication(baseline, seed=3, replication=0)
-        sim.run()
-        alive = weakref.ref(sim)
-        del sim
-        assert alive() is None
+        for replication in range(4):  # replication 1: an SDR leaves after the last close before the horizon
+            sim = Replication(baseline, seed=3, replication=replication)
+            sim.run()
+            alive = weakref.ref(sim)
+            del sim
+            assert alive() is None, f"replication {replication} still referenced"
     finally:
         gc.enable()
 

@@ -15,6 +15,7 @@ from experiments.compare import RunData, load_run, paired_differences
 from experiments.runner import executor
 from experiments.sweep import run_sweep
 from experiments.sweep_spec import SweepError, load_sweep
+from experiments.tracking import NullTracker, RunRecord
 
 SMALL = """
 name: small
@@ -152,6 +153,32 @@ def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tmp_path: Path, monkey
     assert list(summary["status"]) == ["ok", "ok", "failed", "failed"]
     assert summary["error"][2] == "replication 1: RuntimeError: engine failure"
     assert len(pd.read_csv(tmp_path / "out" / "results.csv")) == 2 * 2
+
+
+class BrokenStore(NullTracker):
+    """A tracking store that stops answering after the first cell."""
+
+    active = True
+
+    def __init__(self) -> None:
+        self.logged: list[str] = []
+
+    def log_run(self, record: RunRecord, failed: bool = False) -> str | None:
+        if self.logged:
+            raise ConnectionError("tracking store unreachable")
+        self.logged.append(record.name)
+        return "run-1"
+
+
+def test_a_tracking_error_stops_the_sweep_and_keeps_the_cells_stored(tmp_path: Path) -> None:
+    sweep, tracker = load_sweep(write(tmp_path, SMALL)), BrokenStore()
+    with executor() as pool, pytest.raises(ConnectionError, match="unreachable"):
+        run_sweep(sweep, tmp_path / "out", pool, tracker)
+    stored = list((tmp_path / "out" / "cells").glob("*.json"))
+    assert len(tracker.logged) == 1 and 2 <= len(stored) <= len(sweep.cells)
+    with executor() as pool:  # resumed without the store: only the cells not stored run
+        outcome = run_sweep(sweep, tmp_path / "out", pool)
+    assert (outcome.ran, outcome.reused, outcome.failed) == (len(sweep.cells) - len(stored), len(stored), 0)
 
 
 def simulate(folder: Path, *overrides: str) -> Path:
