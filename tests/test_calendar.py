@@ -62,16 +62,35 @@ def test_working_clock_stops_outside_working_hours():
     assert hours(OFFICE.time_at(OFFICE.work_before(friday_18), resuming=True)) == pytest.approx(3 * 24 + 9)
 
 
-def test_working_clock_agrees_with_the_step_by_step_calendar():
-    """Arrays on the working clock and the one-instant methods are two ways to the same times."""
-    times = np.r_[np.linspace(0.0, 30.0, 3001), np.arange(0.0, 30.0, 1.0) + hours_to_days(9)]  # openings too
-    work = OFFICE.work_before(times)
-    assert np.allclose(OFFICE.time_at(work, resuming=True), [OFFICE.next_open(t) for t in times], atol=1e-9)
-    assert np.all(np.diff(OFFICE.work_before(np.sort(times))) >= 0)
-    for task_hours in (0.5, 3.0, 20.0):
-        ends = OFFICE.time_at(work + task_hours / 24.0)
-        starts = [OFFICE.next_open(t) for t in times]
-        assert np.allclose(ends, [OFFICE.finish(t, task_hours) for t in starts], atol=1e-9)
+PATTERNS = [
+    (["mon", "tue", "wed", "thu", "fri"], 9, 17),
+    (["mon", "tue", "wed", "thu", "fri"], 8.5, 17.5),
+    (["mon", "tue", "wed", "thu", "fri"], 0, 24),  # nights off only at weekends
+    (list(WEEKDAYS), 9, 17),
+    (["sat", "sun"], 10, 16),
+    (["mon", "wed", "fri"], 12, 20),
+]
+
+
+@pytest.mark.parametrize("days, start, end", PATTERNS)
+@pytest.mark.parametrize("first_day", [date(2027, 1, 1), date(2027, 3, 1), date(2027, 5, 2)])  # Fri, Mon, Sun
+def test_working_clock_agrees_with_the_step_by_step_calendar(days, start, end, first_day):
+    """Arrays on the working clock and the one-instant methods are two ways to the same times, and every instant
+    of one night or weekend reads exactly the same on the working clock (leads arriving then arrive together)."""
+    calendar = WorkCalendar(WorkingHours(days=days, start=start, end=end), first_day)
+    minutes = np.arange(0.5, 30 * 24 * 60, 7) / (24 * 60)  # every 7 minutes, never on an opening or a closing
+    openings = np.unique([calendar.next_open(t) for t in minutes])
+    times = np.sort(np.r_[minutes, openings])
+    work = calendar.work_before(times)
+    assert np.all(np.diff(work) >= 0) and calendar.work_before(0.0) == 0.0
+    starts = np.array([calendar.next_open(t) for t in times])
+    assert np.allclose(calendar.time_at(work, resuming=True), starts, atol=1e-9)
+    off = np.flatnonzero(starts > times)
+    nights = np.split(off, np.flatnonzero(np.diff(off) > 1) + 1)
+    assert all(len(set(work[night].tolist())) == 1 for night in nights)
+    for task_hours in (0.5, 3.1, 20.3):  # ends off the half hour: never exactly at a closing either
+        ends = calendar.time_at(work + task_hours / 24.0)
+        assert np.allclose(ends, [calendar.finish(t, task_hours) for t in starts], atol=1e-9)
 
 
 @given(st.lists(st.tuples(st.floats(-50, 150), st.floats(0, 80)), max_size=40))
