@@ -203,8 +203,8 @@ class Replication:
         env = self.first_touch_env = simpy.Environment()
         clock, leads, n = self.calendar, self.leads, len(self.leads)
         self._arrival = _doubles(clock.work_before(leads.time))
-        self._month_starts = clock.work_before(self.months).tolist()
-        self._end = self._month_starts[-1]  # the horizon on the working clock
+        self._working_month_starts = clock.work_before(self.months).tolist()
+        self._end = self._working_month_starts[-1]  # the horizon on the working clock
         self._work = _doubles(leads.handling_hours * self.handling_factor / 24.0)  # working days at full speed
         self._speed = self._capacity_share(self.scenario.lead_role)
         self._touch, self._touch_end = _doubles(np.full(n, np.nan)), _doubles(np.full(n, np.nan))
@@ -285,7 +285,7 @@ class Replication:
             self._rep_free(territory, rep)
 
     def _start_touch(self, territory: int, rep: int, lead: int, start: float) -> None:
-        end = start + self._work[lead] / self._speed[rep][bisect_right(self._month_starts, start) - 1]
+        end = start + self._work[lead] / self._speed[rep][bisect_right(self._working_month_starts, start) - 1]
         self.busy[rep] = True
         self._touch[lead] = start
         self._touch_end[lead] = end
@@ -336,7 +336,7 @@ class Replication:
         """First-touch working hours per month, counted in the month each touch began."""
         touch_at, end_at = _numpy(self._touch), _numpy(self._touch_end)
         touched = ~np.isnan(touch_at)
-        month = np.searchsorted(self._month_starts, touch_at[touched], side="right") - 1
+        month = np.searchsorted(self._working_month_starts, touch_at[touched], side="right") - 1
         hours = (end_at[touched] - touch_at[touched]) * 24.0
         return np.bincount(month, weights=hours, minlength=self.scenario.horizon_months)
 
