@@ -25,6 +25,16 @@ def month_starts(scenario: Scenario) -> np.ndarray:
     return np.asarray(offsets, dtype=float)
 
 
+#: Days within which two instants count as the same (about a tenth of a millisecond).
+_TOLERANCE = 1e-9
+
+
+def days_in_months(begin: np.ndarray, end: np.ndarray, months: np.ndarray) -> np.ndarray:
+    """(intervals × months): the days each interval [begin, end) spends in each month of the horizon."""
+    begin, end = np.asarray(begin, float)[:, None], np.asarray(end, float)[:, None]
+    return np.clip(np.minimum(end, months[None, 1:]) - np.maximum(begin, months[None, :-1]), 0.0, None)
+
+
 def total_days_in_months(begin: np.ndarray, end: np.ndarray, months: np.ndarray) -> np.ndarray:
     """Per month: the days all intervals [begin, end) together spend in it (``days_in_months`` summed over the
     intervals, without the intervals × months matrix). Counts time before each month boundary x from sorted ends
@@ -35,16 +45,6 @@ def total_days_in_months(begin: np.ndarray, end: np.ndarray, months: np.ndarray)
     begin_sum, end_sum = np.r_[0.0, np.cumsum(begin)], np.r_[0.0, np.cumsum(end)]
     before = end_sum[ended] + months * (begun - ended) - begin_sum[begun]
     return np.diff(before)
-
-
-#: Days within which two instants count as the same (about a tenth of a millisecond).
-_TOLERANCE = 1e-9
-
-
-def days_in_months(begin: np.ndarray, end: np.ndarray, months: np.ndarray) -> np.ndarray:
-    """(intervals × months): the days each interval [begin, end) spends in each month of the horizon."""
-    begin, end = np.asarray(begin, float)[:, None], np.asarray(end, float)[:, None]
-    return np.clip(np.minimum(end, months[None, 1:]) - np.maximum(begin, months[None, :-1]), 0.0, None)
 
 
 class WorkCalendar:
