@@ -286,7 +286,7 @@ def summarize(replications: list[ReplicationResult]) -> tuple[pd.DataFrame, pd.D
     """All monthly rows, the horizon summary (KPI × mean/p10/p50/p90) and the monthly bands: per month,
     ``<column>_mean``, ``<column>_p10``, ``<column>_p50`` and ``<column>_p90`` of every monthly column."""
     monthly = pd.concat([r.monthly for r in replications], ignore_index=True)
-    summary = horizon_summary(replications)
+    summary = horizon_summary([r.totals for r in replications])
     grouped = monthly.drop(columns=["replication"]).groupby("month", sort=True)
     quantiles = grouped.quantile([0.1, 0.5, 0.9]).unstack()  # columns: (KPI, quantile)
     quantiles.columns = [f"{kpi}_p{round(q * 100)}" for kpi, q in quantiles.columns]
@@ -296,9 +296,9 @@ def summarize(replications: list[ReplicationResult]) -> tuple[pd.DataFrame, pd.D
     return monthly, summary, bands.reset_index()
 
 
-def horizon_summary(replications: list[ReplicationResult]) -> pd.DataFrame:
-    """Per horizon KPI (``SUMMARY_KPIS``): mean, P10, P50 and P90 over the replications."""
-    return quantile_bands(pd.DataFrame([r.totals for r in replications])).loc[list(SUMMARY_KPIS)]
+def horizon_summary(totals: list[dict[str, float]]) -> pd.DataFrame:
+    """Per horizon KPI (``SUMMARY_KPIS``): mean, P10, P50 and P90 over the replications' totals."""
+    return quantile_bands(pd.DataFrame(totals)).loc[list(SUMMARY_KPIS)]
 
 
 def quantile_bands(frame: pd.DataFrame) -> pd.DataFrame:

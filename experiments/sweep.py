@@ -42,6 +42,19 @@ class SweepProgress:
 
 
 @dataclass(frozen=True)
+class CellTotals:
+    """What the sweep's tables need of a stored cell: its error, or each replication's horizon KPIs (kept in memory
+    instead of the whole cell, whose monthly tables are slow to read back and large for big sweeps)."""
+
+    error: str | None
+    totals: list[dict[str, float]]
+
+    @classmethod
+    def of(cls, record: CellRecord) -> "CellTotals":
+        return cls(record.error, [run.totals for run in record.runs])
+
+
+@dataclass(frozen=True)
 class SweepOutcome:
     """What a run of the sweep did: cells run now, cells found stored, cells that failed, files written."""
 
@@ -68,6 +81,7 @@ def run_sweep(
     logged = tracker.open_sweep(sweep.spec.name, sweep_key, _sweep_params(sweep))
     stored = {key: store.read(key) for key in cells_by_key}
     finished = {key for key, record in stored.items() if record is not None and record.ok}
+    cell_totals = {key: CellTotals.of(stored[key]) for key in finished}  # type: ignore[arg-type]
     pending = [key for key in cells_by_key if key not in finished]
     pending.sort(key=lambda k: cells_by_key[k].index)
     progress.start(len(cells_by_key), len(finished), replications)
@@ -98,6 +112,7 @@ def run_sweep(
             )
             del partial[key]
             store.write(record)
+            cell_totals[key] = CellTotals.of(record)
             done, still_logging = wait(logs, timeout=0)
             for log in done:
                 log.result()  # raises the tracking error, if logging a cell failed
@@ -110,27 +125,27 @@ def run_sweep(
             log.result()
     finally:  # on an error or an interrupt, cells not yet logged are left for the resume
         tracking.shutdown(cancel_futures=True)
-    results_path, summary_path = write_tables(sweep, keys, store, out)
+    results_path, summary_path = write_tables(sweep, keys, cell_totals, out)
     tracker.close_sweep(failed > 0, out)
     return SweepOutcome(len(pending), len(finished), failed, results_path, summary_path)
 
 
-def write_tables(sweep: Sweep, keys: dict[int, str], store: CellStore, out: Path) -> tuple[Path, Path]:
+def write_tables(sweep: Sweep, keys: dict[int, str], cell_totals: dict[str, CellTotals], out: Path) -> tuple[Path, Path]:
     """results.csv (cell × replication: factors and KPIs) and summary.csv (cell: status, KPI mean and P10/P50/P90)."""
     factors = list(sweep.spec.factors)
     result_rows, summary_rows = [], []
     for cell in sweep.cells:
         key = keys[cell.index]
-        record = store.read(key)
         head = {"cell": cell.index, "cell_key": key, **{name: cell.levels[name] for name in factors}}
-        if record is None:
+        if key not in cell_totals:
             summary_rows.append(head | {"status": "not run", "error": ""})
             continue
-        summary = head | {"status": "ok" if record.ok else "failed", "error": record.error or ""}
-        if record.ok:
-            for replication, run in enumerate(record.runs):
-                result_rows.append(head | {"replication": replication} | {kpi: run.totals[kpi] for kpi in SUMMARY_KPIS})
-            stats = horizon_summary(record.runs)
+        record = cell_totals[key]
+        summary = head | {"status": "failed" if record.error else "ok", "error": record.error or ""}
+        if not record.error:
+            for replication, totals in enumerate(record.totals):
+                result_rows.append(head | {"replication": replication} | {kpi: totals[kpi] for kpi in SUMMARY_KPIS})
+            stats = horizon_summary(record.totals)
             summary |= {f"{kpi}_{stat}": stats.loc[kpi, stat] for kpi in SUMMARY_KPIS for stat in stats.columns}
         summary_rows.append(summary)
     columns = ["cell", "cell_key", *factors, "replication", *SUMMARY_KPIS]
@@ -157,7 +172,7 @@ def _track(tracker: NullTracker, sweep: Sweep, cell: Cell, record: CellRecord) -
         return
     with tempfile.TemporaryDirectory(prefix="salesops-cell-") as folder:
         files = [write_replications(record.runs, Path(folder))]
-        summary = horizon_summary(record.runs)
+        summary = horizon_summary([run.totals for run in record.runs])
         tracker.log_run(run_record(name, cell.scenario, sweep.seed, summary, len(record.runs), files, params, tags))
 
 
