@@ -13,9 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationErro
 
 from scenarios.loading import InputError, describe_validation_error, read_yaml_mapping, shipped_names
 
-#: The funnel steps a row can enter at, in order; a row is a lead, an MQL, an SQL or an opportunity.
-ENTRY_STEPS = ("lead", "mql", "sql", "opportunity")
-OUTCOMES = ("won", "lost", "open")
 DATE_FIELDS = ("created_at", "closed_at", "first_response_at", "mql_at", "sql_at", "opportunity_at")
 LABEL_FIELDS = ("segment", "territory", "source", "owner", "stage")
 

@@ -17,7 +17,7 @@ from pydantic import Field, NonNegativeFloat, TypeAdapter, ValidationError, crea
 from engine.automation import lever_cost_by_month
 from scenarios import Scenario, validate_scenario
 from scenarios.base import Frozen
-from scenarios.loading import InputError, describe_validation_error, read_yaml_mapping, shipped_names
+from scenarios.loading import InputError, describe_validation_error, read_yaml_mapping
 from scenarios.model import AutomationLever, Probability, _month_key_error
 
 _LEVER_KINDS = get_args(get_args(AutomationLever)[0])
@@ -152,11 +152,6 @@ class Catalogue(Frozen):
     def excluded(self, a: str, b: str) -> bool:
         """Whether two items rule each other out (either may say so)."""
         return b in self.items[a].excludes or a in self.items[b].excludes
-
-
-def shipped_catalogues() -> list[str]:
-    """Names of the example catalogues shipped with the package."""
-    return shipped_names("optimizers", "catalogues")
 
 
 def load_catalogue(name_or_path: str | Path) -> Catalogue:

@@ -21,8 +21,6 @@ from engine.calendar import month_starts
 from scenarios import Scenario, validate_scenario
 
 Runner = Callable[[Scenario], Results]
-#: Per-territory KPIs reported for each design.
-TERRITORY_KPIS = ("leads_per_month", "response_hours_mean", "response_hours_p90", "won", "bookings", "utilization")
 
 
 def design_scenario(base: Scenario, loads: pd.Series, rep_role: str | None = None, label: str = "design") -> Scenario:
