@@ -183,15 +183,18 @@ def stage_paths(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Whether each opportunity is won, and the days from its creation to its close.
 
-    An opportunity spends each stage's duration in turn and closes lost at the end of the first stage it fails.
-    ``draws[0]`` decides passing, ``draws[1]`` the durations (one row per stage); ``uplift`` multiplies each stage's
-    conversion (per stage: a number or one factor per opportunity); durations are computed only where ``needed``.
+    An opportunity spends each stage's duration in turn and closes lost at the end of the first stage it fails,
+    after that stage's time to close lost. ``draws[0]`` decides passing, ``draws[1]`` the durations (one row per
+    stage, the same uniform whichever the outcome); ``uplift`` multiplies each stage's conversion (per stage: a number
+    or one factor per opportunity); durations are computed only where ``needed``.
     """
     n = draws.shape[-1]
     alive = np.ones(n, dtype=bool)
     elapsed = np.zeros(n)
     for i, stage in enumerate(scenario.funnel.stages):
-        duration = for_segment(stage.duration_days, segment)
-        elapsed += _ppf_where(duration, draws[1, i], alive if needed is None else alive & needed)
-        alive &= draws[0, i] < for_segment(stage.conversion, segment) * (1.0 if uplift is None else uplift[i])
+        passes = draws[0, i] < for_segment(stage.conversion, segment) * (1.0 if uplift is None else uplift[i])
+        timed = alive if needed is None else alive & needed
+        elapsed += _ppf_where(for_segment(stage.duration_days, segment), draws[1, i], timed & passes)
+        elapsed += _ppf_where(stage.lost_duration(segment), draws[1, i], timed & ~passes)
+        alive &= passes
     return alive, elapsed

@@ -86,11 +86,21 @@ class LeadSource(Frozen):
 
 
 class Stage(Frozen):
-    """An opportunity stage worked by the opportunity-owning role: how long it takes and how many pass it."""
+    """An opportunity stage worked by the opportunity-owning role: how many pass it and how long it takes.
+
+    Passing and failing are competing outcomes with their own timing: ``duration_days`` is the time to pass (to
+    win, at the last stage), ``lost_duration_days`` the time to close lost here for those who fail it (by default
+    the same distribution, so that the outcome does not depend on the time taken).
+    """
 
     name: str
     conversion: dict[str, Probability]
     duration_days: dict[str, Distribution]
+    lost_duration_days: dict[str, Distribution] | None = None
+
+    def lost_duration(self, segment: str) -> Distribution:
+        """The time to close lost at this stage, for a deal of the segment that fails it."""
+        return for_segment(self.lost_duration_days or self.duration_days, segment)
 
 
 class ResponseDecay(Frozen):
@@ -325,6 +335,8 @@ class Scenario(Frozen):
         for i, stage in enumerate(funnel.stages):
             per_segment[f"funnel.stages.{i}.conversion"] = stage.conversion
             per_segment[f"funnel.stages.{i}.duration_days"] = stage.duration_days
+            if stage.lost_duration_days is not None:
+                per_segment[f"funnel.stages.{i}.lost_duration_days"] = stage.lost_duration_days
         for path, mapping in per_segment.items():
             errors.extend(_check_per_segment(path, mapping, segments))
         errors.extend(self._check_roles(territories))
