@@ -2,6 +2,8 @@
 
 ``run_replication`` is the unit of work (a pure function of scenario, seed and replication number), so that
 replications can run anywhere, in any order, and give identical results; ``simulate`` runs several in turn.
+Each replication starts from the work open on the first day (``engine.initial``): the scenario's snapshot, or a
+warm-up simulated before the start.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import pandas as pd
 
+from engine.initial import carried_work
 from engine.results import LEAD_LOG_COLUMNS, MONTHLY_COLUMNS, SUMMARY_KPIS, LeadState, ReplicationResult, summarize, summarize_replication
 from engine.simulation import Replication
 from scenarios.model import Scenario
@@ -42,7 +45,8 @@ def run_replication(
     scenario: Scenario, replication: int, seed: int | None = None, keep_log: bool = False
 ) -> ReplicationResult:
     """Simulate one replication; ``seed`` defaults to the scenario's; ``keep_log`` keeps one row per lead."""
-    sim = Replication(scenario, scenario.seed if seed is None else seed, replication)
+    seed = scenario.seed if seed is None else seed
+    sim = Replication(scenario, seed, replication, carried_work(scenario, seed, replication))
     return summarize_replication(sim, sim.run(), replication, keep_log)
 
 

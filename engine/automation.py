@@ -27,10 +27,10 @@ def lever_cost_by_month(scenario: Scenario, lever: AutomationLever, staffed: np.
 
 def levers_used(scenario: Scenario, adoption: np.ndarray, arrival_month: np.ndarray) -> np.ndarray:
     """(levers × leads) bool: a tool is used on a lead when the lead's adoption uniform for it lies below the tool's
-    adoption share in the lead's arrival month."""
+    adoption share in the lead's arrival month (work carried in from before the start: the first month)."""
     used = np.zeros(adoption.shape, dtype=bool)
     for j, lever in enumerate(scenario.automation.values()):
-        used[j] = adoption[j] < adoption_by_month(scenario, lever)[arrival_month]
+        used[j] = adoption[j] < adoption_by_month(scenario, lever)[np.maximum(arrival_month, 0)]
     return used
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Sequence
+from enum import IntEnum
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -21,6 +22,40 @@ from engine.people import Rep, productivity
 from engine.streams import Stream, generator
 from scenarios.distributions import Distribution
 from scenarios.model import DAYS_PER_MONTH, Scenario, for_segment
+
+
+#: Sub-keys of the CARRIED stream: waiting leads' draws, and the fates of a snapshot's deals.
+CARRIED_LEADS, CARRIED_DEALS = 0, 1
+
+
+class Origin(IntEnum):
+    """Where a lead comes from: it arrives within the horizon, or it was open on the first day."""
+
+    NEW = 0
+    WAITING = 1  # an MQL carried in, waiting for its first touch
+    DEAL = 2  # an SQL carried in that holds an opportunity slot, its fate already drawn
+
+
+@dataclass(frozen=True)
+class CarriedWork:
+    """Work open on the first day (``engine.initial``): leads waiting for a first touch, and deals holding slots.
+
+    Times are days since the start (negative: before it). A deal's fate is decided: whether it becomes an
+    opportunity (``opened_at``, NaN if it does not) and is won, and when it releases its slot (``holding``).
+    """
+
+    lead_segment: np.ndarray
+    lead_territory: np.ndarray
+    lead_arrival: np.ndarray
+    lead_row: np.ndarray  # the snapshot file's row (-1: from a warm-up)
+    deal_row: np.ndarray
+    deal_segment: np.ndarray
+    deal_territory: np.ndarray
+    deal_entered: np.ndarray  # when the deal entered the state it is in on the first day
+    deal_opened_at: np.ndarray
+    deal_won: np.ndarray
+    deal_holding: np.ndarray
+    deal_amount: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -41,17 +76,24 @@ class Leads:
     stage_days: np.ndarray  # opportunity creation → close (won, or lost at the stage it failed)
     amount: np.ndarray  # deal size if won
     adoption: np.ndarray  # (levers × leads) uniforms: a tool is used on the lead when below its adoption share
+    origin: np.ndarray  # Origin
+    opened_at: np.ndarray  # carried deals: when the opportunity was (or will be) created; NaN otherwise
+    snapshot_row: np.ndarray  # the snapshot file's row of an item carried in from it; -1 otherwise
 
     def __len__(self) -> int:
         return len(self.time)
 
 
-def draw_leads(scenario: Scenario, months: np.ndarray, reps: list[Rep], seed: int, replication: int) -> Leads:
-    """All leads of the horizon for one replication (``reps``, the roster, places outbound leads)."""
+def draw_leads(scenario: Scenario, months: np.ndarray, reps: list[Rep], seed: int, replication: int,
+               carried: CarriedWork | None = None) -> Leads:
+    """All leads of the horizon for one replication (``reps``, the roster, places outbound leads), after the work
+    ``carried`` in from before the start."""
     parts = [
         _draw_source(scenario, index, _daily_rates(scenario, index, months, reps), months, seed, replication)
         for index in range(len(scenario.lead_sources))
     ]
+    if carried is not None:
+        parts += [_carried_leads(scenario, carried, months, seed, replication), _carried_deals(scenario, carried)]
     columns = {name: np.concatenate([part[name] for part in parts], axis=-1) for name in parts[0]}
     order = np.argsort(columns["time"], kind="stable")
     return Leads(**{name: values[..., order] for name, values in columns.items()})
@@ -111,17 +153,70 @@ def _ramped_reps_by_day(scenario: Scenario, role_name: str, reps: list[Rep], mon
 def _draw_source(
     scenario: Scenario, index: int, rates: np.ndarray, months: np.ndarray, seed: int, replication: int
 ) -> dict[str, np.ndarray]:
-    source = list(scenario.lead_sources.values())[index]
-
-    def rng(stream: Stream, *subkeys: int) -> np.random.Generator:
-        return generator(seed, replication, stream, index, *subkeys)
-
-    arrivals = rng(Stream.ARRIVALS)
+    arrivals = generator(seed, replication, Stream.ARRIVALS, index)
     counts = arrivals.poisson(rates).ravel()  # day-major: (day, territory) cells in order
     n = int(counts.sum())
     cells = np.repeat(np.arange(counts.size), counts)
     time = (cells // rates.shape[1]).astype(float) + arrivals.random(n)
-    territory = cells % rates.shape[1]
+    segment = list(scenario.lead_sources.values())[index].segment
+    return _describe(scenario, index, segment, time, cells % rates.shape[1], months,
+                     lambda stream, *subkeys: generator(seed, replication, stream, index, *subkeys))
+
+
+def _carried_leads(scenario: Scenario, carried: CarriedWork, months: np.ndarray, seed: int, replication: int) -> dict[str, np.ndarray]:
+    """The waiting MQLs carried in, drawn like new leads of their segment from streams of their own."""
+    parts = []
+    for segment_index, segment in enumerate(scenario.segments):
+        mine = carried.lead_segment == segment_index
+        part = _describe(scenario, _source_of(scenario, segment), segment, carried.lead_arrival[mine],
+                         carried.lead_territory[mine], months,
+                         lambda stream, *subkeys: generator(seed, replication, Stream.CARRIED, CARRIED_LEADS, segment_index, stream, *subkeys))
+        part["mql"][:] = True
+        part["origin"][:] = Origin.WAITING
+        part["snapshot_row"] = carried.lead_row[mine]
+        parts.append(part)
+    return {name: np.concatenate([part[name] for part in parts], axis=-1) for name in parts[0]}
+
+
+def _carried_deals(scenario: Scenario, carried: CarriedWork) -> dict[str, np.ndarray]:
+    """The deals carried in: their fates are decided, so only the slot they hold until ``holding`` remains to run."""
+    n = len(carried.deal_segment)
+    opportunity = ~np.isnan(carried.deal_opened_at)
+    sources = np.array([_source_of(scenario, s) for s in scenario.segments])
+    return {
+        "time": carried.deal_entered,
+        "segment": carried.deal_segment,
+        "territory": carried.deal_territory,
+        "source": sources[carried.deal_segment] if n else np.zeros(0, dtype=int),
+        "mql": np.ones(n, dtype=bool),
+        "quality": np.zeros(n),
+        "score_noise": np.zeros(n),
+        "handling_hours": np.zeros(n),
+        "opportunity": opportunity,
+        "discovery_days": np.where(opportunity, 0.0, carried.deal_holding),
+        "won": carried.deal_won,
+        "stage_days": np.where(opportunity, carried.deal_holding, 0.0),
+        "amount": carried.deal_amount,
+        "adoption": np.ones((len(scenario.automation), n)),  # no tool acts on work already done
+        "origin": np.full(n, Origin.DEAL, dtype=np.int8),
+        "opened_at": carried.deal_opened_at,
+        "snapshot_row": carried.deal_row,
+    }
+
+
+def _source_of(scenario: Scenario, segment: str) -> int:
+    """The first lead source of a segment (0 if none): whose name a carried lead is logged under."""
+    return next((i for i, source in enumerate(scenario.lead_sources.values()) if source.segment == segment), 0)
+
+
+def _describe(
+    scenario: Scenario, index: int, segment_name: str, time: np.ndarray, territory: np.ndarray, months: np.ndarray,
+    rng: Callable[..., np.random.Generator],
+) -> dict[str, np.ndarray]:
+    """Everything about leads of a source that does not depend on the queue, given their arrivals; ``rng(stream)``
+    gives each kind of randomness its own generator."""
+    source = list(scenario.lead_sources.values())[index]
+    n = len(time)
     arrival_month = np.searchsorted(months, time, side="right") - 1
     adoption = np.array([rng(Stream.ADOPTION, zlib.crc32(name.encode())).random(n) for name in scenario.automation])
     adoption = adoption.reshape(len(scenario.automation), n)
@@ -130,25 +225,25 @@ def _draw_source(
     def uplift(step: str) -> np.ndarray | float:
         return conversion_multiplier(scenario, used, step)
 
-    segment = list(scenario.segments).index(source.segment)
+    segment = list(scenario.segments).index(segment_name)
     funnel = scenario.funnel
-    mql_rate = for_segment(funnel.mql_rate, source.segment) if source.mql_rate is None else source.mql_rate
+    mql_rate = for_segment(funnel.mql_rate, segment_name) if source.mql_rate is None else source.mql_rate
     mql = rng(Stream.MQL).random(n) < mql_rate * uplift("mql")
     quality, score_noise = rng(Stream.QUALITY).random(n), rng(Stream.SCORE).standard_normal(n)
     # Durations are computed only for the leads that can need them: the inverse CDFs are most of the drawing cost.
     # An MQL can be touched; it can become an SQL, and so be discovered, only if its quality is below the SQL rate
     # (a slow response only lowers that); only those that would pass discovery have stages.
     handling = _ppf_where(scenario.roles[scenario.lead_role].handling_hours, rng(Stream.HANDLING).random(n), mql)
-    can_qualify = mql & (quality < for_segment(funnel.sql_rate, source.segment) * uplift("sql"))
+    can_qualify = mql & (quality < for_segment(funnel.sql_rate, segment_name) * uplift("sql"))
     opportunity_draws = rng(Stream.OPPORTUNITY).random((2, n))
-    opportunity = opportunity_draws[0] < for_segment(funnel.opportunity_rate, source.segment) * uplift("opportunity")
-    discovery = _ppf_where(for_segment(funnel.discovery_days, source.segment), opportunity_draws[1], can_qualify)
+    opportunity = opportunity_draws[0] < for_segment(funnel.opportunity_rate, segment_name) * uplift("opportunity")
+    discovery = _ppf_where(for_segment(funnel.discovery_days, segment_name), opportunity_draws[1], can_qualify)
     stage_draws = rng(Stream.STAGES).random((2, len(funnel.stages), n))
     won, stage_days = stage_paths(
-        scenario, source.segment, stage_draws, [uplift(stage.name) for stage in funnel.stages],
+        scenario, segment_name, stage_draws, [uplift(stage.name) for stage in funnel.stages],
         needed=can_qualify & opportunity,
     )
-    amount = scenario.segments[source.segment].deal_size.ppf(rng(Stream.DEAL_SIZE).random(n))
+    amount = scenario.segments[segment_name].deal_size.ppf(rng(Stream.DEAL_SIZE).random(n))
     return {
         "time": time,
         "segment": np.full(n, segment),
@@ -164,6 +259,9 @@ def _draw_source(
         "stage_days": stage_days,
         "amount": amount,
         "adoption": adoption,
+        "origin": np.full(n, Origin.NEW, dtype=np.int8),
+        "opened_at": np.full(n, np.nan),
+        "snapshot_row": np.full(n, -1, dtype=np.int64),
     }
 
 
@@ -180,18 +278,19 @@ def stage_paths(
     draws: np.ndarray,
     uplift: Sequence[np.ndarray | float] | None = None,
     needed: np.ndarray | None = None,
+    first: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Whether each opportunity is won, and the days from its creation to its close.
 
     An opportunity spends each stage's duration in turn and closes lost at the end of the first stage it fails,
     after that stage's time to close lost. ``draws[0]`` decides passing, ``draws[1]`` the durations (one row per
     stage, the same uniform whichever the outcome); ``uplift`` multiplies each stage's conversion (per stage: a number
-    or one factor per opportunity); durations are computed only where ``needed``.
+    or one factor per opportunity); durations are computed only where ``needed``; the path starts at stage ``first``.
     """
     n = draws.shape[-1]
     alive = np.ones(n, dtype=bool)
     elapsed = np.zeros(n)
-    for i, stage in enumerate(scenario.funnel.stages):
+    for i, stage in enumerate(scenario.funnel.stages[first:], start=first):
         passes = draws[0, i] < for_segment(stage.conversion, segment) * (1.0 if uplift is None else uplift[i])
         timed = alive if needed is None else alive & needed
         elapsed += _ppf_where(for_segment(stage.duration_days, segment), draws[1, i], timed & passes)

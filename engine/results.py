@@ -15,6 +15,7 @@ import pandas as pd
 from engine.calendar import days_in_months, total_days_in_months
 from engine.automation import lever_cost_by_month
 from engine.people import productivity
+from engine.leads import Leads, Origin
 from engine.simulation import LeadTimes, Replication
 
 MONTHLY_COLUMNS: dict[str, str] = {
@@ -67,7 +68,9 @@ class LeadState(IntEnum):
 
 LEAD_LOG_COLUMNS: dict[str, str] = {
     "replication": "replication number (0-based)",
-    "arrival_day": "arrival, in days since the scenario start",
+    "arrival_day": "arrival, in days since the scenario start (negative: carried in from before it)",
+    "origin": "new (arrived in the horizon), waiting (an MQL carried in) or deal (an open deal carried in)",
+    "snapshot_row": "the snapshot file's row of an item carried in from it (-1 otherwise)",
     "segment": "segment name",
     "territory": "territory name",
     "source": "lead source name",
@@ -93,23 +96,30 @@ class ReplicationResult:
     lead_log: pd.DataFrame | None = None
 
 
+def opportunity_created(leads: Leads, times: LeadTimes) -> np.ndarray:
+    """When each lead became an opportunity (at the end of discovery; NaN if it did not or has not yet)."""
+    created = np.where(leads.opportunity, times.accept + leads.discovery_days, np.nan)
+    return np.where(leads.origin == Origin.DEAL, leads.opened_at, created)
+
+
 def lead_states(sim: Replication, times: LeadTimes) -> np.ndarray:
     """The final LeadState of each lead, derived from the recorded times alone."""
     leads, horizon = sim.leads, sim.horizon
-    opportunity_created = times.accept + leads.discovery_days
+    created = opportunity_created(leads, times)
     closed = times.close < horizon
+    before_owner = leads.origin != Origin.DEAL  # deals carried in passed their first touch before the start
     state = np.full(len(leads), LeadState.IN_DISCOVERY, dtype=np.int8)
     conditions = [  # first match wins
         (~leads.mql, LeadState.NOT_MQL),
         (sim.nurtured, LeadState.NURTURED),
-        (np.isnan(times.touch), LeadState.WAITING_FIRST_TOUCH),
-        (np.isnan(times.touch_done), LeadState.IN_FIRST_TOUCH),
-        (~times.sql, LeadState.DISQUALIFIED),
+        (before_owner & np.isnan(times.touch), LeadState.WAITING_FIRST_TOUCH),
+        (before_owner & np.isnan(times.touch_done), LeadState.IN_FIRST_TOUCH),
+        (before_owner & ~times.sql, LeadState.DISQUALIFIED),
         (np.isnan(times.accept), LeadState.WAITING_OWNER),
         (closed & ~leads.opportunity, LeadState.NOT_OPPORTUNITY),
         (closed & leads.won, LeadState.WON),
         (closed, LeadState.LOST),
-        (leads.opportunity & (opportunity_created < horizon), LeadState.OPEN_OPPORTUNITY),
+        (created < horizon, LeadState.OPEN_OPPORTUNITY),
     ]
     decided = np.zeros(len(leads), dtype=bool)
     for condition, value in conditions:
@@ -125,14 +135,15 @@ def summarize_replication(sim: Replication, times: LeadTimes, replication: int, 
     horizon_months = scenario.horizon_months
     state = lead_states(sim, times)
     won, lost = state == LeadState.WON, state == LeadState.LOST
-    opportunity_created = np.where(leads.opportunity, times.accept + leads.discovery_days, np.nan)
+    created = opportunity_created(leads, times)
     touched = ~np.isnan(times.touch)
+    new = leads.origin == Origin.NEW
 
     def month_of(t: np.ndarray) -> np.ndarray:
         return np.searchsorted(months, t, side="right") - 1
 
     def count(t: np.ndarray, mask: np.ndarray | None = None, weights: np.ndarray | None = None) -> np.ndarray:
-        keep = ~np.isnan(t) & (t < sim.horizon) & (True if mask is None else mask)
+        keep = (t >= 0) & (t < sim.horizon) & (True if mask is None else mask)  # NaN compares False
         w = None if weights is None else weights[keep]
         return np.bincount(month_of(t[keep]), weights=w, minlength=horizon_months)[:horizon_months]
 
@@ -143,14 +154,14 @@ def summarize_replication(sim: Replication, times: LeadTimes, replication: int, 
         "mql": count(leads.time, leads.mql),
         "nurtured": count(leads.time, sim.nurtured),
         "sql": count(times.touch_done, times.sql),
-        "opportunities": count(opportunity_created),
+        "opportunities": count(created),
         "won": count(times.close, won),
         "lost": count(times.close, lost),
         "bookings": count(times.close, won, leads.amount),
     }
     closed = table["won"] + table["lost"]
     table["win_rate"] = np.divide(table["won"], closed, out=np.full(horizon_months, np.nan), where=closed > 0)
-    cycle = times.close - opportunity_created
+    cycle = times.close - created
     table["cycle_days_mean"] = _monthly_mean(count(times.close, won, cycle), table["won"])
     touch_month, response = month_of(times.touch[touched]), times.response_hours[touched]  # touches begin in the horizon
     touches = np.bincount(touch_month, minlength=horizon_months)
@@ -159,11 +170,11 @@ def summarize_replication(sim: Replication, times: LeadTimes, replication: int, 
     table["response_hours_p90"] = np.array([np.percentile(r, 90) if len(r) else np.nan for r in by_month])
     month_length = np.diff(months)
     table["backlog_mean"] = sim.waiting_area / month_length
-    created = np.flatnonzero(~np.isnan(opportunity_created))
+    opened = np.flatnonzero(~np.isnan(created))
     month_end = months[1:, None]
-    open_at_end = (opportunity_created[created] <= month_end) & (times.close[created] > month_end)
+    open_at_end = (created[opened] <= month_end) & (times.close[opened] > month_end)
     table["pipeline"] = open_at_end.sum(axis=1)
-    table["pipeline_value"] = open_at_end.astype(float) @ leads.amount[created]
+    table["pipeline_value"] = open_at_end.astype(float) @ leads.amount[opened]
     table["usage_rate"] = sim.usage_rate
     staffing = _staffing(sim, times)
     table["cost"] = staffing.pop("cost")
@@ -171,8 +182,8 @@ def summarize_replication(sim: Replication, times: LeadTimes, replication: int, 
     monthly = pd.DataFrame(table)
 
     totals = {
-        "leads": float(len(leads)),
-        "mql": float(leads.mql.sum()),
+        "leads": float(new.sum()),
+        "mql": float((leads.mql & new).sum()),
         "sql": float(table["sql"].sum()),
         "opportunities": float(table["opportunities"].sum()),
         "won": float(won.sum()),
@@ -186,7 +197,7 @@ def summarize_replication(sim: Replication, times: LeadTimes, replication: int, 
         "usage_rate": float(sim.usage_rate.mean()),
     }
     states = {member.name.lower(): int((state == member).sum()) for member in LeadState}
-    log = _lead_log(sim, times, state, opportunity_created, replication) if keep_log else None
+    log = _lead_log(sim, times, state, created, replication) if keep_log else None
     return ReplicationResult(monthly, totals, states, log)
 
 
@@ -198,6 +209,8 @@ def _lead_log(
     return pd.DataFrame({
         "replication": replication,
         "arrival_day": leads.time,
+        "origin": pd.Series(leads.origin).map({o.value: o.name.lower() for o in Origin}).to_numpy(),
+        "snapshot_row": leads.snapshot_row,
         "segment": np.array(list(scenario.segments), dtype=object)[leads.segment],
         "territory": np.array(list(scenario.territories), dtype=object)[leads.territory],
         "source": np.array(list(scenario.lead_sources), dtype=object)[leads.source],

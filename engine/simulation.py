@@ -26,7 +26,7 @@ from scipy import special
 
 from engine.automation import away_share_by_month, conversion_multiplier, levers_used, usage_rate_by_month
 from engine.calendar import WorkCalendar, month_starts, total_days_in_months
-from engine.leads import Leads, draw_leads
+from engine.leads import CarriedWork, Leads, Origin, draw_leads
 from engine.people import Rep, productivity, roster
 from scenarios.model import FollowUp, LeadScoring, Scenario, for_segment
 
@@ -112,12 +112,13 @@ class LeadTimes:
 class Replication:
     """Builds and runs one replication; ``run`` returns the recorded lead times and per-month rep figures."""
 
-    def __init__(self, scenario: Scenario, seed: int, replication: int):
+    def __init__(self, scenario: Scenario, seed: int, replication: int, carried: CarriedWork | None = None):
         self.scenario = scenario
         self.months = month_starts(scenario)
         self.horizon = float(self.months[-1])
         self.reps: list[Rep] = roster(scenario, self.months, seed, replication)
-        self.leads: Leads = draw_leads(scenario, self.months, self.reps, seed, replication)
+        self.leads: Leads = draw_leads(scenario, self.months, self.reps, seed, replication, carried)
+        self.carried_deals = np.flatnonzero(self.leads.origin == Origin.DEAL)
         self.lead_role = scenario.roles[scenario.lead_role]
         self.calendar = WorkCalendar(self.lead_role.working_hours, scenario.start)
         self.away_share = {name: away_share_by_month(scenario, name) for name in scenario.roles}
@@ -187,9 +188,9 @@ class Replication:
             touch=touch, touch_done=done, sql=sql, accept=_numpy(self._accept), close=_numpy(self._close),
             response_hours=response, rep=np.frombuffer(self._rep, dtype=np.int64).copy(),
         )
-        entered = leads.mql & ~self.nurtured
+        entered = leads.mql & ~self.nurtured & (leads.origin != Origin.DEAL)
         waited_until = np.where(np.isnan(touch), self.horizon, touch)
-        self.waiting_area = total_days_in_months(leads.time[entered], waited_until[entered], self.months)
+        self.waiting_area = total_days_in_months(np.maximum(leads.time[entered], 0.0), waited_until[entered], self.months)
         return times
 
     # ----- first touches, on the working clock -----
@@ -202,14 +203,14 @@ class Replication:
     def _first_touches(self) -> None:
         env = self.first_touch_env = simpy.Environment()
         clock, leads, n = self.calendar, self.leads, len(self.leads)
-        self._arrival = _doubles(clock.work_before(leads.time))
+        self._arrival = _doubles(clock.work_before(np.maximum(leads.time, 0.0)))  # leads carried in: at the start
         self._working_month_starts = clock.work_before(self.months).tolist()
         self._end = self._working_month_starts[-1]  # the horizon on the working clock
         self._work = _doubles(leads.handling_hours * self.handling_factor / 24.0)  # working days at full speed
         self._speed = self._capacity_share(self.scenario.lead_role)
         self._touch, self._touch_end = _doubles(np.full(n, np.nan)), _doubles(np.full(n, np.nan))
         self._rep = array("q", np.full(n, -1, dtype=np.int64).tobytes())
-        entering = np.flatnonzero(leads.mql & ~self.nurtured)
+        entering = np.flatnonzero(leads.mql & ~self.nurtured & (leads.origin != Origin.DEAL))
         alone = np.zeros(n, dtype=bool)  # no other lead of the territory arrives at the same working instant
         self.first_touch = []
         for territory in range(len(self.scenario.territories)):
@@ -353,6 +354,7 @@ class Replication:
         self._sql_at = sql_at[self._sqls].tolist()
         self._next_sql = 0
         self.owners = [OwnerPool() for _ in self.scenario.territories]
+        self._hold_carried_deals()
         owner_role = self.scenario.opportunity_role
         for index, rep in enumerate(self.reps):
             if rep.role == owner_role and rep.start < self.horizon:
@@ -365,6 +367,16 @@ class Replication:
         self.events += _run(env, until=self.horizon)
         for pool in self.owners:
             self._settle_releases(pool, self.horizon)
+
+    def _hold_carried_deals(self) -> None:
+        """Deals carried in hold their territory's slots from the first instant, before any new SQL."""
+        for lead in self.carried_deals.tolist():
+            pool = self.owners[self._territory[lead]]
+            pool.open += 1
+            self._accept[lead] = 0.0
+            self._close[lead] = close = self._holding[lead]
+            if close < self.horizon:
+                heapq.heappush(pool.releases, close)
 
     def _month_boundaries(self):  # noqa: ANN202 - a SimPy process
         env = self.opportunity_env

@@ -25,6 +25,7 @@ class Stream(IntEnum):
     STAGES = 7
     DEAL_SIZE = 8
     ATTRITION = 9
+    CARRIED = 10  # work open on the first day: waiting leads' draws, and the fates of a snapshot's deals
 
 
 def generator(seed: int, replication: int, stream: Stream, *subkeys: int) -> np.random.Generator:

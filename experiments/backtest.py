@@ -125,5 +125,6 @@ def _scenario(fitted: Calibration, start: pd.Period, months: int, seed: int):  #
     base = {
         "name": "backtest", "start": start.start_time.date(), "horizon_months": months, "seed": seed,
         "territories": {"all": {}}, "roles": UNCONSTRAINED_ROLES,
+        "initial_state": {"warm_up_months": 0},  # the simulation starts with the data: empty
     }
     return validate_scenario(apply_calibration(base, {"scenario": fragment}), "back-test scenario")

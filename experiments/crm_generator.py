@@ -23,14 +23,17 @@ from engine import run_replication
 from engine.calendar import month_starts
 from engine.people import roster
 from scenarios import Scenario
+from scenarios.model import InitialState
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 VETERAN_YEARS = 5
 
 
 def generate_crm(scenario: Scenario, seed: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The CRM export (one row per lead) and the rep roster of one simulated replication of ``scenario``."""
+    """The CRM export (one row per lead) and the rep roster of one simulated replication of ``scenario``, from an
+    empty start: the export is the organisation's whole history, every lead's life in it from its arrival."""
     seed = scenario.seed if seed is None else seed
+    scenario = history_scenario(scenario)
     log = run_replication(scenario, 0, seed, keep_log=True).lead_log
     horizon = float(month_starts(scenario)[-1])
     start = pd.Timestamp(scenario.start)
@@ -74,6 +77,11 @@ def generate_crm(scenario: Scenario, seed: int | None = None) -> tuple[pd.DataFr
         "amount": np.where(won, log["amount"].round(2), np.nan),
     })
     return export, _roster(scenario, seed, horizon, start)
+
+
+def history_scenario(scenario: Scenario) -> Scenario:
+    """The scenario from an empty start (no warm-up, no snapshot): what the generator simulates."""
+    return scenario.model_copy(update={"initial_state": InitialState(warm_up_months=0)})
 
 
 def _roster(scenario: Scenario, seed: int, horizon: float, start: pd.Timestamp) -> pd.DataFrame:

@@ -2,7 +2,8 @@
 
 Every distribution maps uniforms to values (``ppf``), so the engine draws uniforms once per lead and stream
 and turns them into durations or amounts: two scenarios that share a seed then share random numbers
-(common random numbers), whatever their parameters.
+(common random numbers), whatever their parameters. ``cdf`` gives what conditional draws need: the value of a
+duration known to exceed ``a`` is ``remaining_ppf(u, a)``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ class Exponential(Frozen):
     def ppf(self, u: np.ndarray) -> np.ndarray:
         return -self.mean * np.log1p(-u)
 
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        return -np.expm1(-np.asarray(x, dtype=float) / self.mean)
+
     def expected(self) -> float:
         return self.mean
 
@@ -38,6 +42,9 @@ class Gamma(Frozen):
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
         return special.gammaincinv(self.shape, u) * self.scale
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        return special.gammainc(self.shape, np.maximum(np.asarray(x, dtype=float), 0.0) / self.scale)
 
     def expected(self) -> float:
         return self.shape * self.scale
@@ -53,6 +60,10 @@ class Lognormal(Frozen):
     def ppf(self, u: np.ndarray) -> np.ndarray:
         return np.exp(self.mu + self.sigma * special.ndtri(u))
 
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return special.ndtr((np.log(np.maximum(np.asarray(x, dtype=float), 0.0)) - self.mu) / self.sigma)
+
     def expected(self) -> float:
         return float(np.exp(self.mu + self.sigma**2 / 2))
 
@@ -66,6 +77,9 @@ class Weibull(Frozen):
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
         return self.scale * (-np.log1p(-u)) ** (1.0 / self.shape)
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        return -np.expm1(-((np.maximum(np.asarray(x, dtype=float), 0.0) / self.scale) ** self.shape))
 
     def expected(self) -> float:
         from math import gamma
@@ -89,6 +103,9 @@ class Empirical(Frozen):
         index = np.minimum((np.asarray(u) * len(values)).astype(np.int64), len(values) - 1)
         return values[index]
 
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        return np.searchsorted(np.asarray(self.values), np.asarray(x, dtype=float), side="right") / len(self.values)
+
     def expected(self) -> float:
         return float(np.mean(self.values))
 
@@ -102,8 +119,20 @@ class Fixed(Frozen):
     def ppf(self, u: np.ndarray) -> np.ndarray:
         return np.full(np.shape(u), self.value, dtype=float)
 
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype=float) >= self.value).astype(float)
+
     def expected(self) -> float:
         return self.value
+
+
+def remaining_ppf(distribution: "Distribution", u: np.ndarray, age: np.ndarray) -> np.ndarray:
+    """Durations drawn given that they exceed ``age`` (by inverse CDF of the truncated distribution), minus ``age``:
+    the time still to run. Where the distribution has no mass beyond ``age`` the remaining time is 0."""
+    age = np.asarray(age, dtype=float)
+    survived = distribution.cdf(age)
+    total = distribution.ppf(np.minimum(survived + np.asarray(u) * (1.0 - survived), np.nextafter(1.0, 0.0)))
+    return np.maximum(total - age, 0.0)
 
 
 Distribution = Annotated[

@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from scenarios.model import Scenario
+from scenarios.snapshot import SnapshotError, read_snapshot
 
 #: Top-level maps of named entries: an override may change an entry but not invent one.
 NAMED_COLLECTIONS = {"segments": "segment", "territories": "territory", "lead_sources": "lead source", "roles": "role", "automation": "automation lever"}
@@ -78,10 +79,19 @@ def read_scenario_data(name_or_path: str | Path) -> tuple[str, dict[str, Any]]:
     """The raw mapping of a scenario file, found by path or by the name of a shipped scenario."""
     source, data = read_yaml_mapping(name_or_path, "scenarios", "library", "scenario")
     path = Path(name_or_path)
+    base = path.parent if path.is_file() else Path.cwd()
+    data = _anchor_pipeline(data, base)
     if "calibration" in data:
-        base = path.parent if path.is_file() else Path.cwd()
         data = _merge_calibration(data, base, source)
     return source, data
+
+
+def _anchor_pipeline(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``initial_state.pipeline`` made absolute: a relative path is relative to the file that names it."""
+    state = data.get("initial_state")
+    if not isinstance(state, dict) or not isinstance(state.get("pipeline"), str):
+        return data
+    return {**data, "initial_state": {**state, "pipeline": str((base / state["pipeline"]).absolute())}}
 
 
 def _merge_calibration(data: dict[str, Any], base: Path, source: str) -> dict[str, Any]:
@@ -95,7 +105,9 @@ def _merge_calibration(data: dict[str, Any], base: Path, source: str) -> dict[st
         raise ScenarioError(source, [f"calibration: no such file {str(path)!r}"]) from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
         raise ScenarioError(source, [f"calibration: {path} is not a calibration file with a 'scenario' key ({error})"]) from None
-    return _deep_merge(fragment, data)
+    if not isinstance(fragment, dict):
+        raise ScenarioError(source, [f"calibration: {path} is not a calibration file with a 'scenario' mapping"])
+    return _deep_merge(_anchor_pipeline(fragment, path.parent), data)
 
 
 def _deep_merge(under: Any, over: Any) -> Any:
@@ -152,7 +164,15 @@ def _set_path(data: Any, keys: list[str], value: Any, source: str) -> None:
 
 
 def validate_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
-    """A Scenario from a raw mapping, or a ScenarioError listing every problem by key path."""
+    """A Scenario from a raw mapping, or a ScenarioError listing every problem by key path; a snapshot named by
+    ``initial_state.pipeline`` is read here (a relative path from the working directory)."""
+    state = data.get("initial_state")
+    if isinstance(state, dict) and isinstance(state.get("pipeline"), str):
+        try:
+            snapshot = read_snapshot(Path(state["pipeline"]))
+        except SnapshotError as error:
+            raise ScenarioError(source, [f"initial_state.pipeline: {line}" for line in str(error).splitlines()]) from None
+        data = {**data, "initial_state": {**state, "snapshot": snapshot, "pipeline_sha256": snapshot.sha256}}
     try:
         return Scenario.model_validate(data)
     except ValidationError as error:

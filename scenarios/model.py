@@ -22,6 +22,7 @@ from pydantic import (
 
 from scenarios.base import Frozen
 from scenarios.distributions import Distribution, Fixed
+from scenarios.snapshot import Snapshot
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Share = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -284,6 +285,25 @@ class ConversionUplift(_Lever):
 AutomationLever = Annotated[Union[LeadScoring, FollowUp, CrmAutomation, ConversionUplift], Field(discriminator="kind")]
 
 
+class InitialState(Frozen):
+    """Where the organisation stands on the first day.
+
+    With ``pipeline`` (a snapshot CSV, ``scenarios.snapshot``), the open deals, waiting leads and reps it lists:
+    deals run on from their stage and age, their outcome and remaining time drawn given the age already survived.
+    Without it, the simulation starts in steady state: the organisation as it stands at the start (headcount,
+    funnel, no hiring, no attrition, no tools yet) is simulated for ``warm_up_months`` before the start and that
+    period discarded, its open work carried in. ``warm_up_months`` left out: long enough that 99% of
+    opportunities accepted at its beginning have closed by its end (see ``engine.initial``); 0: start empty.
+    """
+
+    pipeline: str | None = Field(default=None, description="snapshot CSV of open deals, waiting leads and reps")
+    pipeline_sha256: str | None = Field(default=None, description="the snapshot's content hash, set when it is read")
+    warm_up_months: Annotated[int, Field(ge=0, le=60)] | None = Field(
+        default=None, description="months simulated before the start and discarded (no pipeline); default: automatic"
+    )
+    snapshot: Snapshot | None = Field(default=None, exclude=True, description="the pipeline file's rows, once read")
+
+
 def _month_key_error(key: str) -> str | None:
     return None if _MONTH_PATTERN.match(key) else f"expected a month as YYYY-MM, got {key!r}"
 
@@ -302,6 +322,7 @@ class Scenario(Frozen):
     funnel: Funnel
     roles: dict[str, Role] = Field(min_length=1)
     automation: dict[str, AutomationLever] = Field(default_factory=dict)
+    initial_state: InitialState = Field(default_factory=InitialState)
 
     @field_validator("start")
     @classmethod
@@ -340,6 +361,7 @@ class Scenario(Frozen):
         for path, mapping in per_segment.items():
             errors.extend(_check_per_segment(path, mapping, segments))
         errors.extend(self._check_roles(territories))
+        errors.extend(self._check_initial_state(segments, territories))
         steps = self.funnel_steps
         for name, lever in self.automation.items():
             errors.extend(self._check_month(f"automation.{name}.start_month", lever.start_month))
@@ -371,6 +393,16 @@ class Scenario(Frozen):
                 if managed not in self.roles or managed == name:
                     errors.append(f"roles.{name}.manages: unknown role {managed!r}; expected one of {sorted(set(self.roles) - {name})}")
         return errors
+
+    def _check_initial_state(self, segments: set[str], territories: set[str]) -> list[str]:
+        state = self.initial_state
+        if state.pipeline is None:
+            return []
+        if state.snapshot is None:
+            return ["initial_state.pipeline: the snapshot file was not read (load scenarios with scenarios.load_scenario)"]
+        stages = {stage.name for stage in self.funnel.stages}
+        staffed = {name for name, role in self.roles.items() if role.span_of_control is None}
+        return state.snapshot.reference_problems(segments, territories, stages, staffed)
 
     def _check_month(self, path: str, key: str) -> list[str]:
         problem = _month_key_error(key)

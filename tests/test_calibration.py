@@ -15,7 +15,7 @@ from calibration import Calibration, CalibrationError, apply_calibration, audit,
 from calibration.estimators import BetaBinomialRate, DurationFit
 from experiments.backtest import run_backtest
 from experiments.cli import app
-from experiments.crm_generator import generate_crm
+from experiments.crm_generator import generate_crm, history_scenario
 from scenarios import load_scenario, read_scenario_data, validate_scenario
 
 runner = CliRunner()
@@ -121,7 +121,7 @@ def test_generated_export_median_cycle_within_5_percent_with_a_third_open(tmp_pa
     assert len(opportunities) > 3000
 
     truth = stats.gamma(CYCLE_SHAPE, scale=CYCLE_SCALE).median()
-    log = run_replication(scenario, 0, seed, keep_log=True).lead_log  # the generator's replication: same leads
+    log = run_replication(history_scenario(scenario), 0, seed, keep_log=True).lead_log  # the generator's leads
     rows = opportunities["id"].str[1:].astype(int).to_numpy() - 1
     full = (log["close_day"] - log["opportunity_day"]).to_numpy()[rows]
     assert not np.isnan(full).any()

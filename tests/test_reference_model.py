@@ -18,7 +18,7 @@ from reference_simpy import run_reference  # noqa: E402
 
 @pytest.mark.parametrize("name, replication", [("baseline", 0), ("baseline", 1), ("hiring_push", 2)])
 def test_engine_agrees_with_the_obvious_simpy_model(name: str, replication: int) -> None:
-    scenario = load_scenario(name)
+    scenario = load_scenario(name, ["initial_state.warm_up_months=0"])  # the reference model starts empty
     engine = run_replication(scenario, replication).totals
     reference = run_reference(scenario, scenario.seed, replication)
     for kpi in ("sql", "opportunities", "won", "bookings", "response_hours_mean"):

@@ -1,0 +1,164 @@
+"""Work open on the first day: read from the scenario's snapshot, or carried over from a warm-up before the start.
+
+A snapshot's deals run on from their stage and age. In the stage a deal is in, passing and failing compete: a deal
+that has survived ``a`` days there passes with probability p·S_pass(a) / (p·S_pass(a) + (1 − p)·S_lost(a)), and its
+remaining time is drawn from the chosen outcome's duration given that it exceeds ``a``; the stages after it are
+drawn as for any deal. A deal in ``discovery`` likewise finishes its discovery, then becomes an opportunity or not.
+
+Without a snapshot the simulation starts in steady state (the standard treatment of the initial transient: run
+the model before the period of interest and discard that run). The organisation as it stands at the start — its
+headcount with its attrition and backfill, funnel and lead volumes, with no hiring plan and none of the scenario's
+tools — is simulated
+for ``warm_up_months`` before the start; what is open at the end (leads waiting, SQLs and opportunities holding
+slots) is carried in with the fate it had already drawn. The automatic length is the 99th percentile of the time an
+accepted SQL holds a slot (discovery and stages, the largest over segments), in whole months, at least one: by
+then the pipeline holds deals of every age but the oldest 1%, as it would after a long history.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from engine.leads import CARRIED_DEALS, CarriedWork, stage_paths
+from engine.results import LeadState, lead_states, opportunity_created
+from engine.simulation import Replication
+from engine.streams import Stream, generator
+from scenarios.distributions import remaining_ppf
+from scenarios.model import DAYS_PER_MONTH, InitialState, Scenario, for_segment
+from scenarios.snapshot import DISCOVERY, Snapshot
+
+#: Offset of the warm-up's replication key: its random streams are independent of every replication's own.
+WARM_UP_KEY = 1 << 31
+#: The longest automatic warm-up.
+MAX_WARM_UP_MONTHS = 36
+#: Holding times drawn per segment to find the automatic warm-up length (a fixed seed: the length is the scenario's).
+_LENGTH_SAMPLE = 20_000
+
+
+def carried_work(scenario: Scenario, seed: int, replication: int) -> CarriedWork | None:
+    """The work open on the first day of a replication, or None for an empty start (``warm_up_months: 0``)."""
+    state = scenario.initial_state
+    if state.snapshot is not None:
+        return from_snapshot(scenario, state.snapshot, seed, replication)
+    months = warm_up_months(scenario) if state.warm_up_months is None else state.warm_up_months
+    return warm_up(scenario, months, seed, replication) if months else None
+
+
+def warm_up_months(scenario: Scenario) -> int:
+    """The automatic warm-up: the P99 of an accepted SQL's slot holding time, largest over segments, in months."""
+    rng = np.random.default_rng(0)
+    funnel, longest = scenario.funnel, 0.0
+    for segment in scenario.segments:
+        discovery = for_segment(funnel.discovery_days, segment).ppf(rng.random(_LENGTH_SAMPLE))
+        opportunity = rng.random(_LENGTH_SAMPLE) < for_segment(funnel.opportunity_rate, segment)
+        _, stages = stage_paths(scenario, segment, rng.random((2, len(funnel.stages), _LENGTH_SAMPLE)))
+        longest = max(longest, float(np.percentile(discovery + np.where(opportunity, stages, 0.0), 99)))
+    return min(MAX_WARM_UP_MONTHS, max(1, math.ceil(longest / DAYS_PER_MONTH)))
+
+
+def warm_up_scenario(scenario: Scenario, months: int) -> Scenario:
+    """The organisation as it stands at the start, over the ``months`` before it: the same headcount (with its
+    attrition and backfill), funnel and lead volumes (the trend run backwards), no hiring plan and no tools."""
+    total = scenario.start.year * 12 + scenario.start.month - 1 - months
+    start = scenario.start.replace(year=total // 12, month=total % 12 + 1)
+    roles = {name: role.model_copy(update={"hiring_plan": {}}) for name, role in scenario.roles.items()}
+    sources = {name: source.model_copy(update={"monthly_volume": source.monthly_volume * (1.0 + source.trend) ** -months})
+               for name, source in scenario.lead_sources.items()}
+    return scenario.model_copy(update={
+        "start": start, "horizon_months": months, "roles": roles, "lead_sources": sources, "automation": {},
+        "initial_state": InitialState(warm_up_months=0),
+    })
+
+
+def warm_up(scenario: Scenario, months: int, seed: int, replication: int) -> CarriedWork:
+    """Simulate the warm-up and carry in what is open at its end, times shifted so that its end is day 0.
+
+    SQLs still waiting for a slot are carried in as holding one from the start with their whole path ahead.
+    """
+    sim = Replication(warm_up_scenario(scenario, months), seed, replication + WARM_UP_KEY)
+    times = sim.run()
+    leads, end = sim.leads, sim.horizon
+    state = lead_states(sim, times)
+    waiting = np.isin(state, [LeadState.WAITING_FIRST_TOUCH, LeadState.IN_FIRST_TOUCH])
+    deals = np.isin(state, [LeadState.WAITING_OWNER, LeadState.IN_DISCOVERY, LeadState.OPEN_OPPORTUNITY])
+    queued = np.isnan(times.accept)
+    path = leads.discovery_days + np.where(leads.opportunity, leads.stage_days, 0.0)
+    accepted = np.where(queued, end, times.accept)
+    created = np.where(queued, np.where(leads.opportunity, end + leads.discovery_days, np.nan), opportunity_created(leads, times))
+    return CarriedWork(
+        lead_segment=leads.segment[waiting], lead_territory=leads.territory[waiting],
+        lead_arrival=leads.time[waiting] - end,
+        lead_row=np.full(int(waiting.sum()), -1, dtype=np.int64), deal_row=np.full(int(deals.sum()), -1, dtype=np.int64),
+        deal_segment=leads.segment[deals], deal_territory=leads.territory[deals],
+        deal_entered=(np.where(queued, times.touch_done, accepted) - end)[deals],
+        deal_opened_at=(created - end)[deals],
+        deal_won=(leads.won & leads.opportunity)[deals],
+        deal_holding=(accepted + path - end)[deals],
+        deal_amount=leads.amount[deals],
+    )
+
+
+def from_snapshot(scenario: Scenario, snapshot: Snapshot, seed: int, replication: int) -> CarriedWork:
+    """The snapshot's waiting leads and deals, each deal's outcome and remaining time drawn given its age."""
+    rng = generator(seed, replication, Stream.CARRIED, CARRIED_DEALS)
+    segments = list(scenario.segments)
+    deals, leads = snapshot.deals, snapshot.leads
+    n = len(deals.row)
+    segment = np.array([segments.index(s) for s in deals.segment], dtype=int)
+    age = np.array(deals.age_days, dtype=float)
+    stage = np.array(deals.stage, dtype=object)
+    draws = rng.random((2, len(scenario.funnel.stages) + 1, n))  # per stage; the last row decides discovery
+    won, holding, opened_at = np.zeros(n, dtype=bool), np.zeros(n), np.full(n, np.nan)
+    stage_index = {s.name: i for i, s in enumerate(scenario.funnel.stages)}
+    for k, name in enumerate(segments):
+        for where in set(stage[segment == k]):
+            rows = np.flatnonzero((segment == k) & (stage == where))
+            fate = _discovery_fates if where == DISCOVERY else _stage_fates
+            won[rows], holding[rows], opened_at[rows] = fate(scenario, name, stage_index.get(where, -1), age[rows], draws[..., rows])
+    amount = np.array([np.nan if a is None else a for a in deals.amount], dtype=float)
+    amount_draws = rng.random(n)
+    for k, name in enumerate(segments):  # a deal without an amount: drawn from its segment's deal size
+        rows = np.flatnonzero((segment == k) & np.isnan(amount))
+        amount[rows] = scenario.segments[name].deal_size.ppf(amount_draws[rows])
+    return CarriedWork(
+        lead_segment=np.array([segments.index(s) for s in leads.segment], dtype=int),
+        lead_territory=_territories(scenario, leads.territory, rng),
+        lead_arrival=-np.array(leads.age_days, dtype=float),
+        lead_row=np.array(leads.row, dtype=np.int64), deal_row=np.array(deals.row, dtype=np.int64),
+        deal_segment=segment, deal_territory=_territories(scenario, deals.territory, rng),
+        deal_entered=-age, deal_opened_at=opened_at, deal_won=won, deal_holding=holding,
+        deal_amount=amount,
+    )
+
+
+def _stage_fates(scenario: Scenario, segment: str, k: int, age: np.ndarray, draws: np.ndarray) -> tuple:
+    """Deals ``age`` days into stage ``k``: (won, days until the slot is released, opened at)."""
+    stage = scenario.funnel.stages[k]
+    p = for_segment(stage.conversion, segment)
+    to_pass, to_lose = for_segment(stage.duration_days, segment), stage.lost_duration(segment)
+    still_passing, still_losing = p * (1.0 - to_pass.cdf(age)), (1.0 - p) * (1.0 - to_lose.cdf(age))
+    total = still_passing + still_losing
+    passes = draws[0, k] < np.divide(still_passing, total, out=np.full(len(age), p), where=total > 0)
+    remaining = np.where(passes, remaining_ppf(to_pass, draws[1, k], age), remaining_ppf(to_lose, draws[1, k], age))
+    later_won, later = stage_paths(scenario, segment, draws[:, :-1], first=k + 1)
+    return passes & later_won, remaining + np.where(passes, later, 0.0), -age
+
+
+def _discovery_fates(scenario: Scenario, segment: str, _: int, age: np.ndarray, draws: np.ndarray) -> tuple:
+    """SQLs ``age`` days into discovery: they finish it, then become opportunities or not and go through the stages."""
+    funnel = scenario.funnel
+    remaining = remaining_ppf(for_segment(funnel.discovery_days, segment), draws[1, -1], age)
+    opportunity = draws[0, -1] < for_segment(funnel.opportunity_rate, segment)
+    won, stages = stage_paths(scenario, segment, draws[:, :-1])
+    return won & opportunity, remaining + np.where(opportunity, stages, 0.0), np.where(opportunity, remaining, np.nan)
+
+
+def _territories(scenario: Scenario, names: list[str | None], rng: np.random.Generator) -> np.ndarray:
+    """Territory indices; an item without one is placed at random by the territories' lead shares."""
+    territories = list(scenario.territories)
+    shares = np.array([spec.lead_share for spec in scenario.territories.values()])
+    placed = rng.choice(len(territories), size=len(names), p=shares / shares.sum())
+    return np.array([territories.index(t) if t is not None else placed[i] for i, t in enumerate(names)], dtype=int)
+
