@@ -5,6 +5,7 @@ the pages. The generator's functions are called directly: no site is built."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import sys
 from pathlib import Path
@@ -126,3 +127,18 @@ def test_a_new_guide_joins_the_guides_section_without_a_nav_edit(tmp_path):
     config = {"docs_dir": str(tmp_path), "nav": [{"Home": "index.md"}, {"Guides": ["guides/listed.md"]}]}
     hooks.on_config(config)
     assert config["nav"][1]["Guides"] == ["guides/listed.md", "guides/forecasting.md", "guides/web-app.md"]
+
+
+def test_the_tutorial_notebook_runs(tmp_path):
+    """docs/tutorial.ipynb executes top to bottom through the Python API (a few replications: seconds)."""
+    nbclient = pytest.importorskip("nbclient", reason="the test extra installs nbclient")
+    nbformat = pytest.importorskip("nbformat", reason="the test extra installs nbformat")
+    pytest.importorskip("ipykernel", reason="the test extra installs ipykernel")
+    root = Path(__file__).resolve().parents[1]
+    notebook = nbformat.read(root / "docs" / "tutorial.ipynb", as_version=4)
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    client = nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client.execute(env=environment)
+    errors = [output for cell in notebook.cells for output in cell.get("outputs", []) if output.get("output_type") == "error"]
+    assert not errors
+    assert any("plan reaches the target" in output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", []))
