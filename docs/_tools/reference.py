@@ -172,6 +172,12 @@ def key_rows(model: type[BaseModel], prefix: str = "", shared: dict[str, str] | 
             tag = _discriminator(variants) if len(variants) > 1 else None
             if tag and tag not in shared:
                 rows.extend(_variant_rows(variants, tag, f"{inner}.", shared))
+            elif not tag:  # an untagged union: the keys of each model it may be, each once
+                listed = {row.path for row in rows}
+                for variant in filter(_is_model, variants):
+                    new = [row for row in key_rows(variant, f"{inner}.", shared) if row.path not in listed]
+                    listed |= {row.path for row in new}
+                    rows.extend(new)
     return rows
 
 
