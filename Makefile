@@ -1,10 +1,11 @@
 # Two commands for a newcomer: `make run` and `make test`. Both build .venv from pyproject.toml first.
+# `make docs` builds the documentation site into site/ (open site/index.html).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,17 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The site: guides, the model explained, the reference generated from the code (docs/_tools), the API from
+# docstrings. Strict: a broken link or a missing reference fails the build.
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict
+	@echo "open site/index.html"
+
 # Speed figures (several minutes; not part of make test). Each script also runs on its own.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_speed.py
@@ -41,4 +53,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/territory_speed.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

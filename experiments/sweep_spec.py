@@ -52,9 +52,9 @@ class Range(BaseModel):
     """``start``, ``start + step``, … up to and including ``stop`` (within rounding)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    start: float
-    stop: float
-    step: float
+    start: float = Field(description="the first level")
+    stop: float = Field(description="the last level, included when the steps reach it")
+    step: float = Field(description="the gap between levels; not 0, and its sign must lead from start to stop")
 
     @field_validator("step")
     @classmethod
@@ -83,10 +83,10 @@ class Factor(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     key: str | None = Field(default=None, description="--set key path; default: the factor's name; may hold {factor}")
-    values: list[Any] | None = None
+    values: list[Any] | None = Field(default=None, description="the levels, listed (a factor written as a plain list is this)")
     range: Range | None = None
-    uniform: tuple[float, float] | None = None
-    integers: tuple[int, int] | None = None
+    uniform: tuple[float, float] | None = Field(default=None, description="sampled: [low, high], drawn uniformly; needs sample")
+    integers: tuple[int, int] | None = Field(default=None, description="sampled: [low, high] whole numbers, both included; needs sample")
 
     @model_validator(mode="after")
     def _one_kind(self) -> "Factor":
@@ -125,8 +125,10 @@ class Sample(BaseModel):
     """How sampled factors are drawn: plain random or Latin-hypercube points, seeded."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    method: Literal["random", "latin_hypercube"] = "latin_hypercube"
-    n: int = Field(ge=1)
+    method: Literal["random", "latin_hypercube"] = Field(
+        default="latin_hypercube", description="latin_hypercube: one point in each stratum of every sampled factor"
+    )
+    n: int = Field(ge=1, description="points drawn, each crossed with the grid of listed and ranged factors")
     seed: int | None = Field(default=None, ge=0, description="default: the sweep's seed")
 
 
@@ -134,15 +136,15 @@ class SweepSpec(BaseModel):
     """A sweep file as written."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str
-    description: str = ""
-    scenario: str
-    set: list[str] = []
+    name: str = Field(description="label")
+    description: str = Field(default="", description="label")
+    scenario: str = Field(description="the base scenario: a shipped one's name, or a path relative to the sweep file")
+    set: list[str] = Field(default=[], description="KEY.PATH=VALUE overrides every cell shares")
     factors: dict[str, Factor] = Field(min_length=1)
     sample: Sample | None = None
-    replications: int = Field(default=10, ge=1)
+    replications: int = Field(default=10, ge=1, description="replications per cell")
     seed: int | None = Field(default=None, ge=0, description="default: the scenario's")
-    max_cells: int = Field(default=DEFAULT_MAX_CELLS, ge=1)
+    max_cells: int = Field(default=DEFAULT_MAX_CELLS, ge=1, description="refuse bigger designs (--max-cells overrides)")
 
     @field_validator("factors", mode="before")
     @classmethod

@@ -39,13 +39,13 @@ _MONTH_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 class SegmentSpec(Frozen):
     """A market segment (SMB, mid-market, enterprise…): what its deals are worth."""
 
-    deal_size: Distribution
+    deal_size: Distribution = Field(description="the value of a deal won")
 
 
 class TerritorySpec(Frozen):
     """A territory: its share of every lead source's volume (relative weight, normalised over territories)."""
 
-    lead_share: PositiveFloat = 1.0
+    lead_share: PositiveFloat = Field(default=1.0, description="relative share of every lead source's volume")
 
 
 class LeadSource(Frozen):
@@ -59,12 +59,17 @@ class LeadSource(Frozen):
     brings leads.
     """
 
-    segment: str
-    monthly_volume: NonNegativeFloat
+    segment: str = Field(description="the segment its leads belong to")
+    monthly_volume: NonNegativeFloat = Field(
+        description="leads in a month of average length (30.44 days), so a constant volume is a constant daily rate; "
+        "for an outbound source, per fully ramped rep of the producing role"
+    )
     trend: float = Field(default=0.0, gt=-1.0, description="monthly growth rate, compounding")
-    seasonality: list[PositiveFloat] = Field(default_factory=lambda: [1.0] * 12, min_length=12, max_length=12)
+    seasonality: list[PositiveFloat] = Field(
+        default_factory=lambda: [1.0] * 12, min_length=12, max_length=12, description="multipliers by calendar month, January first"
+    )
     weekday_weights: list[NonNegativeFloat] = Field(
-        default_factory=lambda: [1.0] * 7, min_length=7, max_length=7
+        default_factory=lambda: [1.0] * 7, min_length=7, max_length=7, description="relative weights of the weekdays, Monday first"
     )
     territories: dict[str, PositiveFloat] | None = Field(
         default=None, description="territory weights for this source; default: the territories' lead_share"
@@ -94,10 +99,14 @@ class Stage(Frozen):
     the same distribution, so that the outcome does not depend on the time taken).
     """
 
-    name: str
-    conversion: dict[str, Probability]
-    duration_days: dict[str, Distribution]
-    lost_duration_days: dict[str, Distribution] | None = None
+    name: str = Field(description="the stage's name (a conversion uplift can target it)")
+    conversion: dict[str, Probability] = Field(
+        description="per segment: the share that passes; an opportunity closes lost at the first stage it fails, won after the last"
+    )
+    duration_days: dict[str, Distribution] = Field(description="per segment: days to pass the stage")
+    lost_duration_days: dict[str, Distribution] | None = Field(
+        default=None, description="per segment: days to close lost here for those who fail it; default: duration_days"
+    )
 
     def lost_duration(self, segment: str) -> Distribution:
         """The time to close lost at this stage, for a deal of the segment that fails it."""
@@ -113,8 +122,8 @@ class ResponseDecay(Frozen):
     as likely to be qualified as those contacted later; calibrate it where response times are recorded.
     """
 
-    half_life_hours: PositiveFloat = 24.0
-    floor: Probability = 0.4
+    half_life_hours: PositiveFloat = Field(default=24.0, description="hours of waiting that halve the SQL rate's part above the floor")
+    floor: Probability = Field(default=0.4, description="the share of the SQL rate kept however long the wait")
 
     def multiplier(self, hours):  # noqa: ANN001, ANN201 - works on floats and numpy arrays alike
         return self.floor + (1.0 - self.floor) * 0.5 ** (hours / self.half_life_hours)
@@ -126,24 +135,31 @@ class Funnel(Frozen):
     Every probability map is keyed by segment; the key ``default`` stands for segments not named.
     """
 
-    mql_rate: dict[str, Probability]
+    mql_rate: dict[str, Probability] = Field(description="per segment: lead → MQL (marketing qualification, no rep involved)")
     sql_rate: dict[str, Probability] = Field(description="MQL → SQL at an immediate first touch")
-    opportunity_rate: dict[str, Probability] = Field(default_factory=lambda: {DEFAULT_KEY: 1.0})
-    discovery_days: dict[str, Distribution] = Field(
-        default_factory=lambda: {DEFAULT_KEY: Fixed(dist="fixed", value=0.0)}
+    opportunity_rate: dict[str, Probability] = Field(
+        default_factory=lambda: {DEFAULT_KEY: 1.0}, description="per segment: accepted SQL → opportunity"
     )
-    stages: list[Stage] = Field(default_factory=list)
-    response_decay: ResponseDecay | None = Field(default_factory=ResponseDecay)
+    discovery_days: dict[str, Distribution] = Field(
+        default_factory=lambda: {DEFAULT_KEY: Fixed(dist="fixed", value=0.0)},
+        description="per segment: the discovery an accepted SQL goes through before it is an opportunity or not",
+    )
+    stages: list[Stage] = Field(default_factory=list, description="the opportunity stages, in order")
+    response_decay: ResponseDecay | None = Field(
+        default_factory=ResponseDecay, description="how the SQL rate falls with the wait for a first touch; null for no decay"
+    )
 
 
 class WorkingHours(Frozen):
     """When a role works: the weekdays and the hours of the day (local clock, 0–24)."""
 
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
-        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], min_length=1
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"], min_length=1, description="the working days"
     )
-    start: Annotated[float, Field(ge=0.0, lt=24.0)] = 9.0
-    end: Annotated[float, Field(gt=0.0, le=24.0)] = 17.0
+    start: Annotated[float, Field(ge=0.0, lt=24.0)] = Field(default=9.0, description="hour the working day starts")
+    end: Annotated[float, Field(gt=0.0, le=24.0)] = Field(
+        default=17.0, description="hour it ends; all seven days from 0 to 24 for around the clock"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> "WorkingHours":
@@ -166,11 +182,18 @@ class Role(Frozen):
     headcount derived each month as ceil(headcount of the roles it ``manages`` / span).
     """
 
-    works: Literal["leads", "opportunities", "none"]
-    headcount: dict[str, NonNegativeInt] = Field(default_factory=dict, description="by territory at the start")
+    works: Literal["leads", "opportunities", "none"] = Field(
+        description="leads: first touch of MQLs (the SDR; exactly one role); opportunities: owns them (the AE; at most "
+        "one role); none: headcount and cost only (managers)"
+    )
+    headcount: dict[str, NonNegativeInt] = Field(
+        default_factory=dict, description="reps per territory at the start, taken as fully ramped"
+    )
     working_hours: WorkingHours = Field(default_factory=WorkingHours)
     handling_hours: Distribution | None = Field(default=None, description="rep hours per lead (works: leads)")
-    open_opportunity_limit: Annotated[int, Field(ge=1)] | None = None
+    open_opportunity_limit: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="opportunities a rep holds at once at full productivity (works: opportunities)"
+    )
     admin_share: Share = Field(default=0.0, description="share of working time lost to admin")
     prospecting_share: Share = Field(default=0.0, description="share of working time spent prospecting")
     ramp: list[Annotated[float, Field(gt=0.0, le=1.0)]] = Field(
@@ -180,21 +203,25 @@ class Role(Frozen):
         default_factory=lambda: [0.0], min_length=1,
         description="monthly probability of leaving by tenure month; the last value holds thereafter",
     )
-    hiring_lag_months: NonNegativeInt = 0
+    hiring_lag_months: NonNegativeInt = Field(default=0, description="months from requisition to start")
     hiring_plan: dict[str, dict[str, NonNegativeInt]] = Field(
         default_factory=dict,
         description="requisitions opened by month (YYYY-MM): a count spread over territories by lead share, "
         "or a map territory → count; reps start hiring_lag_months later",
     )
-    backfill: bool = False
-    backfill_lag_months: NonNegativeInt = 2
+    backfill: bool = Field(default=False, description="replace leavers; the replacement starts on the first of a month")
+    backfill_lag_months: NonNegativeInt = Field(
+        default=2, description="months from the one after a rep left to the replacement's start (left in March, lag 2: June 1)"
+    )
     max_hires_per_month: NonNegativeInt | None = Field(default=None, description="recruiting capacity (planning)")
     min_headcount: NonNegativeInt = Field(default=0, description="floor on headcount (planning)")
     max_headcount: NonNegativeInt | None = Field(default=None, description="ceiling on headcount (planning)")
-    salary_monthly: NonNegativeFloat = 0.0
-    hiring_cost: NonNegativeFloat = 0.0
-    manages: list[str] = Field(default_factory=list)
-    span_of_control: Annotated[int, Field(ge=1)] | None = None
+    salary_monthly: NonNegativeFloat = Field(default=0.0, description="cost per rep-month (pro rata)")
+    hiring_cost: NonNegativeFloat = Field(default=0.0, description="cost per hire")
+    manages: list[str] = Field(default_factory=list, description="the roles whose headcount this role's is derived from")
+    span_of_control: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="reps per manager: headcount = ceil(managed headcount / span)"
+    )
 
     @field_validator("hiring_plan", mode="before")
     @classmethod
@@ -227,10 +254,10 @@ class Role(Frozen):
 
 
 class _Lever(Frozen):
-    start_month: str
-    one_time_cost: NonNegativeFloat = 0.0
-    monthly_cost: NonNegativeFloat = 0.0
-    monthly_cost_per_rep: NonNegativeFloat = 0.0
+    start_month: str = Field(description="the month the tool starts, YYYY-MM")
+    one_time_cost: NonNegativeFloat = Field(default=0.0, description="paid in the start month")
+    monthly_cost: NonNegativeFloat = Field(default=0.0, description="paid every month from the start")
+    monthly_cost_per_rep: NonNegativeFloat = Field(default=0.0, description="per rep on staff, times the adoption")
     adoption: list[Probability] = Field(
         default_factory=lambda: [1.0], min_length=1,
         description="share of work done with the tool by month since start; the last value holds",
@@ -247,22 +274,22 @@ class LeadScoring(_Lever):
 
     kind: Literal["lead_scoring"]
     accuracy: Probability = Field(description="correlation between the score and the lead's true quality")
-    filter_share: Share = 0.0
+    filter_share: Share = Field(default=0.0, description="share of the lowest-scored MQLs sent to nurture")
 
 
 class FollowUp(_Lever):
     """Automated first touch and routing: the lead feels a shorter wait and SDRs spend less time per lead."""
 
     kind: Literal["follow_up"]
-    response_reduction: Probability = 0.0
-    handling_reduction: Share = 0.0
+    response_reduction: Probability = Field(default=0.0, description="share of the wait the lead no longer feels")
+    handling_reduction: Share = Field(default=0.0, description="share of SDR time per lead saved")
 
 
 class CrmAutomation(_Lever):
     """CRM data automation: frees a share of the admin time of every rep."""
 
     kind: Literal["crm_automation"]
-    admin_time_freed: Probability
+    admin_time_freed: Probability = Field(description="share of every role's admin time given back to selling")
 
 
 #: Funnel steps of the spine that a conversion uplift can target; opportunity stages are named by their ``name``.
@@ -311,18 +338,22 @@ def _month_key_error(key: str) -> str | None:
 class Scenario(Frozen):
     """A whole sales organisation over a planning horizon."""
 
-    name: str
-    description: str = ""
+    name: str = Field(description="label")
+    description: str = Field(default="", description="label")
     start: date = Field(description="first day of the first month")
-    horizon_months: Annotated[int, Field(ge=1, le=120)] = 18
-    seed: NonNegativeInt = 0
+    horizon_months: Annotated[int, Field(ge=1, le=120)] = Field(default=18, description="months simulated")
+    seed: NonNegativeInt = Field(default=0, description="default seed; the same scenario and seed give identical results")
     segments: dict[str, SegmentSpec] = Field(min_length=1)
     territories: dict[str, TerritorySpec] = Field(min_length=1)
     lead_sources: dict[str, LeadSource] = Field(min_length=1)
     funnel: Funnel
     roles: dict[str, Role] = Field(min_length=1)
-    automation: dict[str, AutomationLever] = Field(default_factory=dict)
-    initial_state: InitialState = Field(default_factory=InitialState)
+    automation: dict[str, AutomationLever] = Field(
+        default_factory=dict, description="automation tools by name, each of one kind below, with its start, costs and adoption"
+    )
+    initial_state: InitialState = Field(
+        default_factory=InitialState, description="where the organisation stands on the first day: a snapshot file, or a warm-up"
+    )
 
     @field_validator("start")
     @classmethod
