@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from pydantic.json_schema import SkipJsonSchema
+
 from scenarios.base import Frozen
 from scenarios.distributions import Distribution, Fixed
 from scenarios.snapshot import Snapshot
@@ -328,7 +330,7 @@ class InitialState(Frozen):
     warm_up_months: Annotated[int, Field(ge=0, le=60)] | None = Field(
         default=None, description="months simulated before the start and discarded (no pipeline); default: automatic"
     )
-    snapshot: Snapshot | None = Field(default=None, exclude=True, description="the pipeline file's rows, once read")
+    snapshot: SkipJsonSchema[Snapshot | None] = Field(default=None, exclude=True, description="the pipeline file's rows, once read")
 
 
 def _month_key_error(key: str) -> str | None:

@@ -158,6 +158,8 @@ def key_rows(model: type[BaseModel], prefix: str = "", shared: dict[str, str] | 
     shared = shared or {}
     rows: list[KeyRow] = []
     for name, field in model.model_fields.items():
+        if field.exclude:  # set by the loader, not written by users (the snapshot's rows once read)
+            continue
         path = f"{prefix}{name}"
         element, inner = _containers(field.annotation, path)
         nested = _unwrap(element)[0]
