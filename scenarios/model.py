@@ -19,7 +19,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
 from pydantic.json_schema import SkipJsonSchema
 
 from scenarios.base import Frozen
