@@ -51,7 +51,7 @@ class PooledRates:
     over a grid from its exact marginal posterior, not fixed or capped, so its uncertainty reaches the intervals;
     ``spread_`` reports it and ``by_group_["shrinkage"]`` each group's weight on the common mean, E[s²/(s² + τ²)]:
     near 0 for a group with plenty of data (it keeps its own rate), larger for a small one. One group is not pooled.
-    ``draws_`` are joint posterior draws of the groups' rates (columns), for parameter uncertainty downstream.
+    The point estimate is the posterior median; ``draws_`` are joint posterior draws of the groups' rates (columns), for parameter uncertainty downstream.
     """
 
     def __init__(self, confidence: float = CONFIDENCE, n_draws: int = 4000, max_spread: float = 10.0, seed: int = 0):
@@ -67,6 +67,7 @@ class PooledRates:
         y = special.logit(np.clip(estimates.to_numpy(dtype=float), 0.5 / (n + 1), 1 - 0.5 / (n + 1)))
         s2 = standard_errors.to_numpy(dtype=float) ** 2
         rng = np.random.default_rng(self.seed)
+        tail = (1 - self.confidence) / 2
         if len(y) < 2:
             theta = y + np.sqrt(s2) * rng.standard_normal((self.n_draws, len(y)))
             self.spread_ = None
@@ -84,18 +85,16 @@ class PooledRates:
             precision = 1 / s2[None, :] + 1 / tau[pick, None] ** 2
             mean = (y / s2 + mu[:, None] / tau[pick, None] ** 2) / precision
             theta = mean + rng.standard_normal((self.n_draws, len(y))) / np.sqrt(precision)
-            tail = (1 - self.confidence) / 2
             cdf = np.cumsum(weights)
             self.spread_ = {"tau_median": float(tau[np.searchsorted(cdf, 0.5)]),
                             "tau_interval": [float(tau[np.searchsorted(cdf, tail)]), float(tau[min(np.searchsorted(cdf, 1 - tail), len(tau) - 1)])],
                             "scale": "logit", "prior": f"uniform on (0, {self.max_spread:g}]"}
             shrinkage = (weights[:, None] * (s2[None, :] / total)).sum(axis=0)
         rates = special.expit(theta)
-        tail = (1 - self.confidence) / 2
         self.draws_ = pd.DataFrame(rates, columns=groups)
         self.by_group_ = pd.DataFrame({
             "observed": estimates.to_numpy(dtype=float), "trials": n.astype(int),
-            "rate": rates.mean(axis=0),
+            "rate": np.median(rates, axis=0),
             "lower": np.quantile(rates, tail, axis=0), "upper": np.quantile(rates, 1 - tail, axis=0),
             "shrinkage": shrinkage,
         }, index=groups)
@@ -329,7 +328,7 @@ class OutcomeFit:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             gradient = self._objective(best["won"], best["lost"], best["with_p"])
-            curvature = optimize.approx_fprime(best["theta"], lambda t: gradient(t)[1], 1e-4)
+            curvature = np.atleast_2d(optimize.approx_fprime(best["theta"], lambda t: gradient(t)[1], 1e-4))
             curvature = (curvature + curvature.T) / 2
         self.covariance_ = np.linalg.pinv(curvature)
         self.aic_ = best["aic"]
@@ -394,12 +393,11 @@ class OutcomeFit:
         total = won + lost
         return np.divide(won, total, out=np.zeros(n), where=total > 0)
 
-    def conditional_win_probability(self, age: float | np.ndarray) -> float | np.ndarray:
+    def conditional_win_probability(self, age: float) -> float:
         """The chance that a row still open at ``age`` days ends won (the forecast of an open deal)."""
-        won = self.mixture_p_ * self.won_.sf(age)
-        lost = (1 - self.mixture_p_) * (self.lost_.sf(age) if self.lost_ is not None else 1.0)
-        total = won + lost
-        return np.where(total > 0, won / np.where(total > 0, total, 1), 0.0) if np.ndim(age) else (float(won / total) if total > 0 else 0.0)
+        won = self.mixture_p_ * float(self.won_.sf(age))
+        lost = (1 - self.mixture_p_) * (float(self.lost_.sf(age)) if self.lost_ is not None else 1.0)
+        return won / (won + lost) if won + lost > 0 else 0.0
 
     def conditional_remaining_days(self, age: float, q: float = 0.5, outcome: str = "won") -> float:
         """The ``q`` quantile of the days left until an open row of ``age`` days ends with ``outcome``, given it does."""

@@ -9,7 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from calibration.calibrate import fit_groups
+from calibration.estimators import LOST, OPEN, WON, OutcomeFit
+
 AS_OF = pd.Timestamp("2027-06-30")
+CODES = {"won": WON, "lost": LOST, "open": OPEN}
 
 
 @dataclass(frozen=True)
@@ -86,3 +90,20 @@ def cure_funnel(seed: int, leads: int = 8000, converting: float = 0.15, median: 
     time = median * np.exp(sigma * rng.standard_normal(leads))
     won = converts & (time <= age)
     return np.where(won, time, age), won
+
+
+def study(seeds: range) -> pd.DataFrame:
+    """Per segment and seed: the pooled won rate with its interval, the naive won share among closed deals, the
+    fitted medians of the times to win and to lose."""
+    rows = []
+    for seed in seeds:
+        table = deals(seed)
+        durations, outcome, groups = table["days"].to_numpy(), table["outcome"].map(CODES).to_numpy(), table["segment"].to_numpy()
+        pooled = OutcomeFit(("lognormal",), resolution_days=1 / 24, seed=seed).fit(durations, outcome)
+        rates, fits, _, _ = fit_groups(durations, outcome, groups, pooled, resolution_days=1 / 24, seed=seed)
+        for name in SEGMENTS:
+            closed = table[(table["segment"] == name) & table["outcome"].ne("open")]
+            rows.append({"segment": name, "rate": rates.by_group_.at[name, "rate"], "lower": rates.by_group_.at[name, "lower"],
+                         "upper": rates.by_group_.at[name, "upper"], "naive": closed["outcome"].eq("won").mean(),
+                         "win_median": fits[name]["time_to_win"]["median"], "lose_median": fits[name]["time_to_lose"]["median"]})
+    return pd.DataFrame(rows)

@@ -52,7 +52,7 @@ def test_well_measured_segments_keep_nominal_coverage_at_fixed_rates():
 def test_small_groups_shrink_toward_the_others_and_large_ones_keep_their_own_rate():
     """Pooling strength is estimated: a 12-trial group is pulled toward the others, a 5,000-trial one keeps its
     own rate to within 0.005, and the between-group spread is reported."""
-    fit = PooledRates.from_counts(pd.Series([1, 300, 340, 1500]), pd.Series([12, 1000, 1000, 5000]))
+    fit = PooledRates.from_counts(pd.Series([1, 150, 400, 1500]), pd.Series([12, 1000, 1000, 5000]))
     small, large = fit.by_group_.iloc[0], fit.by_group_.iloc[3]
     others = fit.by_group_["observed"].iloc[1:].mean()
     assert abs(small["rate"] - others) < abs(small["observed"] - others)

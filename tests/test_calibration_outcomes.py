@@ -14,32 +14,14 @@ from typer.testing import CliRunner
 from calibration import Calibration, CalibrationError, apply_calibration, audit, load_mapping, read_export
 from calibration.audit import plural
 from calibration.calibrate import fit_groups
-from calibration.estimators import LOST, OPEN, WON, OutcomeFit
+from calibration.estimators import OPEN, WON, OutcomeFit
 from experiments.cli import app
 from scenarios import read_scenario_data, validate_scenario
 from scenarios.loading import apply_overrides
-from tests.calibration_truth import SEGMENTS, Segment, cure_funnel, deals, export
+from tests.calibration_truth import CODES, SEGMENTS, Segment, cure_funnel, deals, export, study
 
-CODES = {"won": WON, "lost": LOST, "open": OPEN}
 #: Seeds of the fast study; benchmarks/calibration_truth.py runs the same study over 200.
 SEEDS = 24
-
-
-def study(seeds: range) -> dict[str, pd.DataFrame]:
-    """Per segment and seed: the pooled won rate with its interval, the naive won share among closed deals, the
-    fitted medians of the times to win and to lose."""
-    rows = []
-    for seed in seeds:
-        table = deals(seed)
-        durations, outcome, groups = table["days"].to_numpy(), table["outcome"].map(CODES).to_numpy(), table["segment"].to_numpy()
-        pooled = OutcomeFit(("lognormal",), resolution_days=1 / 24, n_bootstrap=100, seed=seed).fit(durations, outcome)
-        rates, fits, _, _ = fit_groups(durations, outcome, groups, pooled, resolution_days=1 / 24, seed=seed)
-        for name in SEGMENTS:
-            closed = table[(table["segment"] == name) & table["outcome"].ne("open")]
-            rows.append({"segment": name, "rate": rates.by_group_.at[name, "rate"], "lower": rates.by_group_.at[name, "lower"],
-                         "upper": rates.by_group_.at[name, "upper"], "naive": closed["outcome"].eq("won").mean(),
-                         "win_median": fits[name]["time_to_win"]["median"], "lose_median": fits[name]["time_to_lose"]["median"]})
-    return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +36,14 @@ def test_generated_exports_have_a_third_open_and_a_small_segment():
 
 
 def test_won_rates_recovered_from_every_deal(results):
-    """Every segment's true won rate is inside its 95% interval in at least 21 of 24 exports (at a true 95%, 20 or
-    fewer has probability 3%), and the mean error is under 0.02 (0.03 for the 150-deal segment, whose standard
-    deviation over 24 exports is 0.006). The won share among closed deals, which drops the open third, is off
-    by more than 0.02 in every segment: lost deals close faster, so the closed ones are mostly lost."""
+    """Every segment's true won rate is inside its 95% interval in at least 20 of 24 exports (at a true 95%, 19 or
+    fewer has probability 0.6%; benchmarks/calibration_truth.py measures the coverage over 200 exports), and the
+    mean error is under 0.02. The won share among closed deals, which drops the open third, is off by more than
+    0.02 in every segment: lost deals close faster than won ones, so too few of the closed deals are won."""
     for name, truth in SEGMENTS.items():
         rows = results[results["segment"] == name]
         inside = ((rows["lower"] <= truth.won_rate) & (truth.won_rate <= rows["upper"])).sum()
-        assert inside >= 21, (name, inside)
+        assert inside >= 20, (name, inside)
         assert abs(rows["rate"].mean() - truth.won_rate) < 0.02, (name, rows["rate"].mean())
         assert abs(rows["naive"].mean() - truth.won_rate) > 0.02, (name, rows["naive"].mean())
 
