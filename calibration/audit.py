@@ -1,7 +1,9 @@
 """The data audit: every row of an export is either used, in canonical form, or quarantined with a reason.
 
 Checks run in a fixed order and a row is quarantined by the first it fails, so each quarantined row carries
-exactly one reason and ``rows_in == used + quarantined`` always holds. Facts that change how a used row is read
+exactly one reason and ``rows_in == used + quarantined`` always holds. A bad value in a field that only some fits
+need (the amount) does not quarantine the row: the row is used, and only the fits that need the field leave it
+out (``FIELD_REASONS``; counted under ``field_issues`` and listed in the quarantine file with their scope). Facts that change how a used row is read
 (an empty segment grouped as ``unspecified``, an event after the as-of date not yet known) are counted in
 ``notes``, never applied silently.
 
@@ -35,12 +37,15 @@ REASONS: dict[str, str] = {
     "closed_without_date": "won or lost, but closed_at is empty",
     "closed_before_created": "closed_at is before created_at",
     "event_before_created": "a stage or first-response timestamp is before created_at",
-    "bad_amount": "the amount is not a number",
-    "negative_amount": "the amount is negative",
-    "won_without_amount": "won, but the amount is empty or not positive",
     "bad_cycle_days": "cycle_days is not a non-negative number",
 }
 
+#: Reasons that concern one field: the row is used, and left out only of the fits that need that field.
+FIELD_REASONS: dict[str, str] = {
+    "bad_amount": "the amount is not a number (in the mapping's number_format)",
+    "negative_amount": "the amount is negative",
+    "won_without_amount": "won, but the amount is empty or not positive",
+}
 #: Label given to a row whose segment, territory, source, owner or stage is empty.
 UNSPECIFIED = "unspecified"
 #: Date formats tried, in order, when the mapping gives none; the one reading most cells wins.
@@ -66,18 +71,29 @@ class Audit:
     summary: dict
     as_of: pd.Timestamp  # the as-of day (midnight at its start); NaT for an undated export
     mapping: Mapping
+    field_quarantine: pd.DataFrame  # used rows with a bad field, as read, plus ``reason``, ``detail``, ``scope``
 
     @property
     def known_until(self) -> pd.Timestamp:
         """The moment the data are read at: the end of the as-of day."""
         return self.as_of + DAY
 
+    def quarantine_rows(self) -> pd.DataFrame:
+        """The quarantine file's rows: whole rows (scope ``row``), then used rows with one bad field (scope: the field)."""
+        return pd.concat([self.quarantine.assign(scope="row"), self.field_quarantine], ignore_index=True)
+
     def to_dict(self) -> dict:
         """The audit file: rows in, used and quarantined (by reason), outcomes, notes, and the data's fingerprint."""
-        keys = ("rows_in", "used", "quarantined", "by_reason", "outcomes", "notes")
+        keys = ("rows_in", "used", "quarantined", "by_reason", "field_issues", "outcomes", "notes")
         data = ("sha256", "files", "date_range", "as_of")
         return {**{key: self.summary[key] for key in keys},
                 "data": {**{key: self.summary[key] for key in data}, "entry": self.mapping.entry}}
+
+
+def plural(n: float, singular: str, plural_form: str | None = None) -> str:
+    """A count with its noun in the right number: ``1 day``, ``2 days``, ``1,204 rows``."""
+    number = f"{n:,}" if float(n).is_integer() else f"{n:,.1f}"
+    return f"{number} {singular if n == 1 else (plural_form or singular + 's')}"
 
 
 def slug(label: str) -> str:
@@ -131,8 +147,8 @@ def audit(raw: RawExport, mapping: Mapping, as_of: date | None = None, since: da
     as_of_ts = latest if as_of is None else pd.Timestamp(as_of).normalize()
     if as_of is not None and not pd.isna(latest) and (as_of_ts - latest).days > MAX_AS_OF_GAP_DAYS:
         raise CalibrationError("--as-of", [
-            f"{as_of_ts.date()} is {(as_of_ts - latest).days} days after the latest date in the data ({latest.date()}): "
-            f"the export says nothing about that time (at most {MAX_AS_OF_GAP_DAYS} days are accepted); "
+            f"{as_of_ts.date()} is {plural((as_of_ts - latest).days, 'day')} after the latest date in the data ({latest.date()}): "
+            f"the export says nothing about that time (at most {plural(MAX_AS_OF_GAP_DAYS, 'day')} are accepted); "
             "give the date the export was taken"])
     known_until = as_of_ts + DAY
     if "created_at" in dates:
@@ -145,8 +161,8 @@ def audit(raw: RawExport, mapping: Mapping, as_of: date | None = None, since: da
         outcome, notes_after = _forget_after(dates, outcome, known_until, q.open)
         notes.extend(notes_after)
         _flag_order(dates, outcome, columns, q)
-    amount = _amounts(frame, mapping, outcome, q)
     cycle_days = _cycle_days(frame, mapping, q)
+    amount, amount_issue, amount_detail = _amounts(frame, mapping, outcome)
 
     used_mask = q.open
     used = pd.DataFrame({"row": frame[ROW].to_numpy(), "id": ids.astype(str).to_numpy()})[used_mask]
@@ -155,12 +171,13 @@ def audit(raw: RawExport, mapping: Mapping, as_of: date | None = None, since: da
         used[field] = pd.to_datetime(used[field])
     used["outcome"] = outcome[used_mask].to_numpy()
     used["amount"] = amount[used_mask].to_numpy()
+    used["amount_issue"] = amount_issue[used_mask].to_numpy()
     used["cycle_days"] = cycle_days[used_mask].to_numpy()
     for field in LABEL_FIELDS:
         values = frame[columns[field]][used_mask] if field in columns else pd.Series(UNSPECIFIED, index=frame.index[used_mask])
         empty = int(values.isna().sum())
         if empty:
-            notes.append(f"{field} empty in {empty} used rows (column {columns[field]!r}): grouped as {UNSPECIFIED!r}")
+            notes.append(f"{field} empty in {plural(empty, 'used row')} (column {columns[field]!r}): grouped as {UNSPECIFIED!r}")
         values = values.fillna(UNSPECIFIED).astype(str)
         used[field] = values.map(slug).to_numpy() if field in ("segment", "territory", "source") else values.to_numpy()
     used["lost_undated"] = False
@@ -168,7 +185,7 @@ def audit(raw: RawExport, mapping: Mapping, as_of: date | None = None, since: da
         stale = used["outcome"].eq("open") & ((known_until - used["created_at"]).dt.total_seconds() / 86_400 > mapping.lost_after_days)
         used.loc[stale, "outcome"] = "lost"
         used.loc[stale, "lost_undated"] = True
-        notes.append(f"{int(stale.sum())} rows open for more than {mapping.lost_after_days:g} days at the as-of date "
+        notes.append(f"{plural(int(stale.sum()), 'row')} open for more than {plural(mapping.lost_after_days, 'day')} at the as-of date "
                      "counted as lost (lost_after_days; no close date)")
     used = used.reset_index(drop=True)
     if "created_at" in dates:
@@ -177,12 +194,16 @@ def audit(raw: RawExport, mapping: Mapping, as_of: date | None = None, since: da
     quarantine = frame[~used_mask].copy()
     quarantine["reason"] = q.reason[~used_mask]
     quarantine["detail"] = q.detail[~used_mask]
+    field_rows = used_mask & amount_issue.notna().to_numpy()
+    field_quarantine = frame[field_rows].assign(reason=amount_issue[field_rows], detail=amount_detail[field_rows], scope="amount")
+    field_issues = {"amount": {code: int(n) for code, n in amount_issue[field_rows].value_counts().items()}} if field_rows.any() else {}
     by_reason = {code: int(n) for code, n in pd.Series(q.reason[~used_mask]).value_counts().items()}
     summary = {
         "rows_in": len(frame),
         "used": len(used),
         "quarantined": len(quarantine),
         "by_reason": {code: by_reason[code] for code in REASONS if code in by_reason},
+        "field_issues": field_issues,
         "outcomes": {o: int(n) for o, n in used["outcome"].value_counts().items()},
         "notes": notes,
         "files": raw.files,
@@ -192,7 +213,7 @@ def audit(raw: RawExport, mapping: Mapping, as_of: date | None = None, since: da
         "date_range": _date_range(used),
     }
     assert summary["rows_in"] == summary["used"] + summary["quarantined"]
-    return Audit(used, quarantine, summary, as_of_ts, mapping)
+    return Audit(used, quarantine, summary, as_of_ts, mapping, field_quarantine)
 
 
 def _flag_duplicate_rows(frame: pd.DataFrame, data_columns: list[str], q: _Quarantine) -> None:
@@ -282,7 +303,7 @@ def _forget_after(dates: dict[str, pd.Series], outcome: pd.Series, known_until: 
         later = (series >= known_until) & keep
         if later.any():
             dates[field] = series.mask(later)
-            notes.append(f"{field} after the as-of date {as_of} in {int(later.sum())} rows: not yet happened")
+            notes.append(f"{field} after the as-of date {as_of} in {plural(int(later.sum()), 'row')}: not yet happened")
             if field == "closed_at":
                 outcome[later] = "open"
     return outcome, notes
@@ -293,7 +314,7 @@ def _arrivals_end_note(created: pd.Series, as_of: pd.Timestamp) -> list[str]:
     last = created.max()
     if pd.isna(last) or (as_of - last.normalize()).days < 1:
         return []
-    return [f"created_at: the last used row was created on {last.date()}, {(as_of - last.normalize()).days} days before "
+    return [f"created_at: the last used row was created on {last.date()}, {plural((as_of - last.normalize()).days, 'day')} before "
             f"the as-of date {as_of.date()}: arrivals are measured up to {last.date()} (an export holds the leads "
             "created until it was taken, so the days after its last lead are read as not recorded, not as zero leads)"]
 
@@ -313,18 +334,44 @@ def _flag_order(dates: dict[str, pd.Series], outcome: pd.Series, columns: dict[s
                    f"{field} " + dates[field].astype(str) + " is before created_at " + created.astype(str))
 
 
-def _amounts(frame: pd.DataFrame, mapping: Mapping, outcome: pd.Series, q: _Quarantine) -> pd.Series:
+def parse_numbers(text: pd.Series, mapping: Mapping) -> pd.Series:
+    """Numbers as the export writes them (``number_format``; currency symbols and codes dropped); NaN where unreadable."""
+    fmt = mapping.number_format
+    cleaned = text.str.replace(_CURRENCY, "", regex=True).str.strip()
+    if fmt.thousands == " ":
+        cleaned = cleaned.str.replace(r"[\s\u00a0\u202f]", "", regex=True)
+    elif fmt.thousands is not None:
+        cleaned = cleaned.str.replace(fmt.thousands, "", regex=False)
+    if fmt.decimal != ".":
+        cleaned = cleaned.str.replace(fmt.decimal, ".", regex=False)
+    return pd.to_numeric(cleaned, errors="coerce").astype(float)
+
+
+#: Currency symbols and three-letter codes at either end of a number.
+_SYMBOLS = "$€£¥₹₽₩₺₪₫₦₱฿¢"
+_CURRENCY = rf"^\s*(?:[A-Z]{{3}}\s*)?[{_SYMBOLS}]?|[{_SYMBOLS}]?(?:\s*[A-Z]{{3}})?\s*$"
+
+
+def _amounts(frame: pd.DataFrame, mapping: Mapping, outcome: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Amounts read in the mapping's number format, with a reason (``FIELD_REASONS``) and detail where one is
+    unusable: such a row stays in every fit but the deal-size one."""
     column = mapping.columns.amount
+    nothing = pd.Series(None, index=frame.index, dtype=object)
     if column is None:
-        return pd.Series(np.nan, index=frame.index)
+        return pd.Series(np.nan, index=frame.index), nothing, nothing.copy()
     text = frame[column]
-    amount = pd.to_numeric(text, errors="coerce")
-    q.flag(text.notna() & amount.isna(), "bad_amount", "amount " + text.map(repr) + f" in column {column!r} is not a number")
-    q.flag(amount < 0, "negative_amount", "amount " + text.astype(str) + f" in column {column!r} is negative")
+    amount = parse_numbers(text, mapping)
+    bad = text.notna() & amount.isna()
+    negative = amount < 0
+    issue = pd.Series(np.select([bad, negative], ["bad_amount", "negative_amount"], ""), index=frame.index)
     if mapping.require_amount_for_won:
-        q.flag(outcome.eq("won") & ~(amount > 0), "won_without_amount",
-               "won, but amount " + text.map(repr) + f" in column {column!r} is empty or not positive")
-    return amount
+        issue = issue.mask(issue.eq("") & outcome.eq("won") & ~(amount > 0), "won_without_amount")
+    issue = issue.replace("", None)
+    hint = "; set number_format in the mapping (e.g. {thousands: ',', decimal: '.'})" if bad.any() else ""
+    detail = issue.map({"bad_amount": f" in column {column!r} is not a number{hint}", "negative_amount": f" in column {column!r} is negative",
+                        "won_without_amount": f" in column {column!r}: won, but empty or not positive"})
+    detail = ("amount " + text.map(repr) + detail).where(issue.notna())
+    return amount.where(~bad & ~negative), issue, detail
 
 
 def _cycle_days(frame: pd.DataFrame, mapping: Mapping, q: _Quarantine) -> pd.Series:
@@ -332,7 +379,7 @@ def _cycle_days(frame: pd.DataFrame, mapping: Mapping, q: _Quarantine) -> pd.Ser
     if column is None:
         return pd.Series(np.nan, index=frame.index)
     text = frame[column]
-    days = pd.to_numeric(text, errors="coerce")
+    days = parse_numbers(text, mapping)
     q.flag(text.notna() & ~(days >= 0), "bad_cycle_days", "cycle_days " + text.map(repr) + f" in column {column!r} is not a non-negative number")
     return days
 

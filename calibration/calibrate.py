@@ -3,9 +3,11 @@
 The funnel spine is lead → MQL → SQL → opportunity → won. A row enters it at the mapping's ``entry`` step; the
 steps it is seen to reach are those with a mapped timestamp, and ``won`` from its outcome. Between two observed
 steps lies a *span*: its conversion rate and its duration are fitted; steps the data do not observe are passed
-with rate 1, so the spans' rates multiply to the observed conversion. Open rows are right-censored in the
-durations and left out of the rates, and so are rows that entered a span too recently to have finished it
-(``maturity_days``: lost deals close faster than won ones, so counting young cohorts would bias rates down).
+with rate 1, so the spans' rates multiply to the observed conversion. In each span a row passes, fails (is lost
+there) or is still open: competing outcomes fitted from every row, open ones right-censored at their age
+(``OutcomeFit``: Aalen–Johansen cumulative incidences, per-outcome times, the mixture cure model for exports
+without recorded losses). Groups (segments, sources) are partially pooled: rates by a hierarchical model whose
+strength is estimated, times by the pooled shapes shifted to a small group's own data (said in ``notes``).
 """
 
 from __future__ import annotations
@@ -14,16 +16,22 @@ import copy
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from calibration.audit import Audit
+from calibration.audit import UNSPECIFIED, Audit, plural
 from calibration.mapping import CalibrationError
 from calibration.estimators import (
     CONFIDENCE,
+    LOST,
+    OPEN,
+    WON,
     AmountFit,
     ArrivalModel,
     AttritionFit,
-    BetaBinomialRate,
+    FAMILIES,
     DurationFit,
+    OutcomeFit,
+    PooledRates,
     ResponseDecayFit,
     weekday_weights,
 )
@@ -40,14 +48,23 @@ STAGE_NAME = "close"
 #: Ramp: productivity is measured against reps with at least this many months of tenure.
 RAMPED_AFTER_MONTHS = 12
 DAY = pd.Timedelta(days=1)
+#: Steps whose span's times the scenario takes (discovery, the closing stage): all families are tried for them.
+TIMED_STEPS = ("opportunity", "won")
+_VERB = {"won": "win", "lost": "lose"}
+_FIXED_ZERO = {DEFAULT: {"dist": "fixed", "value": 0.0}}
+#: Columns of the pipeline snapshot (``pipeline.csv``), in order.
+SNAPSHOT_COLUMNS = ["kind", "id", "segment", "territory", "stage", "age_days", "amount", "owner", "role", "tenure_months"]
+#: Parameter draws written to the calibration file (replication r of a simulation uses draw r mod their number).
+PARAMETER_DRAWS = 200
 
 
 class Calibration:
     """Everything a CRM export says about a funnel, fitted; ``to_dict`` is the calibration file.
 
-    Fitted attributes: ``spans_`` (per span: rates by segment and source, durations, maturity), ``kpis_``,
-    ``cycle_`` (created → closed), ``arrivals_`` (per lead source), ``deal_sizes_`` (per segment),
-    ``response_decay_`` and ``roster_`` (ramp and attrition by role), ``notes_``.
+    Fitted attributes: ``spans_`` (per span: outcome fits pooled, by segment and by source, partially pooled
+    rates), ``kpis_``, ``cycle_`` (created → closed), ``arrivals_`` (per lead source), ``deal_sizes_`` (per
+    segment), ``response_decay_`` and ``roster_`` (ramp and attrition by role), ``fits_`` (rows each fit used and
+    could not use), ``notes_``.
     """
 
     def __init__(self, confidence: float = CONFIDENCE, min_segment_events: int = 50, seed: int = 0):
@@ -67,7 +84,9 @@ class Calibration:
         self.entry_ = mapping.entry
         self.dated_ = not mapping.undated
         self.lost_after_days_ = mapping.lost_after_days
+        self._mapped = mapping.mapped()
         self.notes_: list[str] = []
+        self.resolution_days_ = _resolution(used)
         self.segments_ = sorted(used["segment"].unique())
         self.observed_steps_ = [self.entry_] + [
             step for step in STEPS[STEPS.index(self.entry_) + 1:-1] if mapping.columns.model_dump().get(STEP_TIMESTAMP[step])
@@ -79,16 +98,30 @@ class Calibration:
         self.arrivals_, self.weekday_weights_ = self._arrivals(used) if self.dated_ else ({}, None)
         self.response_decay_ = self._response_decay(used, mapping.columns.first_response_at is not None)
         self.roster_ = self._roster(used, roster) if roster is not None else None
+        self.fits_ = self._fits(used)
         return self
+
+    def _fits(self, used: pd.DataFrame) -> dict:
+        """Per fit, the rows it used and those it could not (a row quarantined for one field only is left out of
+        the fits that need that field, and only of them)."""
+        fits = {f"outcomes {name}": span["rows"] for name, span in self.spans_.items()}
+        won = used["outcome"].eq("won")
+        if "amount_issue" in used:
+            sizes_used = won & (used["amount"] > 0)
+            fits["deal sizes"] = {"entered": int(won.sum()), "used": int(sizes_used.sum()), "not_usable": int((won & ~sizes_used).sum()),
+                                  "why": {k: int(v) for k, v in used.loc[won & ~sizes_used, "amount_issue"].fillna("no_amount").value_counts().items()}}
+        return fits
 
     # ----- the pieces -----
 
     def _kpis(self, used: pd.DataFrame) -> dict:
         closed = used["outcome"].isin(["won", "lost"])
         won = used["outcome"].eq("won")
-        rate = BetaBinomialRate(self.confidence).fit(pd.Series([won[closed].sum()]), pd.Series([closed.sum()]))
+        k, n = int(won[closed].sum()), int(closed.sum())
+        tail = (1 - self.confidence) / 2
+        interval = [float(x) for x in stats.beta.ppf([tail, 1 - tail], k + 0.5, n - k + 0.5)]  # Jeffreys
         return {
-            "won_among_closed": {"rate": rate.pooled_, "interval": list(rate.pooled_interval_),
+            "won_among_closed": {"rate": k / n if n else float("nan"), "interval": interval,
                                  "won": int(won.sum()), "closed": int(closed.sum()),
                                  "meaning": f"{self.entry_} → won, among rows won or lost"},
             "open_rows": int((~closed).sum()),
@@ -103,13 +136,13 @@ class Calibration:
             usable = closed | used["outcome"].eq("open")
             excluded = int((~usable).sum())
             if excluded:
-                self.notes_.append(f"cycle: {excluded} rows lost without a close date are not in the created → closed fit")
+                self.notes_.append(f"cycle: {plural(excluded, 'row')} lost without a close date are not in the created → closed fit")
             return self._duration(durations[usable], closed[usable].to_numpy(), "cycle")
         known = used["cycle_days"].notna()
         if not known.any():
             return None
         if (~known).any():
-            self.notes_.append(f"cycle: {int((~known).sum())} rows without cycle_days are not in the cycle fit")
+            self.notes_.append(f"cycle: {plural(int((~known).sum()), 'row')} without cycle_days are not in the cycle fit")
         return self._duration(used["cycle_days"][known].to_numpy(), np.ones(int(known.sum()), dtype=bool), "cycle")
 
     def _duration(self, durations: np.ndarray, observed: np.ndarray, label: str) -> dict | None:
@@ -133,57 +166,61 @@ class Calibration:
         return used["created_at"] if step == self.entry_ else (used["closed_at"] if step == "won" else used[STEP_TIMESTAMP[step]])
 
     def _span(self, used: pd.DataFrame, a: str, b: str) -> dict:
+        """Rows that entered step ``a``: passed to ``b`` (won), lost there, or open, and after how many days; rates
+        and times per segment and per source, pooled as the class docstring says."""
         reached = self._reached(used)
         entered, passed = reached[a], reached[b]
-        lost_here = entered & ~passed & used["outcome"].eq("lost")
+        lost_here = entered & ~passed & used["outcome"].eq("lost") & ~used["lost_undated"]
+        outcome = pd.Series(np.select([passed, lost_here], [WON, LOST], OPEN), index=used.index)
         span: dict = {"from": a, "to": b}
-        resolved = passed | lost_here
         if self.dated_:
             start = self._step_time(used, a)
             end = self._step_time(used, b).where(passed, used["closed_at"].where(lost_here))
-            open_here = entered & ~resolved
-            durations = ((end.where(resolved, self.known_until_)) - start) / DAY
-            usable = (resolved | open_here) & durations.notna() & (durations >= 0)
-            excluded = int((entered & ~usable).sum())
-            if excluded:
-                span["excluded_from_duration"] = excluded
-            span["duration"] = self._duration(durations[usable].to_numpy(), resolved[usable].to_numpy(), f"{a}→{b} duration")
-            span["duration_by_segment"] = {
-                segment: self._duration(durations[usable & (used["segment"] == segment)].to_numpy(),
-                                        resolved[usable & (used["segment"] == segment)].to_numpy(), f"{a}→{b} duration, {segment}")
-                for segment in self.segments_
-                if (resolved & usable & (used["segment"] == segment)).sum() >= self.min_segment_events
-            }
-            maturity = self._maturity(span["duration"])
-            age = (self.known_until_ - start) / DAY
-            mature = age >= maturity
-            span["maturity_days"] = maturity
+            durations = (end.where(passed | lost_here, self.known_until_) - start) / DAY
+        elif b == "won" and used["cycle_days"].notna().any():
+            durations = used["cycle_days"]
         else:
-            mature = pd.Series(True, index=used.index)
-        trials = entered & resolved & mature
-        span["young_rows_left_out"] = int((entered & resolved & ~mature).sum())
-        span["open_rows"] = int((entered & ~resolved).sum())
-        by_segment = self._rate(passed, trials, used["segment"])
-        span["rate"] = by_segment.to_dict()
-        span["rate_fit"] = by_segment
+            durations = pd.Series(np.nan, index=used.index)
+        usable = entered & durations.notna() & (durations >= 0)
+        span["rows"] = {"entered": int(entered.sum()), "used": int(usable.sum()), "not_usable": int((entered & ~usable).sum())}
+        cure = self.lost_after_days_ is not None or not lost_here.any()
+        timed = usable.any() and (outcome[usable] == WON).any()
+        if not timed:  # no times (an undated export without cycle_days): rates from counts, nothing open
+            trials = entered & outcome.ne(OPEN)
+            span["outcome_model"] = "binomial"
+            span["rate_fit"] = self._counts_rate(passed, trials, used["segment"])
+            span["rate"] = span["rate_fit"].to_dict()
+            span["pooled"] = {"rate": float(passed[trials].mean()) if trials.any() else 0.0}
+            span["pooled_fit"] = None
+            if used["source"].nunique() > 1:
+                span["rate_by_source"] = self._counts_rate(passed, trials, used["source"]).to_dict()
+            return span
+        families = tuple(FAMILIES) if b in TIMED_STEPS else ("lognormal",)
+        d, o = durations[usable].to_numpy(), outcome[usable].to_numpy()
+        pooled = OutcomeFit(families, self.confidence, self.resolution_days_, cure=cure, seed=self.seed).fit(d, o)
+        span["outcome_model"] = pooled.model_
+        span["pooled"] = pooled.to_dict()
+        span["pooled_fit"] = pooled
+        timed_step = b in TIMED_STEPS
+        span["rate_fit"], span["by_segment"], fits = self._groups(d, o, used["segment"][usable].to_numpy(), pooled, f"{a}→{b}", cure, timed_step)
+        span["group_fits"] = fits
+        span["rate"] = span["rate_fit"].to_dict()
         if used["source"].nunique() > 1:
-            span["rate_by_source"] = self._rate(passed, trials, used["source"]).to_dict()
+            by_source, span["by_source"], _ = self._groups(d, o, used["source"][usable].to_numpy(), pooled, f"{a}→{b} by source", cure, timed_step)
+            span["rate_by_source"] = by_source.to_dict()
         return span
 
-    def _maturity(self, duration: dict | None) -> float:
-        """Days a row must have been in a span for its outcome there to count: the span's P99 duration (Kaplan–
-        Meier, else the longest seen); with ``lost_after_days``, exactly that, since only then is a row resolved."""
-        if self.lost_after_days_:
-            return float(self.lost_after_days_)
-        if duration is None:
-            return 0.0
-        fit: DurationFit = duration["fit"]
-        return float(fit.km_p99_ if fit.km_p99_ is not None else fit.longest_event_)
+    def _groups(self, durations: np.ndarray, outcome: np.ndarray, groups: np.ndarray, pooled: OutcomeFit, label: str,
+                cure: bool, timed: bool) -> tuple[PooledRates, dict, dict]:
+        rates, dicts, fits, notes = fit_groups(durations, outcome, groups, pooled, cure=cure, timed=timed, confidence=self.confidence,
+                                               resolution_days=self.resolution_days_, min_events=self.min_segment_events, seed=self.seed)
+        self.notes_.extend(f"{label}, {note}" for note in notes)
+        return rates, dicts, fits
 
-    def _rate(self, passed: pd.Series, trials: pd.Series, groups: pd.Series) -> BetaBinomialRate:
+    def _counts_rate(self, passed: pd.Series, trials: pd.Series, groups: pd.Series) -> PooledRates:
         frame = pd.DataFrame({"group": groups[trials], "passed": passed[trials].astype(int)})
         counts = frame.groupby("group")["passed"].agg(["sum", "count"])
-        return BetaBinomialRate(self.confidence).fit(counts["sum"], counts["count"])
+        return PooledRates.from_counts(counts["sum"], counts["count"], confidence=self.confidence, seed=self.seed)
 
     def _deal_sizes(self, used: pd.DataFrame, has_amounts: bool) -> dict:
         if not has_amounts:
@@ -298,13 +335,14 @@ class Calibration:
 
     # ----- outputs -----
 
-    def scenario_fragment(self, with_response_decay: bool = True) -> dict:
+    def scenario_fragment(self, with_response_decay: bool = True, snapshot: str | None = None) -> dict:
         """The calibrated parts of a scenario (segments, lead sources, funnel), in the scenario format.
 
         Per-segment maps carry a ``default`` (the pooled value) so that they validate whatever other segments
         the base scenario names. With a significant fitted response decay, the SQL rates are those at immediate
         response and the decay comes along; ``with_response_decay=False`` gives the observed SQL rates and no decay
-        instead, for a simulation that does not reproduce the organisation's response times.
+        instead, for a simulation that does not reproduce the organisation's response times. ``snapshot`` names
+        the file of open deals, waiting leads and reps at the as-of date (``initial_state.pipeline``).
         """
         funnel: dict = {}
         for rate_key in ("mql_rate", "sql_rate", "opportunity_rate"):
@@ -312,7 +350,7 @@ class Calibration:
         stage_conversion = {DEFAULT: 1.0}
         for span in self.spans_.values():
             target = RATE_KEY[span["to"]]
-            rates = self._rate_map(span["rate_fit"])
+            rates = self._rate_map(span)
             if target == "stage":
                 stage_conversion = rates
             else:
@@ -326,13 +364,15 @@ class Calibration:
             funnel["response_decay"] = {"half_life_hours": decay["half_life_hours"], "floor": decay["floor"]}
         elif decay.get("fitted"):
             funnel["response_decay"] = None
-        discovery = self.spans_.get("sql→opportunity", {}).get("duration")
-        funnel["discovery_days"] = self._duration_map(self.spans_["sql→opportunity"]) if discovery else {DEFAULT: {"dist": "fixed", "value": 0.0}}
+        discovery = self.spans_.get("sql→opportunity")
+        funnel["discovery_days"] = self._duration_map(discovery, "won") if discovery and discovery.get("pooled_fit") else _FIXED_ZERO
         closing = self.spans_[f"{self.observed_steps_[-2]}→won"]
         stage: dict = {"name": STAGE_NAME, "conversion": stage_conversion}
-        durations = self._duration_map(closing) if closing.get("duration") else (
-            {DEFAULT: self.cycle_["distribution"]} if self.cycle_ else {DEFAULT: {"dist": "fixed", "value": 0.0}})
-        stage["duration_days"] = durations
+        if closing.get("pooled_fit"):
+            stage["duration_days"] = self._duration_map(closing, "won")
+            stage["lost_duration_days"] = self._lost_duration_map(closing)
+        else:
+            stage["duration_days"] = {DEFAULT: self.cycle_["distribution"]} if self.cycle_ else _FIXED_ZERO
         funnel["stages"] = [stage]
         fragment: dict = {
             "segments": {s: {"deal_size": self.deal_sizes_[s]["distribution"] if s in self.deal_sizes_ else {"dist": "fixed", "value": 0.0}}
@@ -345,24 +385,118 @@ class Calibration:
                        "seasonality": a["seasonality"], "weekday_weights": self.weekday_weights_}
                 for name, a in self.arrivals_.items()
             }
+        if snapshot is not None:
+            fragment["initial_state"] = {"pipeline": snapshot}
         return fragment
 
     @staticmethod
-    def _rate_map(fit: BetaBinomialRate) -> dict[str, float]:
-        return {DEFAULT: fit.pooled_, **{str(g): float(r) for g, r in fit.by_group_["rate"].items()}}
+    def _rate_map(span: dict) -> dict[str, float]:
+        fit: PooledRates = span["rate_fit"]
+        return {DEFAULT: span["pooled"]["rate"], **{str(g): float(r) for g, r in fit.by_group_["rate"].items()}}
 
     @staticmethod
-    def _duration_map(span: dict) -> dict[str, dict]:
-        return {DEFAULT: span["duration"]["distribution"],
-                **{s: d["distribution"] for s, d in span.get("duration_by_segment", {}).items() if d}}
+    def _duration_map(span: dict, outcome: str) -> dict[str, dict]:
+        key = "time_to_win" if outcome == "won" else "time_to_lose"
+        pooled = span["pooled"][key]
+        return {DEFAULT: pooled["distribution"],
+                **{s: d[key]["distribution"] for s, d in span.get("by_segment", {}).items() if d.get(key)}}
 
-    def to_dict(self) -> dict:
+    def _lost_duration_map(self, span: dict) -> dict[str, dict]:
+        """Time to close lost: fitted where losses are recorded; for a cure model, the give-up age (the mapping's
+        ``lost_after_days``, else the last age at which a row was seen to convert)."""
+        if span["pooled"]["time_to_lose"]:
+            return self._duration_map(span, "lost")
+        give_up = self.lost_after_days_ or span["pooled"]["aalen_johansen"]["horizon_days"]
+        return {DEFAULT: {"dist": "fixed", "value": float(give_up)}}
+
+    def parameter_draws(self, n: int = PARAMETER_DRAWS) -> list[dict[str, object]]:
+        """``n`` joint draws of the fragment's fitted parameters from their uncertainty, as ``--set`` paths: rates
+        from the pooled model's posterior, times to win and lose from each fit's covariance, lead volumes from the
+        arrival model's. Seeded by ``seed``: the same data give the same draws."""
+        rng = np.random.default_rng([self.seed, 12])
+        draws: list[dict[str, object]] = [{} for _ in range(n)]
+        for span in self.spans_.values():
+            target = RATE_KEY[span["to"]]
+            if target == "sql_rate" and span["to"] == "sql" and self.response_decay_.get("fitted") and self.response_decay_.get("significant"):
+                continue  # the fragment takes the SQL rates at immediate response from the decay fit
+            prefix = "funnel.stages.0.conversion" if target == "stage" else f"funnel.{target}"
+            rates: PooledRates = span["rate_fit"]
+            rows = rng.choice(len(rates.draws_), n, replace=len(rates.draws_) < n)
+            pooled: OutcomeFit | None = span.get("pooled_fit")
+            default = pooled.rate_draws_[rng.choice(len(pooled.rate_draws_), n)] if pooled is not None else None
+            for i in range(n):
+                if default is not None:
+                    draws[i][f"{prefix}.{DEFAULT}"] = float(default[i])
+                for group in rates.draws_.columns:
+                    draws[i][f"{prefix}.{group}"] = float(rates.draws_[group].iloc[rows[i]])
+            if pooled is None or span["to"] not in TIMED_STEPS:
+                continue
+            fits = {DEFAULT: pooled, **span.get("group_fits", {})}
+            paths = {"won": "funnel.stages.0.duration_days" if span["to"] == "won" else "funnel.discovery_days",
+                     "lost": "funnel.stages.0.lost_duration_days" if span["to"] == "won" else None}
+            for group, fit in fits.items():
+                for i, times in enumerate(fit.parameter_draws(n, rng)):
+                    for outcome, distribution in times.items():
+                        if paths[outcome]:
+                            draws[i][f"{paths[outcome]}.{group}"] = distribution
+        for name, arrival in self.arrivals_.items():
+            volumes = arrival["model"].volume_draws(self.as_of_.to_period("M") + 1, n, rng)
+            for i in range(n):
+                draws[i][f"lead_sources.{name}.monthly_volume"] = float(volumes[i])
+        return draws
+
+    def snapshot(self, used: pd.DataFrame, roster: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The pipeline at the as-of date, one row per item (``SNAPSHOT_COLUMNS``): open deals in the calibrated
+        stage (``close``) or, if SQL but not yet opportunity, in ``discovery``, with the days spent in it; leads
+        waiting for a first touch (when first responses are recorded); reps on staff with their tenure in months.
+
+        A row older than the mapping's ``lost_after_days`` is given up, not in the pipeline.
+        """
+        items = []
+        if self.dated_:
+            open_rows = used["outcome"].eq("open") & ~used["lost_undated"]
+            reached = self._reached(used)
+            closing_step = self.observed_steps_[-2]
+            stage_of = pd.Series(STAGE_NAME, index=used.index).where(reached[closing_step])
+            entered_at = self._step_time(used, closing_step).where(reached[closing_step])
+            if closing_step == "opportunity" and "sql" in self.observed_steps_:
+                discovery = reached["sql"] & ~reached["opportunity"]
+                stage_of = stage_of.mask(discovery, "discovery")
+                entered_at = entered_at.mask(discovery, used["sql_at"])
+            deals = open_rows & stage_of.notna()
+            items.append(pd.DataFrame({
+                "kind": "opportunity", "id": used["id"][deals], "segment": used["segment"][deals],
+                "territory": used["territory"][deals].replace(UNSPECIFIED, ""), "stage": stage_of[deals],
+                "age_days": ((self.known_until_ - entered_at[deals]) / DAY).round(3),
+                "amount": used["amount"][deals].where(used["amount"][deals] > 0),
+                "owner": used["owner"][deals].replace(UNSPECIFIED, ""),
+            }))
+            if "first_response_at" in self._mapped and "sql" in self.observed_steps_:
+                waiting_from = used["mql_at"].where(used["mql_at"].notna(), used["created_at"]) if "mql" in self.observed_steps_ else used["created_at"]
+                qualified = reached["mql"] if "mql" in reached else pd.Series(True, index=used.index)
+                leads = open_rows & qualified & ~reached["sql"] & used["first_response_at"].isna()
+                items.append(pd.DataFrame({
+                    "kind": "lead", "id": used["id"][leads], "segment": used["segment"][leads],
+                    "territory": used["territory"][leads].replace(UNSPECIFIED, ""),
+                    "age_days": ((self.known_until_ - waiting_from[leads]) / DAY).round(3),
+                }))
+        if roster is not None and not pd.isna(self.as_of_):
+            on_staff = (roster["start_date"] < self.known_until_) & ~(roster["end_date"] < self.known_until_)
+            reps = roster[on_staff]
+            items.append(pd.DataFrame({
+                "kind": "rep", "id": reps["rep"].astype(str), "role": reps["role"].astype(str),
+                "tenure_months": ((self.known_until_ - reps["start_date"]) / DAY / DAYS_PER_MONTH).round(3),
+            }))
+        frame = pd.concat(items, ignore_index=True) if items else pd.DataFrame()
+        return frame.reindex(columns=SNAPSHOT_COLUMNS)
+
+    def to_dict(self, snapshot: str | None = None) -> dict:
         """The calibration file: every fitted value with its interval and sample size, the data's fingerprint,
-        dates and audit, and the scenario fragment under ``scenario``."""
+        dates and audit, the scenario fragment under ``scenario`` and ``parameter_draws``."""
         audit = dict(self.audit_record_)
         return _plain({
             "data": audit.pop("data"),
-            "audit": audit,
+            "audit": {**audit, "fits": self.fits_},
             "confidence": self.confidence,
             "kpis": self.kpis_,
             "cycle_days": self.cycle_,
@@ -372,13 +506,73 @@ class Calibration:
             "response_decay": self.response_decay_,
             "roster": self.roster_,
             "notes": self.notes_,
-            "scenario": self.scenario_fragment(),
+            "scenario": self.scenario_fragment(snapshot=snapshot),
+            "parameter_draws": self.parameter_draws(),
         })
+
+
+def fit_groups(durations: np.ndarray, outcome: np.ndarray, groups: np.ndarray, pooled: OutcomeFit, *, cure: bool = False,
+               timed: bool = True, confidence: float = CONFIDENCE, resolution_days: float = 1.0, min_events: int = 50,
+               seed: int = 0) -> tuple[PooledRates, dict, dict, list[str]]:
+    """Each group's own outcome fit in the pooled families, then the rates partially pooled (``PooledRates``).
+
+    A group with fewer than ``min_events`` wins (or losses) keeps its own scale for that time but takes a shared
+    shape: the average, weighted by events, of the shapes of the groups with enough of them (the pooled fit's
+    shape when none has; over groups with different scales, a pooled fit's own shape would be too wide). For a span
+    whose times nobody uses (not ``timed``), groups fit their rates only. Returns the pooled rates, each group's fit
+    as a dict and as an object, and notes saying which times were pooled."""
+    names = sorted(set(groups))
+    data = {group: (durations[groups == group], outcome[groups == group]) for group in names}
+    events = {group: {"won": int((o == WON).sum()), "lost": int((o == LOST).sum())} for group, (_, o) in data.items()}
+    kinds = ("won", "lost") if pooled.lost_family_ else ("won",)
+    small = {group: tuple(k for k in kinds if events[group][k] < min_events) for group in names}
+    own = {group: OutcomeFit(confidence=confidence, resolution_days=resolution_days, cure=cure, shapes=pooled.shapes_(), seed=seed).fit(*data[group])
+           for group in names if timed and events[group]["won"] and not small[group]}
+    shared = pooled.shapes_()
+    for kind in kinds:
+        donors = [fit for fit in own.values() if fit.params_(kind) is not None]
+        if donors:
+            weights = np.array([events[g][kind] for g, fit in own.items() if fit.params_(kind) is not None], dtype=float)
+            family, params = shared[kind]
+            shared[kind] = (family, np.average(np.array([fit.params_(kind) for fit in donors]), axis=0, weights=weights))
+    estimates, errors, dicts, fits, notes = {}, {}, {}, {}, []
+    for group in names:
+        d, o = data[group]
+        if not events[group]["won"]:
+            estimates[group], errors[group] = 0.0, 1 / np.sqrt((len(d) + 1) * 0.25)
+            dicts[group] = {"rows": len(d), "won": 0, "note": "no row won: no time to win of its own"}
+            notes.append(f"{group}: no row won; its rate rests on the pooled model")
+            continue
+        if not timed:
+            fit = OutcomeFit(confidence=confidence, resolution_days=resolution_days, tail_from=pooled, seed=seed).fit(d, o)
+        elif group in own:
+            fit = own[group]
+        else:
+            fit = OutcomeFit(confidence=confidence, resolution_days=resolution_days, cure=cure, shapes=shared, fixed=small[group],
+                             seed=seed).fit(d, o)
+            source = "the groups with enough of them" if any(f.params_(k) is not None for f in own.values() for k in small[group]) else "the pooled fit"
+            notes.append(f"{group}: {' and '.join(f'time to {_VERB[k]}' for k in small[group])} pooled: "
+                         f"{' and '.join(shared[k][0] for k in small[group])} shape from {source}, scaled to the group's own "
+                         f"{plural(events[group]['won'], 'win')} and {plural(events[group]['lost'], 'loss', 'losses')} "
+                         f"(fewer than {min_events})")
+        estimates[group], errors[group], dicts[group] = fit.rate_, fit.rate_logit_se_, fit.to_dict()
+        if timed:
+            fits[group] = fit
+    index = pd.Index(names)
+    rates = PooledRates(confidence, seed=seed).fit(pd.Series(estimates).reindex(index), pd.Series(errors).reindex(index),
+                                                  pd.Series({g: len(data[g][0]) for g in names}).reindex(index))
+    return rates, dicts, fits, notes
+
+
+def _resolution(used: pd.DataFrame) -> float:
+    """The grid durations are read on: a day when every timestamp is a date, else an hour."""
+    stamps = pd.concat([used[field] for field in ("created_at", "closed_at", "mql_at", "sql_at", "opportunity_at")]).dropna()
+    return 1.0 if stamps.empty or (stamps == stamps.dt.normalize()).all() else 1 / 24
 
 
 def _plain(value: object) -> object:
     """JSON-ready, with the fitted estimator objects left out."""
-    return json_ready(value, drop=frozenset({"fit", "rate_fit", "model"}))
+    return json_ready(value, drop=frozenset({"fit", "rate_fit", "pooled_fit", "group_fits", "model"}))
 
 
 #: Scenario sections a calibration provides; a calibrated section replaces the base's.

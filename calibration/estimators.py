@@ -1,10 +1,12 @@
 """The statistical estimators of calibration, each following scikit-learn's contract: ``fit`` returns self and
 fitted attributes end in ``_``.
 
-- ``BetaBinomialRate``: a conversion rate per group as a Beta posterior, shrunk toward the pooled rate by an
-  empirical-Bayes prior whose strength is fitted by maximum marginal (beta-binomial) likelihood.
+- ``PooledRates``: rates of groups partially pooled by a normal hierarchical model on the logit scale, its
+  between-group spread integrated over its posterior (estimated, not capped).
+- ``aalen_johansen`` and ``OutcomeFit``: competing outcomes (won, lost, open) by the Aalen–Johansen cumulative
+  incidences and a parametric mixture per outcome; without recorded losses, the mixture cure model.
 - ``DurationFit``: durations with right-censoring (open deals): Kaplan–Meier, and the best of exponential, gamma,
-  lognormal and Weibull by AIC, each fitted by censored maximum likelihood (``scipy.stats.CensoredData``).
+  lognormal, Weibull and log-logistic by AIC, each fitted by censored maximum likelihood (``scipy.stats.CensoredData``).
 - ``ArrivalModel``: monthly arrivals as a Poisson log-linear model with trend and calendar-month seasonality.
 - ``ResponseDecayFit``: how qualification falls with response time, tested against no decay by likelihood ratio.
 - ``AttritionFit``: a monthly leaving hazard from a roster, with an exact Poisson interval.
@@ -17,7 +19,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 from scipy.differentiate import hessian
 
 from calibration.mapping import CalibrationError
@@ -30,75 +32,454 @@ FAMILIES: dict[str, tuple[stats.rv_continuous, int]] = {
     "gamma": (stats.gamma, 2),
     "lognormal": (stats.lognorm, 2),
     "weibull": (stats.weibull_min, 2),
+    "loglogistic": (stats.fisk, 2),
 }
+#: Families with a finite mean whatever their parameters (deal sizes: the headcount plan uses the mean).
+FINITE_MEAN_FAMILIES = ("exponential", "gamma", "lognormal", "weibull")
 
 
 def _z(confidence: float) -> float:
     return float(stats.norm.ppf(0.5 + confidence / 2))
 
 
-class BetaBinomialRate:
-    """Conversion rate per group with a credible interval, shrunk toward the pooled rate.
+class PooledRates:
+    """Rates of groups (segments, sources) partially pooled by a hierarchical model on the logit scale.
 
-    The prior is Beta(p₀·m, (1 − p₀)·m) around the pooled rate p₀; its strength m (in pseudo-trials) is the
-    maximum of the beta-binomial marginal likelihood of the groups' counts, capped at ``max_prior_strength``: with
-    few groups that maximum is often unbounded, and an unbounded prior would pull well-measured groups to p₀ and
-    their intervals off the truth. A group with few trials thus sits near p₀, one with many near its own rate.
-    With a single group the prior is Jeffreys' Beta(½, ½).
+    Each group's estimate y_j (the logit of its own rate) with standard error s_j is read as y_j ~ N(θ_j, s_j²),
+    θ_j ~ N(μ, τ²): the normal hierarchical model of Gelman et al., *Bayesian Data Analysis* (3rd ed., §5.4), with
+    a flat prior on μ and a uniform prior on the between-group spread τ over ``(0, max_spread]``. τ is integrated
+    over a grid from its exact marginal posterior, not fixed or capped, so its uncertainty reaches the intervals;
+    ``spread_`` reports it and ``by_group_["shrinkage"]`` each group's weight on the common mean, E[s²/(s² + τ²)]:
+    near 0 for a group with plenty of data (it keeps its own rate), larger for a small one. One group is not pooled.
+    The point estimate is the posterior median; ``draws_`` are joint posterior draws of the groups' rates (columns), for parameter uncertainty downstream.
     """
 
-    def __init__(self, confidence: float = CONFIDENCE, max_prior_strength: float = 30.0):
+    def __init__(self, confidence: float = CONFIDENCE, n_draws: int = 4000, max_spread: float = 10.0, seed: int = 0):
         self.confidence = confidence
-        self.max_prior_strength = max_prior_strength
+        self.n_draws = n_draws
+        self.max_spread = max_spread
+        self.seed = seed
 
-    def fit(self, successes: pd.Series, trials: pd.Series) -> "BetaBinomialRate":
-        k = successes.astype(float)
-        n = trials.astype(float)
-        keep = n > 0
-        k, n = k[keep], n[keep]
-        self.successes_, self.trials_ = int(k.sum()), int(n.sum())
+    def fit(self, estimates: pd.Series, standard_errors: pd.Series, trials: pd.Series) -> "PooledRates":
+        """``estimates``: each group's own rate; ``standard_errors``: of its logit; ``trials``: rows behind it."""
+        groups = estimates.index
+        n = trials.to_numpy(dtype=float)
+        y = special.logit(np.clip(estimates.to_numpy(dtype=float), 0.5 / (n + 1), 1 - 0.5 / (n + 1)))
+        s2 = standard_errors.to_numpy(dtype=float) ** 2
+        rng = np.random.default_rng(self.seed)
         tail = (1 - self.confidence) / 2
-        self.pooled_ = self.successes_ / self.trials_ if self.trials_ else math.nan
-        a, b = self.successes_ + 0.5, self.trials_ - self.successes_ + 0.5
-        self.pooled_interval_ = tuple(float(x) for x in stats.beta.ppf([tail, 1 - tail], a, b))
-        if len(n) >= 2 and self.trials_:
-            self.prior_strength_ = self._prior_strength(k.to_numpy(), n.to_numpy())
-            p0 = min(max(self.pooled_, 0.5 / (self.trials_ + 1)), 1 - 0.5 / (self.trials_ + 1))
-            alpha, beta = p0 * self.prior_strength_, (1 - p0) * self.prior_strength_
+        if len(y) < 2:
+            theta = y + np.sqrt(s2) * rng.standard_normal((self.n_draws, len(y)))
+            self.spread_ = None
+            shrinkage = np.zeros(len(y))
         else:
-            self.prior_strength_, alpha, beta = 1.0, 0.5, 0.5
-        post_a, post_b = alpha + k, beta + n - k
+            tau = np.linspace(self.max_spread / 2000, self.max_spread, 2000)
+            total = s2[None, :] + tau[:, None] ** 2
+            v_mu = 1 / (1 / total).sum(axis=1)
+            mu_hat = v_mu * (y / total).sum(axis=1)
+            log_post = 0.5 * np.log(v_mu) - 0.5 * (np.log(total) + (y - mu_hat[:, None]) ** 2 / total).sum(axis=1)
+            weights = np.exp(log_post - log_post.max())
+            weights /= weights.sum()
+            pick = rng.choice(len(tau), self.n_draws, p=weights)
+            mu = mu_hat[pick] + np.sqrt(v_mu[pick]) * rng.standard_normal(self.n_draws)
+            precision = 1 / s2[None, :] + 1 / tau[pick, None] ** 2
+            mean = (y / s2 + mu[:, None] / tau[pick, None] ** 2) / precision
+            theta = mean + rng.standard_normal((self.n_draws, len(y))) / np.sqrt(precision)
+            cdf = np.cumsum(weights)
+            self.spread_ = {"tau_median": float(tau[np.searchsorted(cdf, 0.5)]),
+                            "tau_interval": [float(tau[np.searchsorted(cdf, tail)]), float(tau[min(np.searchsorted(cdf, 1 - tail), len(tau) - 1)])],
+                            "scale": "logit", "prior": f"uniform on (0, {self.max_spread:g}]"}
+            shrinkage = (weights[:, None] * (s2[None, :] / total)).sum(axis=0)
+        rates = special.expit(theta)
+        self.draws_ = pd.DataFrame(rates, columns=groups)
         self.by_group_ = pd.DataFrame({
-            "successes": k.astype(int),
-            "trials": n.astype(int),
-            "observed": k / n,
-            "rate": post_a / (post_a + post_b),
-            "lower": stats.beta.ppf(tail, post_a, post_b),
-            "upper": stats.beta.ppf(1 - tail, post_a, post_b),
-        })
+            "observed": estimates.to_numpy(dtype=float), "trials": n.astype(int),
+            "rate": np.median(rates, axis=0),
+            "lower": np.quantile(rates, tail, axis=0), "upper": np.quantile(rates, 1 - tail, axis=0),
+            "shrinkage": shrinkage,
+        }, index=groups)
         return self
 
-    def _prior_strength(self, k: np.ndarray, n: np.ndarray) -> float:
-        p0 = min(max(k.sum() / n.sum(), 1e-6), 1 - 1e-6)
-        cap = self.max_prior_strength
-
-        def negative_log_likelihood(log_m: float) -> float:
-            m = math.exp(log_m)
-            return -float(stats.betabinom.logpmf(k, n, p0 * m, (1 - p0) * m).sum())
-
-        best = optimize.minimize_scalar(negative_log_likelihood, bounds=(0.0, math.log(cap)), method="bounded")
-        return float(math.exp(best.x))
+    @classmethod
+    def from_counts(cls, successes: pd.Series, trials: pd.Series, **options) -> "PooledRates":
+        """Pooled binomial counts: each group's estimate (k + ½)/(n + 1) with the logit's binomial standard error."""
+        k, n = successes.astype(float), trials.astype(float)
+        p = (k + 0.5) / (n + 1)
+        return cls(**options).fit(p, 1 / np.sqrt((n + 1) * p * (1 - p)), n)
 
     def to_dict(self) -> dict:
         return {
-            "pooled": {"rate": self.pooled_, "interval": list(self.pooled_interval_), "successes": self.successes_, "trials": self.trials_},
-            "prior_strength": self.prior_strength_,
+            "pooling": {"spread": self.spread_, "model": "normal hierarchical model on the logit scale (Gelman et al., BDA §5.4)"},
             "by_group": {
-                str(group): {"rate": row.rate, "interval": [row.lower, row.upper], "observed": row.observed,
-                             "successes": int(row.successes), "trials": int(row.trials)}
+                str(group): {"rate": row.rate, "interval": [row.lower, row.upper], "own_estimate": row.observed,
+                             "shrinkage": row.shrinkage, "rows": int(row.trials)}
                 for group, row in self.by_group_.iterrows()
             },
         }
+
+
+def aalen_johansen(times: np.ndarray, outcome: np.ndarray, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Cumulative incidence of each outcome (1 won, 2 lost; 0 open, right-censored) by the Aalen–Johansen
+    estimator (Aalen & Johansen, 1978), with ties handled exactly: at each distinct time, events of either kind
+    leave the risk set before the censored rows. ``weights`` count each row (a bootstrap's Poisson weights);
+    columns of a 2-D ``weights`` are independent replicates. Returns ``times``, ``won``, ``lost`` (cumulative
+    incidences just after each time) and ``open`` (the probability of being still open)."""
+    order = np.argsort(times, kind="stable")
+    times, outcome = np.asarray(times)[order], np.asarray(outcome)[order]
+    weights = np.ones((len(times), 1)) if weights is None else np.asarray(weights, dtype=float).reshape(len(order), -1)[order]
+    starts = np.flatnonzero(np.r_[True, times[1:] != times[:-1]])
+    unique = times[starts]
+    counts = {kind: np.add.reduceat(weights * (outcome == kind)[:, None], starts, axis=0) for kind in (0, 1, 2)}
+    leaving = counts[0] + counts[1] + counts[2]
+    at_risk = leaving[::-1].cumsum(axis=0)[::-1]
+    hazard_won = np.divide(counts[1], at_risk, out=np.zeros_like(at_risk), where=at_risk > 0)
+    hazard_lost = np.divide(counts[2], at_risk, out=np.zeros_like(at_risk), where=at_risk > 0)
+    survival = np.cumprod(1 - hazard_won - hazard_lost, axis=0)
+    before = np.vstack([np.ones((1, survival.shape[1])), survival[:-1]])
+    return {"times": unique, "won": np.cumsum(before * hazard_won, axis=0), "lost": np.cumsum(before * hazard_lost, axis=0),
+            "open": survival}
+
+
+def _unfrozen(family: str, theta: np.ndarray) -> tuple[stats.rv_continuous, tuple]:
+    """A family's scipy distribution and its arguments (broadcast over the columns of ``theta``), from
+    unconstrained parameters: θ₀ = log scale (for the lognormal μ), θ₁ = log shape."""
+    scale = np.exp(theta[0])
+    if family == "exponential":
+        return stats.expon, (0.0, scale)
+    return FAMILIES[family][0], (np.exp(theta[1]), 0.0, scale)
+
+
+def _frozen(family: str, theta: np.ndarray):  # noqa: ANN202 - a frozen scipy distribution
+    """A family's scipy distribution from unconstrained parameters: θ₀ = log scale (for the lognormal μ), θ₁ = log shape."""
+    scale = math.exp(theta[0])
+    if family == "exponential":
+        return stats.expon(scale=scale)
+    return FAMILIES[family][0](math.exp(theta[1]), scale=scale)
+
+
+WON, LOST, OPEN = 1, 2, 0
+_GRADIENT_STEP = 1e-5
+
+
+class OutcomeFit:
+    """How deals (or leads) of one group end: won, lost or still open, and when, from every row.
+
+    - The **won rate** is the Aalen–Johansen cumulative incidence of winning at the last event time (where it levels
+      off), plus the share still open there times their modelled chance of winning; its interval is a Poisson
+      bootstrap of the rows (``n_bootstrap``, seeded). Open rows count as right-censored at their age.
+    - **Times to win and to lose** come from a parametric mixture: a row wins with probability p after a time
+      from the won family, else is lost after a time from the lost family; an open row of age c contributes
+      p·S_won(c) + (1 − p)·S_lost(c). The families are chosen by AIC among ``families``, the parameters fitted by
+      censored maximum likelihood (``scipy.optimize`` on ``scipy.stats`` log-densities), their covariance from
+      the likelihood's Hessian (``scipy.differentiate.hessian``).
+    - Without recorded losses (``cure=True``) this is the **mixture cure model** (Boag, 1949; Farewell, 1982): a
+      share 1 − p never converts, and it is compared by AIC with the non-cure fit (p = 1, every row converts if
+      one waits long enough); ``model_`` says which the data support.
+    - ``tail_from`` (a pooled fit) skips the parametric part: the rate's tail is taken from that fit, and no times
+      are fitted (for a group whose times nobody uses).
+    - ``shapes`` (outcome → family and parameters of a pooled fit) fixes the families; for the outcomes in ``fixed``
+      it fixes their shape too, leaving only the scale free: a small group's times are the pooled shape scaled to
+      its own data.
+
+    Durations are read on a grid of ``resolution_days`` (0 is the interval (0, resolution)); above ``max_sample``
+    rows the parametric fit uses a seeded random sample (the Aalen–Johansen estimate uses all rows).
+    """
+
+    def __init__(self, families: tuple[str, ...] = tuple(FAMILIES), confidence: float = CONFIDENCE,
+                 resolution_days: float = 1.0, cure: bool = False, shapes: dict[str, tuple[str, np.ndarray]] | None = None,
+                 fixed: tuple[str, ...] = (), tail_from: "OutcomeFit | None" = None, n_bootstrap: int = 200, max_sample: int = 50_000, seed: int = 0):
+        self.families = families
+        self.confidence = confidence
+        self.resolution_days = resolution_days
+        self.cure = cure
+        self.shapes = shapes
+        self.fixed = fixed
+        self.tail_from = tail_from
+        self.n_bootstrap = n_bootstrap
+        self.max_sample = max_sample
+        self.seed = seed
+
+    def fit(self, durations: np.ndarray, outcome: np.ndarray) -> "OutcomeFit":
+        """``durations``: days to the end (won, lost) or to the as-of date (open); ``outcome``: WON, LOST or OPEN."""
+        grid = np.maximum(np.round(np.asarray(durations, dtype=float) / self.resolution_days), 0) * self.resolution_days
+        outcome = np.asarray(outcome)
+        self.n_ = len(grid)
+        self.n_won_, self.n_lost_ = int((outcome == WON).sum()), int((outcome == LOST).sum())
+        self.n_open_ = self.n_ - self.n_won_ - self.n_lost_
+        if self.n_won_ == 0:
+            raise ValueError("no won rows to fit")
+        rng = np.random.default_rng(self.seed)
+        sample = np.arange(self.n_)
+        if self.n_ > self.max_sample:
+            sample = np.sort(rng.choice(sample, self.max_sample, replace=False))
+        if self.tail_from is None:
+            self._data = self._compress(grid[sample], outcome[sample])
+            self._fit_mixture()
+        self._fit_aalen_johansen(grid, outcome, rng)
+        return self
+
+    # ----- the parametric mixture -----
+
+    def _compress(self, t: np.ndarray, outcome: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Per outcome: distinct durations and how many rows have each."""
+        data = {}
+        for kind in (WON, LOST, OPEN):
+            values, counts = np.unique(t[outcome == kind], return_counts=True)
+            data[kind] = (values, counts.astype(float))
+        return data
+
+    def _log_terms(self, family: str, theta: np.ndarray, values: np.ndarray, survival: bool = False) -> np.ndarray:
+        """Log-density (or log-survival) of ``values`` (rows) under the family at each column of ``theta``; a
+        duration of 0 is the interval (0, resolution)."""
+        distribution, args = _unfrozen(family, theta)
+        x = values[:, None]
+        if survival:
+            return distribution.logsf(np.maximum(x, self.resolution_days / 2), *args)
+        zero = x <= 0
+        return np.where(zero, distribution.logcdf(self.resolution_days, *args), distribution.logpdf(np.where(zero, 1.0, x), *args))
+
+    def _nll(self, theta: np.ndarray, won: str, lost: str | None, with_p: bool) -> np.ndarray:
+        """Negative log-likelihood at each column of θ = [logit p, won parameters…, lost parameters…] (without
+        p when ``with_p`` is False and there are no losses: the non-cure fit, p = 1). Vectorised for the Hessian."""
+        theta = np.asarray(theta, dtype=float)
+        shape = theta.shape[1:]
+        theta = theta.reshape(theta.shape[0], -1)
+        k_won = self._free(won, "won")
+        if with_p:
+            log_p, log_q, offset = special.log_expit(theta[0]), special.log_expit(-theta[0]), 1
+        else:
+            log_p, log_q, offset = np.zeros(theta.shape[1]), np.full(theta.shape[1], -np.inf), 0
+        won_theta = self._full(won, theta[offset:offset + k_won], "won")
+        values, counts = self._data[WON]
+        total = counts @ (log_p + self._log_terms(won, won_theta, values))
+        open_values, open_counts = self._data[OPEN]
+        open_won = log_p + self._log_terms(won, won_theta, open_values, survival=True)
+        if lost is not None:
+            lost_theta = self._full(lost, theta[offset + k_won:], "lost")
+            values, counts = self._data[LOST]
+            total = total + counts @ (log_q + self._log_terms(lost, lost_theta, values))
+            open_lost = log_q + self._log_terms(lost, lost_theta, open_values, survival=True)
+        else:
+            open_lost = np.broadcast_to(log_q, open_won.shape)
+        total = total + open_counts @ np.logaddexp(open_won, open_lost)
+        return np.where(np.isfinite(total), -total, 1e300).reshape(shape)
+
+    def _free(self, family: str, outcome: str) -> int:
+        """Free parameters of an outcome's family: all, or the scale alone when its shape is fixed."""
+        return 1 if outcome in self.fixed else FAMILIES[family][1]
+
+    def _full(self, family: str, free: np.ndarray, outcome: str) -> np.ndarray:
+        """All parameters (rows) from the free ones: a fixed shape is filled in."""
+        if outcome in self.fixed:
+            fixed = np.asarray(self.shapes[outcome][1][1:], dtype=float).reshape(-1, *([1] * (np.ndim(free) - 1)))
+            return np.concatenate([free[:1], np.broadcast_to(fixed, (len(fixed), *np.shape(free)[1:]))])
+        return free
+
+    def _start(self, family: str, outcome: int) -> np.ndarray:
+        values, counts = self._data[outcome]
+        typical = float(np.exp(np.average(np.log(np.maximum(values, self.resolution_days)), weights=counts))) if counts.sum() else 30.0
+        return np.array([math.log(typical), 0.0][:self._free(family, "won" if outcome == WON else "lost")])
+
+    def _objective(self, won: str, lost: str | None, with_p: bool):  # noqa: ANN202 - a function
+        """The negative log-likelihood and its central-difference gradient, computed in one vectorised call."""
+        def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            k = len(theta)
+            steps = _GRADIENT_STEP * np.hstack([np.zeros((k, 1)), np.eye(k), -np.eye(k)])
+            values = self._nll(theta[:, None] + steps, won, lost, with_p)
+            return float(values[0]), (values[1:k + 1] - values[k + 1:]) / (2 * _GRADIENT_STEP)
+        return objective
+
+    def _fit_one(self, won: str, lost: str | None, cured: bool) -> dict:
+        with_p = lost is not None or cured
+        share = self.n_won_ / max(self.n_won_ + self.n_lost_, 1) if lost is not None else 0.5
+        start = [special.logit(min(max(share, 0.01), 0.99))] if with_p else []
+        start = np.concatenate([start, self._start(won, WON)] + ([self._start(lost, LOST)] if lost else []))
+        objective = self._objective(won, lost, with_p)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            result = optimize.minimize(objective, start, jac=True, method="L-BFGS-B", bounds=[(-25, 25)] * len(start))
+        return {"theta": result.x, "nll": float(result.fun), "aic": 2 * len(start) + 2 * float(result.fun),
+                "won": won, "lost": lost, "with_p": with_p}
+
+    def _fit_mixture(self) -> None:
+        has_lost = self.n_lost_ > 0
+        if self.shapes:
+            won_families = (self.shapes["won"][0],)
+            lost_families = (self.shapes["lost"][0],) if has_lost and "lost" in self.shapes else (None,)
+        else:
+            won_families, lost_families = self.families, (self.families if has_lost else (None,))
+        first_lost = "lognormal" if has_lost and "lognormal" in lost_families else lost_families[0]
+        fits = {(w, first_lost): self._fit_one(w, first_lost, self.cure) for w in won_families}
+        best_won = min(fits.values(), key=lambda f: f["aic"])["won"]
+        for l in lost_families:
+            if (best_won, l) not in fits:
+                fits[(best_won, l)] = self._fit_one(best_won, l, self.cure)
+        self.candidates_ = {f"{w}/{l}" if l else w: f["aic"] for (w, l), f in fits.items()}
+        best = min(fits.values(), key=lambda f: f["aic"])
+        self.model_ = "competing_risks" if has_lost else ("cure" if self.cure else "no_cure")
+        if self.cure and not has_lost:
+            no_cure = self._fit_one(best["won"], None, False)
+            self.no_cure_aic_ = no_cure["aic"]
+            if no_cure["aic"] < best["aic"]:
+                best, self.model_ = no_cure, "no_cure"
+        else:
+            self.no_cure_aic_ = None
+        self._best = best
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            gradient = self._objective(best["won"], best["lost"], best["with_p"])
+            curvature = np.atleast_2d(optimize.approx_fprime(best["theta"], lambda t: gradient(t)[1], 1e-4))
+            curvature = (curvature + curvature.T) / 2
+        self.covariance_ = np.linalg.pinv(curvature)
+        self.aic_ = best["aic"]
+        self.mixture_p_ = float(special.expit(best["theta"][0])) if best["with_p"] else 1.0
+        k_won = self._free(best["won"], "won")
+        offset = 1 if best["with_p"] else 0
+        self.won_family_, self.lost_family_ = best["won"], best["lost"]
+        self.won_params_ = self._full(best["won"], best["theta"][offset:offset + k_won], "won")
+        self.lost_params_ = self._full(best["lost"], best["theta"][offset + k_won:], "lost") if best["lost"] else None
+        self.won_ = _frozen(self.won_family_, self.won_params_)
+        self.lost_ = _frozen(self.lost_family_, self.lost_params_) if self.lost_family_ else None
+
+    # ----- the won rate -----
+
+    def _fit_aalen_johansen(self, t: np.ndarray, outcome: np.ndarray, rng: np.random.Generator) -> None:
+        estimate = aalen_johansen(t, outcome)
+        events = np.flatnonzero(np.isin(estimate["times"], t[outcome != OPEN]))
+        last = events[-1]
+        self.horizon_days_ = float(estimate["times"][last])
+        self.cif_won_, self.cif_lost_ = float(estimate["won"][last, 0]), float(estimate["lost"][last, 0])
+        self.open_at_horizon_ = float(estimate["open"][last, 0])
+        self.tail_win_ = (self.tail_from or self).conditional_win_probability(self.horizon_days_)
+        self.rate_ = self.cif_won_ + self.open_at_horizon_ * self.tail_win_
+        cells, index = np.unique(np.column_stack([t, outcome]), axis=0, return_inverse=True)
+        index = index.ravel()
+        rows = np.bincount(index, minlength=len(cells)).astype(float)
+        weights = rng.poisson(rows[:, None], size=(len(cells), self.n_bootstrap)).astype(float)
+        replicate = aalen_johansen(cells[:, 0], cells[:, 1].astype(int), weights)
+        position = np.searchsorted(replicate["times"], self.horizon_days_)
+        tail_draws = (self.tail_from or self).conditional_win_draws(self.horizon_days_, self.n_bootstrap, rng)
+        self.rate_draws_ = np.clip(replicate["won"][position] + replicate["open"][position] * tail_draws, 0.0, 1.0)
+        tail = (1 - self.confidence) / 2
+        self.rate_interval_ = [float(np.quantile(self.rate_draws_, tail)), float(np.quantile(self.rate_draws_, 1 - tail))]
+        n = self.n_
+        clipped = np.clip(self.rate_draws_, 0.5 / (n + 1), 1 - 0.5 / (n + 1))
+        binomial = 1 / math.sqrt((n + 1) * 0.25) if not 0 < self.rate_ < 1 else 1 / math.sqrt(n * self.rate_ * (1 - self.rate_))
+        self.rate_logit_se_ = float(max(np.std(special.logit(clipped)), binomial))
+
+    def shapes_(self) -> dict[str, tuple[str, np.ndarray]]:
+        """The fitted families and parameters per outcome, to fix a group's families (``shapes``)."""
+        shapes = {"won": (self.won_family_, self.won_params_)}
+        if self.lost_family_:
+            shapes["lost"] = (self.lost_family_, self.lost_params_)
+        return shapes
+
+    def params_(self, outcome: str) -> np.ndarray | None:
+        """The fitted parameters of the time to ``outcome`` (θ₀ log scale, θ₁ log shape); None without that time."""
+        return self.won_params_ if outcome == "won" else self.lost_params_
+
+    def conditional_win_draws(self, age: float, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` draws of ``conditional_win_probability(age)`` from the fit's uncertainty (normal approximation)."""
+        theta = rng.multivariate_normal(self._best["theta"], self.covariance_, size=n, method="eigh", check_valid="ignore").T
+        p = special.expit(theta[0]) if self._best["with_p"] else np.ones(n)
+        draws = self._theta_draws_from(theta)
+        distribution, args = _unfrozen(self.won_family_, draws["won"])
+        won = p * distribution.sf(age, *args)
+        if "lost" in draws:
+            distribution, args = _unfrozen(self.lost_family_, draws["lost"])
+            lost = (1 - p) * distribution.sf(age, *args)
+        else:
+            lost = 1 - p
+        total = won + lost
+        return np.divide(won, total, out=np.zeros(n), where=total > 0)
+
+    def conditional_win_probability(self, age: float) -> float:
+        """The chance that a row still open at ``age`` days ends won (the forecast of an open deal)."""
+        won = self.mixture_p_ * float(self.won_.sf(age))
+        lost = (1 - self.mixture_p_) * (float(self.lost_.sf(age)) if self.lost_ is not None else 1.0)
+        return won / (won + lost) if won + lost > 0 else 0.0
+
+    def conditional_remaining_days(self, age: float, q: float = 0.5, outcome: str = "won") -> float:
+        """The ``q`` quantile of the days left until an open row of ``age`` days ends with ``outcome``, given it does."""
+        frozen = self.won_ if outcome == "won" else self.lost_
+        return float(frozen.isf((1 - q) * frozen.sf(age)) - age)
+
+    # ----- outputs -----
+
+    def won_distribution(self) -> dict:
+        return scenario_distribution(self.won_family_, self.won_)
+
+    def lost_distribution(self) -> dict | None:
+        return scenario_distribution(self.lost_family_, self.lost_) if self.lost_ is not None else None
+
+    def _theta_draws(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """``n`` joint draws (columns) of each outcome's full parameters, from the fit's normal approximation."""
+        return self._theta_draws_from(rng.multivariate_normal(self._best["theta"], self.covariance_, size=n, method="eigh",
+                                                              check_valid="ignore").T)
+
+    def _theta_draws_from(self, draws: np.ndarray) -> dict[str, np.ndarray]:
+        """Each outcome's full parameters (rows) from draws (columns) of the fitted vector."""
+        offset = 1 if self._best["with_p"] else 0
+        k_won = self._free(self.won_family_, "won")
+        out = {"won": self._full(self.won_family_, draws[offset:offset + k_won], "won")}
+        if self.lost_family_:
+            out["lost"] = self._full(self.lost_family_, draws[offset + k_won:], "lost")
+        return out
+
+    def parameter_draws(self, n: int, rng: np.random.Generator) -> list[dict[str, dict]]:
+        """``n`` joint draws of the time-to-win (and time-to-lose) distributions, in the scenario format."""
+        draws = self._theta_draws(n, rng)
+        families = {"won": self.won_family_, "lost": self.lost_family_}
+        return [{outcome: _distribution_dict(families[outcome], theta[:, i]) for outcome, theta in draws.items()} for i in range(n)]
+
+    def _quantile_interval(self, outcome: str, q: float) -> list[float]:
+        """Interval of a quantile of the time to ``outcome``, from 400 seeded draws of the parameters."""
+        theta = self._theta_draws(400, np.random.default_rng(self.seed))[outcome]
+        distribution, args = _unfrozen(self.won_family_ if outcome == "won" else self.lost_family_, theta)
+        values = distribution.ppf(q, *args)
+        tail = (1 - self.confidence) / 2
+        return [float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))]
+
+    def _duration_dict(self, outcome: str) -> dict | None:
+        frozen = self.won_ if outcome == "won" else self.lost_
+        if frozen is None:
+            return None
+        return {"distribution": scenario_distribution(self.won_family_ if outcome == "won" else self.lost_family_, frozen),
+                "median": float(frozen.median()), "median_interval": self._quantile_interval(outcome, 0.5),
+                "p90": float(frozen.ppf(0.9)), "p90_interval": self._quantile_interval(outcome, 0.9),
+                "n_events": self.n_won_ if outcome == "won" else self.n_lost_,
+                "shape": "pooled" if outcome in self.fixed else "own"}
+
+    def to_dict(self) -> dict:
+        out = {
+            "rate": self.rate_, "interval": self.rate_interval_,
+            "aalen_johansen": {"horizon_days": self.horizon_days_, "won": self.cif_won_, "lost": self.cif_lost_,
+                               "open": self.open_at_horizon_, "open_rows_win_chance": self.tail_win_},
+            "rows": self.n_, "won": self.n_won_, "lost": self.n_lost_, "open": self.n_open_,
+        }
+        if self.tail_from is not None:
+            return {**out, "times": "not fitted: the open rows' chance of winning is the pooled fit's"}
+        p_se = math.sqrt(max(self.covariance_[0, 0], 0.0)) if self._best["with_p"] else 0.0
+        logit_p = special.logit(self.mixture_p_) if self._best["with_p"] else math.inf
+        z = _z(self.confidence)
+        return {
+            **out,
+            "outcome_model": self.model_,
+            "mixture": {"p_ever_won": self.mixture_p_,
+                        "interval": [float(special.expit(logit_p - z * p_se)), float(special.expit(logit_p + z * p_se))] if self._best["with_p"] else [1.0, 1.0],
+                        "aic": self.aic_, "aic_no_cure": self.no_cure_aic_, "aic_by_families": self.candidates_},
+            "time_to_win": self._duration_dict("won"),
+            "time_to_lose": self._duration_dict("lost"),
+        }
+
+
+def _distribution_dict(family: str, theta: np.ndarray) -> dict:
+    """Unconstrained parameters (θ₀ = log scale or lognormal μ, θ₁ = log shape) in the scenario's format."""
+    if family == "exponential":
+        return {"dist": "exponential", "mean": float(math.exp(theta[0]))}
+    if family == "lognormal":
+        return {"dist": "lognormal", "mu": float(theta[0]), "sigma": float(math.exp(theta[1]))}
+    return {"dist": family, "shape": float(math.exp(theta[1])), "scale": float(math.exp(theta[0]))}
 
 
 class DurationFit:
@@ -219,7 +600,7 @@ def scenario_distribution(family: str, frozen) -> dict:  # noqa: ANN001 - a froz
         return {"dist": "gamma", "shape": float(shape), "scale": float(scale)}
     if family == "lognormal":
         return {"dist": "lognormal", "mu": float(np.log(scale)), "sigma": float(shape)}
-    return {"dist": "weibull", "shape": float(shape), "scale": float(scale)}
+    return {"dist": family, "shape": float(shape), "scale": float(scale)}
 
 
 class AmountFit:
@@ -244,7 +625,7 @@ class AmountFit:
             self.distribution_ = {"dist": "empirical", "values": sorted(float(a) for a in amounts)}
             self.family_ = "empirical"
         else:
-            fit = DurationFit(resolution_days=1e-9, seed=self.seed).fit(amounts, np.ones(self.n_, dtype=bool))
+            fit = DurationFit(FINITE_MEAN_FAMILIES, resolution_days=1e-9, seed=self.seed).fit(amounts, np.ones(self.n_, dtype=bool))
             self.distribution_, self.family_ = fit.distribution(), fit.family_
         return self
 
@@ -312,13 +693,23 @@ class ArrivalModel:
         self.months_ = len(months)
         return self
 
-    def monthly_volume(self, month: pd.Period) -> tuple[float, list[float]]:
-        """Leads in a month of average length at ``month`` (without seasonality), with its interval."""
-        offset = (month - self.start_month_).n - self._centre
+    def _level_vector(self, month: pd.Period) -> np.ndarray:
         vector = np.zeros(len(self.coef_))
         vector[0] = 1.0
         if self.has_trend_:
-            vector[1] = offset
+            vector[1] = (month - self.start_month_).n - self._centre
+        return vector
+
+    def volume_draws(self, month: pd.Period, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` draws of ``monthly_volume(month)`` from the regression's normal approximation (log scale)."""
+        vector = self._level_vector(month)
+        se = math.sqrt(max(float(vector @ self.cov_ @ vector), 0.0))
+        log_rate = float(vector @ self.coef_) + se * rng.standard_normal(n)
+        return self._mean_season * DAYS_PER_MONTH * np.exp(np.minimum(log_rate, _MAX_EXPONENT - 10))
+
+    def monthly_volume(self, month: pd.Period) -> tuple[float, list[float]]:
+        """Leads in a month of average length at ``month`` (without seasonality), with its interval."""
+        vector = self._level_vector(month)
         log_rate = float(vector @ self.coef_)
         se = math.sqrt(max(float(vector @ self.cov_ @ vector), 0.0))
         z = _z(self.confidence)

@@ -57,6 +57,21 @@ class Columns(_Strict):
     cycle_days: str | None = Field(default=None, description="created → closed in days, for exports without dates")
 
 
+class NumberFormat(_Strict):
+    """How the export writes numbers: ``12,500.00`` is ``{thousands: ",", decimal: "."}``, ``12.500,00`` is
+    ``{thousands: ".", decimal: ","}``, ``12 500`` is ``{thousands: " "}`` (any space, also a no-break one).
+    Currency symbols (``$``, ``€``, …) and three-letter codes (``USD``) before or after the number are dropped."""
+
+    decimal: Literal[".", ","] = "."
+    thousands: Literal[",", ".", " ", "'"] | None = None
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "NumberFormat":
+        if self.thousands == self.decimal:
+            raise ValueError(f"number_format: thousands and decimal are both {self.decimal!r}")
+        return self
+
+
 class Join(_Strict):
     """A second file joined to the export on a key (an outer join: rows of either file without a partner are
     reported). ``indicator`` names a column added to the joined rows, holding ``both``, ``left_only`` (only in
@@ -96,8 +111,9 @@ class Mapping(_Strict):
     undated: bool = Field(default=False, description="the export has no dates: no arrivals, cycle time from cycle_days")
     row_ids: bool = Field(default=False, description="the export has no id column: rows are numbered 1, 2, …")
     require_amount_for_won: bool = Field(
-        default=True, description="quarantine won rows without a positive amount (when amount is mapped)"
+        default=True, description="report won rows without a positive amount (left out of the deal-size fit only)"
     )
+    number_format: NumberFormat = Field(default_factory=NumberFormat, description="separators of amounts and cycle_days")
     lost_after_days: PositiveFloat | None = Field(
         default=None, description="an open row older than this at the as-of date counts as lost (exports without lost records)"
     )

@@ -19,6 +19,8 @@ from calibration.mapping import CalibrationError, FileOptions, Mapping
 ROW = "row"
 #: Column added when a second file is joined: its own 1-based data row.
 JOINED_ROW = "joined_row"
+#: Separators a header is checked for when it reads as a single column.
+SEPARATORS = (";", "\t", "|", ",")
 #: Name of the join's match column when the mapping does not name one.
 JOIN_MATCH = "join_match"
 
@@ -63,6 +65,12 @@ def read_csv_text(path: Path, options: FileOptions) -> tuple[pd.DataFrame, str]:
         )
     except pd.errors.ParserError as error:
         raise CalibrationError(str(path), [f"not readable as CSV with separator {options.separator!r}: {error}"]) from None
+    if len(frame.columns) == 1:
+        header = str(frame.columns[0])
+        likely = [sep for sep in SEPARATORS if sep != options.separator and sep in header]
+        if likely:
+            raise CalibrationError(str(path), [f"the header {header[:60]!r} reads as one column: looks "
+                                               f"`{likely[0].encode('unicode_escape').decode()}`-separated: set `file.separator`"])
     if frame.empty:
         raise CalibrationError(str(path), ["no data rows: the file has a header only"])
     frame.columns = [str(column).strip() for column in frame.columns]

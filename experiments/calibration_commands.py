@@ -14,10 +14,13 @@ from rich.table import Table
 
 from calibration import Calibration, CalibrationError, audit, load_mapping, read_export, read_roster
 from experiments.backtest import run_backtest
+from experiments.cells import write_atomically
 from experiments.crm_generator import generate_crm as generate_export
 from scenarios import ScenarioError, load_scenario
 
 console = Console()
+#: The pipeline snapshot written beside calibration.json (the fragment's ``initial_state.pipeline``).
+PIPELINE = "pipeline.csv"
 ExportArg = Annotated[Path, typer.Argument(help="the CRM export (CSV)")]
 MappingOpt = Annotated[str, typer.Option("--mapping", "-m", help="a mapping file, or the name of a shipped one")]
 OutOpt = Annotated[Path, typer.Option(help="output folder")]
@@ -38,7 +41,8 @@ def calibrate(
     out: OutOpt = Path("runs/calibration"),
 ) -> None:
     """Audit a CRM export and fit its funnel: writes audit.json and quarantine.csv (first, so that they are there
-    when the fit fails), then calibration.json."""
+    when the fit fails), then pipeline.csv (open deals, waiting leads and reps at the as-of date) and
+    calibration.json, whose scenario fragment names it."""
     try:
         source, model = load_mapping(mapping)
         raw = read_export(export, model, source)
@@ -47,18 +51,22 @@ def calibrate(
     except CalibrationError as error:
         raise _fail(error.source, error.problems) from None
     out.mkdir(parents=True, exist_ok=True)
-    (out / "audit.json").write_text(json.dumps(checked.to_dict(), indent=2) + "\n", encoding="utf-8")
-    checked.quarantine.to_csv(out / "quarantine.csv", index=False)
+    write_atomically(out / "audit.json", json.dumps(checked.to_dict(), indent=2) + "\n")
+    write_atomically(out / "quarantine.csv", checked.quarantine_rows().to_csv(index=False))
     try:
         fitted = Calibration().fit(checked, reps)
     except CalibrationError as error:
         raise _fail(error.source, [f"{problem}; see {out / 'audit.json'} and {out / 'quarantine.csv'}" for problem in error.problems]) from None
-    calibration = fitted.to_dict()
-    (out / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
+    snapshot = fitted.snapshot(checked.used, reps)
+    calibration = fitted.to_dict(snapshot=PIPELINE if not snapshot.empty else None)
+    if not snapshot.empty:
+        write_atomically(out / PIPELINE, snapshot.to_csv(index=False))
+    write_atomically(out / "calibration.json", json.dumps(calibration, indent=2, allow_nan=False) + "\n")
     console.print(_summary(calibration))
     for note in _notes(calibration):
         console.print(note, highlight=False)
-    console.print(f"wrote {out / 'calibration.json'}, {out / 'audit.json'}, {out / 'quarantine.csv'}", highlight=False)
+    written = ["calibration.json", "audit.json", "quarantine.csv"] + ([PIPELINE] if not snapshot.empty else [])
+    console.print(f"wrote {', '.join(str(out / name) for name in written)}", highlight=False)
 
 
 def _summary(calibration: dict) -> Table:
@@ -74,29 +82,34 @@ def _summary(calibration: dict) -> Table:
     won = kpis["won_among_closed"]
     table.add_row(f"won among closed, from {calibration['data']['entry']}", f"{won['rate']:.1%}",
                   f"{won['interval'][0]:.1%}–{won['interval'][1]:.1%} / {won['closed']:,}")
-    label, duration = _headline_duration(calibration)
-    if duration:
+    last_name, last = list(calibration["spans"].items())[-1]
+    pooled = last["pooled"]
+    if pooled.get("time_to_win"):
+        label = "ever won" if pooled["outcome_model"] in ("cure", "no_cure") else "won"
+        table.add_row(f"{label} ({pooled['outcome_model'].replace('_', ' ')})", f"{pooled['rate']:.1%}",
+                      f"{pooled['interval'][0]:.1%}–{pooled['interval'][1]:.1%} / {pooled['rows']:,}")
+        for outcome, key in (("win", "time_to_win"), ("lose", "time_to_lose")):
+            if pooled.get(key):
+                times = pooled[key]
+                table.add_row(f"days {last['from']}→{outcome}, median", _days(times["median"]),
+                              f"{_days(times['median_interval'][0])}–{_days(times['median_interval'][1])} / {times['n_events']:,}")
+        table.add_row("  open at the as-of date", f"{pooled['open']:,}", "")
+    elif calibration["cycle_days"]:
+        duration = calibration["cycle_days"]
         km = duration["kaplan_meier"]
-        table.add_row(f"days {label}, median", _days(km["median"]),
-                      f"{_days(km['median_interval'][0])}–{_days(km['median_interval'][1])} / "
-                      f"{duration['n_events']:,}+{duration['n_censored']:,} open")
-        table.add_row(f"  fitted {duration['distribution']['dist']}: median, P90", f"{duration['median']:.1f}, {duration['p90']:.1f}", "")
+        table.add_row("days created→closed, median", _days(km["median"]),
+                      f"{_days(km['median_interval'][0])}–{_days(km['median_interval'][1])} / {duration['n_events']:,}")
     for span_name, span in calibration["spans"].items():
-        pooled = span["rate"]["pooled"]
-        table.add_row(f"rate {span_name}", f"{pooled['rate']:.1%}", f"{pooled['interval'][0]:.1%}–{pooled['interval'][1]:.1%} / {pooled['trials']:,}")
+        pooled = span["pooled"]
+        interval = pooled.get("interval")
+        table.add_row(f"rate {span_name}", f"{pooled['rate']:.1%}",
+                      (f"{interval[0]:.1%}–{interval[1]:.1%} / " if interval else "") + f"{span['rows']['used']:,}" if "rows" in span else "")
+    for fit, rows in calibration["audit"].get("fits", {}).items():
+        if rows["not_usable"]:
+            table.add_row(f"  {fit}: rows not usable", f"{rows['not_usable']:,}", f"of {rows['entered']:,}")
     for name, source in calibration["arrivals"]["lead_sources"].items():
         table.add_row(f"leads/month {name}", f"{source['monthly_volume']:,.0f}", f"trend {source['trend']:+.1%} / {source['n']:,}")
     return table
-
-
-def _headline_duration(calibration: dict) -> tuple[str, dict | None]:
-    """The time from the last observed step before won to the close (opportunity → won or lost, for a funnel
-    that observes opportunities); created → closed only when no such span was fitted (undated exports). For
-    exports entering at the lead, created → closed is mostly leads disqualified at arrival, a median of 0 days."""
-    last = list(calibration["spans"].values())[-1]
-    if last.get("duration"):
-        return f"{last['from']}→close", last["duration"]
-    return "created→closed", calibration["cycle_days"]
 
 
 def _notes(calibration: dict) -> list[str]:

@@ -87,6 +87,27 @@ class Weibull(Frozen):
         return self.scale * gamma(1.0 + 1.0 / self.shape)
 
 
+class Loglogistic(Frozen):
+    """Log-logistic (Fisk) with shape c and scale α (the median): P(X ≤ x) = 1 / (1 + (x/α)^−c)."""
+
+    dist: Literal["loglogistic"]
+    shape: PositiveFloat
+    scale: PositiveFloat
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        u = np.asarray(u, dtype=float)
+        return self.scale * (u / (1.0 - u)) ** (1.0 / self.shape)
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        return special.expit(self.shape * (np.log(np.maximum(np.asarray(x, dtype=float), 1e-300)) - np.log(self.scale)))
+
+    def expected(self) -> float:
+        """The mean, infinite for a shape of 1 or less (a tail too heavy for one)."""
+        if self.shape <= 1:
+            return float("inf")
+        return float(self.scale * (np.pi / self.shape) / np.sin(np.pi / self.shape))
+
+
 class Empirical(Frozen):
     """Resampling of observed values (each equally likely)."""
 
@@ -136,5 +157,5 @@ def remaining_ppf(distribution: "Distribution", u: np.ndarray, age: np.ndarray) 
 
 
 Distribution = Annotated[
-    Union[Exponential, Gamma, Lognormal, Weibull, Empirical, Fixed], Field(discriminator="dist")
+    Union[Exponential, Gamma, Lognormal, Weibull, Loglogistic, Empirical, Fixed], Field(discriminator="dist")
 ]

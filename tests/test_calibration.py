@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from calibration import Calibration, CalibrationError, apply_calibration, audit, load_mapping, read_export, read_roster
-from calibration.estimators import BetaBinomialRate, DurationFit
+from calibration.estimators import DurationFit, PooledRates
 from experiments.backtest import run_backtest
 from experiments.cli import app
 from experiments.crm_generator import generate_crm, history_scenario
@@ -30,7 +30,7 @@ def _coverage(draw_truth, data_sets: int = 400, seed: int = 11) -> np.ndarray:
     hits = []
     for _ in range(data_sets):
         truth = draw_truth(rng)
-        fit = BetaBinomialRate().fit(pd.Series(rng.binomial(TRIALS, truth)), pd.Series(TRIALS))
+        fit = PooledRates.from_counts(pd.Series(rng.binomial(TRIALS, truth)), pd.Series(TRIALS), n_draws=2000)
         hits.append(((fit.by_group_["lower"] <= truth) & (truth <= fit.by_group_["upper"])).to_numpy())
     return np.mean(hits, axis=0)
 
@@ -49,10 +49,16 @@ def test_well_measured_segments_keep_nominal_coverage_at_fixed_rates():
     assert coverage[1] >= 0.92 and coverage[2] >= 0.92, coverage
 
 
-def test_small_groups_shrink_toward_the_pooled_rate():
-    fit = BetaBinomialRate().fit(pd.Series([1, 300]), pd.Series([2, 1000]))
-    small = fit.by_group_.iloc[0]
-    assert abs(small["rate"] - fit.pooled_) < abs(small["observed"] - fit.pooled_)
+def test_small_groups_shrink_toward_the_others_and_large_ones_keep_their_own_rate():
+    """Pooling strength is estimated: a 12-trial group is pulled toward the others, a 5,000-trial one keeps its
+    own rate to within 0.005, and the between-group spread is reported."""
+    fit = PooledRates.from_counts(pd.Series([1, 150, 400, 1500]), pd.Series([12, 1000, 1000, 5000]))
+    small, large = fit.by_group_.iloc[0], fit.by_group_.iloc[3]
+    others = fit.by_group_["observed"].iloc[1:].mean()
+    assert abs(small["rate"] - others) < abs(small["observed"] - others)
+    assert small["shrinkage"] > 0.3 and large["shrinkage"] < 0.05
+    assert abs(large["rate"] - large["observed"]) < 0.005
+    assert fit.spread_["tau_interval"][0] < fit.spread_["tau_median"] < fit.spread_["tau_interval"][1]
 
 
 def _censored_sample(seed: int, n: int = 6000):
@@ -101,7 +107,9 @@ def test_generated_export_median_cycle_within_5_percent_with_a_third_open(tmp_pa
     """A generated export calibrated as of 2027-03-22, a month before its end (closes after the as-of date are
     forgotten, so those deals are open): about a third of the opportunities are open, and the fitted median of
     opportunity → close lies within 5% of the gamma's median and of the median of the same deals' full durations
-    in the engine's log. The median of the closed deals alone, or a fit to them alone, is about 20% short."""
+    in the engine's log, for the time to win and the time to lose alike (the engine draws both from the same gamma
+    here), and the won rate's interval holds the stage's 0.6. The median of the closed deals alone, or a fit to
+    them alone, is about 20% short."""
     from scipy import stats
 
     from engine import run_replication
@@ -128,11 +136,12 @@ def test_generated_export_median_cycle_within_5_percent_with_a_third_open(tmp_pa
     sample_truth = float(np.median(full))
     assert abs(sample_truth / truth - 1) < 0.05
 
-    duration = fitted.spans_["opportunity→won"]["duration"]
-    assert duration["n_censored"] == int(is_open.sum())
-    for estimate in (duration["median"], duration["kaplan_meier"]["median"]):
+    pooled = fitted.spans_["opportunity→won"]["pooled"]
+    assert pooled["open"] == int(is_open.sum())
+    for estimate in (pooled["time_to_win"]["median"], pooled["time_to_lose"]["median"]):
         assert abs(estimate / truth - 1) < 0.05, (estimate, truth)
         assert abs(estimate / sample_truth - 1) < 0.05, (estimate, sample_truth)
+    assert pooled["interval"][0] <= 0.6 <= pooled["interval"][1], pooled["interval"]
 
     closed = opportunities[~is_open]
     closed_days = ((closed["closed_at"] - closed["opportunity_at"]) / pd.Timedelta(days=1)).to_numpy()
@@ -232,11 +241,22 @@ def test_calibrate_command_writes_files_and_rows_add_up(generated, tmp_path):
     audit_file = json.loads((out / "audit.json").read_text())
     assert audit_file["rows_in"] == audit_file["used"] + audit_file["quarantined"]
     assert len(calibration["data"]["sha256"]) == 64
-    assert set(calibration["scenario"]) == {"segments", "lead_sources", "funnel"}
+    assert set(calibration["scenario"]) == {"segments", "lead_sources", "funnel", "initial_state"}
+    assert calibration["scenario"]["initial_state"] == {"pipeline": "pipeline.csv"}
+    pipeline = pd.read_csv(out / "pipeline.csv", keep_default_na=False)
+    assert list(pipeline.columns) == ["kind", "id", "segment", "territory", "stage", "age_days", "amount", "owner", "role", "tenure_months"]
+    _, _, _, checked, _ = generated
+    used = checked.used
+    open_opportunities = used["outcome"].eq("open") & used["opportunity_at"].notna()
+    deals = pipeline[pipeline["kind"].eq("opportunity") & pipeline["stage"].eq("close")]
+    assert set(deals["id"]) == set(used.loc[open_opportunities, "id"])
+    assert (deals["age_days"].astype(float) > 0).all()
+    assert set(pipeline["kind"]) == {"opportunity", "lead", "rep"}
+    assert len(calibration["parameter_draws"]) == 200
     assert any("arrivals are measured up to 2027-06-30" in note for note in audit_file["notes"])
     for name, source in calibration["arrivals"]["lead_sources"].items():
         assert source["trend"] == pytest.approx(fitted.arrivals_[name]["trend"], abs=1e-6), name
-    assert "days opportunity→close, median" in result.output
+    assert "days opportunity→win, median" in result.output
     assert max(len(line) for line in result.output.splitlines() if not line.startswith("note:")) <= 80
 
 
@@ -371,9 +391,16 @@ def test_every_bad_row_is_quarantined_with_its_reason(tmp_path):
     checked = audit(read_export(export, mapping, source), mapping)
     reasons = dict(zip(checked.quarantine["row"], checked.quarantine["reason"]))
     assert reasons == {2: "duplicate_row", 3: "closed_before_created", 4: "unknown_outcome", 5: "bad_date",
-                       6: "won_without_amount", 7: "closed_without_date", 9: "bad_amount"}
+                       7: "closed_without_date"}
     assert checked.summary["rows_in"] == checked.summary["used"] + checked.summary["quarantined"] == 10
     assert all(checked.quarantine["detail"].str.len() > 0)
+    # a bad amount leaves the row in every fit but the deal-size one
+    fields = dict(zip(checked.field_quarantine["row"], checked.field_quarantine["reason"]))
+    assert fields == {6: "won_without_amount", 9: "bad_amount"}
+    assert checked.summary["field_issues"] == {"amount": {"won_without_amount": 1, "bad_amount": 1}}
+    assert {6, 9} <= set(checked.used["row"])
+    listed = checked.quarantine_rows()
+    assert list(listed["scope"]) == ["row"] * 5 + ["amount"] * 2
 
 
 def test_roster_errors_name_row_and_column(tmp_path):

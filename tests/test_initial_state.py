@@ -4,6 +4,7 @@ their tenure, bad snapshots are refused row by row, and scenarios without a snap
 from __future__ import annotations
 
 import copy
+import typing
 import subprocess
 import sys
 
@@ -168,3 +169,32 @@ def test_the_start_state_is_reproducible_and_every_item_ends_in_one_state(tmp_pa
         assert first.monthly.equals(second.monthly) and first.states.equals(second.states)
     snapshot_run = simulate(load_scenario(write_case(tmp_path, rows)), 1, seed=9)
     assert snapshot_run.states.iloc[0].sum() == 70  # no new leads: the 40 deals and 30 waiting leads
+
+
+EXAMPLES = {
+    "exponential": {"mean": 5.0}, "gamma": {"shape": 2.0, "scale": 3.0}, "lognormal": {"mu": 2.0, "sigma": 0.7},
+    "weibull": {"shape": 1.5, "scale": 8.0}, "loglogistic": {"shape": 2.5, "scale": 10.0},
+    "empirical": {"values": [1.0, 2.0, 2.0, 7.0]}, "fixed": {"value": 4.0},
+}
+
+
+def test_every_distribution_has_a_cdf_that_its_conditional_draws_respect():
+    """Every distribution a scenario can name (a new one must be added here) has a cdf that inverts its ppf, and
+    draws given survival past an age never fall before it: the remaining time's law is the truncated one."""
+    from pydantic import TypeAdapter
+
+    from scenarios.distributions import Distribution, remaining_ppf
+
+    union = typing.get_args(typing.get_args(Distribution)[0])
+    assert {cls.model_fields["dist"].annotation.__args__[0] for cls in union} == set(EXAMPLES)
+    u = np.random.default_rng(0).random(20_000)
+    for name, params in EXAMPLES.items():
+        distribution = TypeAdapter(Distribution).validate_python({"dist": name, **params})
+        values = distribution.ppf(u)
+        assert np.all(distribution.cdf(values) >= u - 1e-9), name
+        age = float(np.median(values))
+        remaining = remaining_ppf(distribution, u, np.full(len(u), age))
+        if name not in ("fixed", "empirical"):
+            survivors = values[values > age] - age
+            assert np.all(remaining >= 0)
+            assert abs(np.median(remaining) - np.median(survivors)) < 0.05 * np.median(survivors), name
