@@ -1,4 +1,4 @@
-"""The ``calibrate``, ``backtest`` and ``generate-crm`` commands: files in, files out, one-line errors."""
+"""The ``calibrate`` and ``generate-crm`` commands: files in, files out, one-line errors."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.table import Table
 
 from calibration import Calibration, CalibrationError, audit, load_mapping, read_export, read_roster
-from experiments.backtest import run_backtest
 from experiments.cells import write_atomically
 from experiments.crm_generator import generate_crm as generate_export
 from scenarios import ScenarioError, load_scenario
@@ -118,41 +117,6 @@ def _notes(calibration: dict) -> list[str]:
 
 def _days(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}"
-
-
-def backtest(
-    export: ExportArg,
-    mapping: MappingOpt,
-    cut: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="fit on what was known before this date")],
-    since: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"], help="use only rows created from this date")] = None,
-    end: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"], help="last month compared; default: last full month with a close")] = None,
-    replications: Annotated[int, typer.Option("--replications", "-n", min=1)] = 20,
-    seed: Annotated[int, typer.Option(min=0)] = 0,
-    workers: Annotated[int, typer.Option(min=1)] = 1,
-    out: OutOpt = Path("runs/backtest"),
-) -> None:
-    """Fit up to a cut date, simulate forward, and compare monthly won deals and bookings with what happened."""
-    try:
-        source, model = load_mapping(mapping)
-        raw = read_export(export, model, source)
-        result = run_backtest(raw, model, cut.date(), replications, seed, end.date() if end else None,
-                              since.date() if since else None, workers)
-    except (CalibrationError, ScenarioError) as error:
-        raise _fail(error.source, error.problems) from None
-    out.mkdir(parents=True, exist_ok=True)
-    result.monthly.to_csv(out / "backtest_monthly.csv", index=False)
-    (out / "backtest.json").write_text(json.dumps(result.metrics, indent=2) + "\n", encoding="utf-8")
-    (out / "calibration.json").write_text(json.dumps(result.calibration, indent=2) + "\n", encoding="utf-8")
-    table = Table(title=f"back-test from {result.metrics['cut']}, {result.metrics['months']} months")
-    for column in ("measure", "MAPE", "bias", "inside P10–P90", "actual", "forecast"):
-        table.add_column(column, justify="left" if column == "measure" else "right")
-    for measure in ("won", "bookings"):
-        if measure in result.metrics:
-            m = result.metrics[measure]
-            table.add_row(measure, "–" if m["mape"] is None else f"{m['mape']:.1%}", "–" if m["bias"] is None else f"{m['bias']:+.1%}",
-                          f"{m['inside_p10_p90']:.0%}", f"{m['actual_total']:,.0f}", f"{m['forecast_total']:,.0f}")
-    console.print(table)
-    console.print(f"wrote {out / 'backtest_monthly.csv'}, {out / 'backtest.json'}, {out / 'calibration.json'}", highlight=False)
 
 
 def generate_crm(

@@ -13,8 +13,9 @@ from rich.table import Table
 from engine import Results
 from experiments.analysis_commands import compare, report
 from experiments.automation_command import automation
-from experiments.calibration_commands import backtest, calibrate, generate_crm
+from experiments.calibration_commands import calibrate, generate_crm
 from experiments.console import load_scenario_or_exit
+from experiments.forecast_command import backtest, forecast
 from experiments.headcount_command import headcount
 from experiments.output import write_replications, write_results
 from experiments.runner import replicate
@@ -87,8 +88,8 @@ def _headline(results: Results, name: str, replications: int, months: int) -> Ta
 
 
 # The other commands, each in its own module, after simulate and scenarios in the help.
-for name, command in (("generate-crm", generate_crm), ("calibrate", calibrate), ("backtest", backtest),
-                      ("sweep", sweep), ("compare", compare), ("report", report)):
+for name, command in (("generate-crm", generate_crm), ("calibrate", calibrate), ("forecast", forecast),
+                      ("backtest", backtest), ("sweep", sweep), ("compare", compare), ("report", report)):
     app.command(name)(command)
 for name, command in (("headcount", headcount), ("territories", territories), ("automation", automation)):
     optimize_app.command(name)(command)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from calibration import Calibration, CalibrationError, apply_calibration, audit, load_mapping, read_export, read_roster
 from calibration.estimators import DurationFit, PooledRates
-from experiments.backtest import run_backtest
+from experiments.forecast import run_backtest
 from experiments.cli import app
 from experiments.crm_generator import generate_crm, history_scenario
 from scenarios import load_scenario, read_scenario_data, validate_scenario
@@ -301,9 +301,11 @@ def test_backtest_on_generated_data_is_roughly_unbiased(tmp_path):
     export, _ = generate_crm(scenario, seed=4)
     export.to_csv(tmp_path / "crm.csv", index=False)
     source, mapping = load_mapping("generated")
-    result = run_backtest(read_export(tmp_path / "crm.csv", mapping, source), mapping, date(2027, 10, 1), replications=3)
-    assert result.metrics["won"]["actual_total"] > 120
-    assert abs(result.metrics["won"]["bias"]) < 0.25, result.metrics
+    result = run_backtest(read_export(tmp_path / "crm.csv", mapping, source), mapping, [date(2027, 10, 1)], 3, tmp_path,
+                          replications=3)
+    won = result.monthly[result.monthly["measure"].eq("won")]
+    assert won["actual"].sum() > 120
+    assert abs(result.metrics["simulation"]["won"]["all"]["bias"]) < 0.25, result.metrics
 
 
 def test_rate_intervals_on_generated_exports_cover_the_truth(tmp_path):
