@@ -3,7 +3,8 @@
 ``run_replication`` is the unit of work (a pure function of scenario, seed and replication number), so that
 replications can run anywhere, in any order, and give identical results; ``simulate`` runs several in turn.
 Each replication starts from the work open on the first day (``engine.initial``): the scenario's snapshot, or a
-warm-up simulated before the start.
+warm-up simulated before the start; with parameter draws (a calibration's estimation error), replication r runs on
+draw r mod their number, the same in every scenario compared.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pandas as pd
 from engine.initial import carried_work
 from engine.results import LEAD_LOG_COLUMNS, MONTHLY_COLUMNS, SUMMARY_KPIS, LeadState, ReplicationResult, summarize, summarize_replication
 from engine.simulation import Replication
+from scenarios.loading import with_parameter_draw
 from scenarios.model import Scenario
 
 
@@ -46,6 +48,7 @@ def run_replication(
 ) -> ReplicationResult:
     """Simulate one replication; ``seed`` defaults to the scenario's; ``keep_log`` keeps one row per lead."""
     seed = scenario.seed if seed is None else seed
+    scenario = with_parameter_draw(scenario, replication)
     sim = Replication(scenario, seed, replication, carried_work(scenario, seed, replication))
     return summarize_replication(sim, sim.run(), replication, keep_log)
 

@@ -50,10 +50,13 @@ def simulate(
     set_: Annotated[list[str], typer.Option("--set", help="override a key: roles.ae.hiring_plan.2027-03=4")] = [],  # noqa: B006
     workers: Annotated[int, typer.Option(min=1, help="processes to run replications in")] = 1,
     lead_log: Annotated[bool, typer.Option("--lead-log", help="also write leads.csv, one row per lead")] = False,
+    parameter_uncertainty: Annotated[bool, typer.Option(
+        help="replications draw a calibrated scenario's parameters from the fit's uncertainty")] = True,
     track: TrackOpt = False,
     tracking_uri: TrackingUriOpt = None,
 ) -> None:
     """Simulate a scenario over its horizon and write the monthly results and their summary."""
+    set_ = [*set_, *([] if parameter_uncertainty else ["parameter_uncertainty=false"])]
     model = load_scenario_or_exit(scenario, set_)
     seed = model.seed if seed is None else seed
     with Progress(

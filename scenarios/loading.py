@@ -100,14 +100,33 @@ def _merge_calibration(data: dict[str, Any], base: Path, source: str) -> dict[st
     reference = data.pop("calibration")
     path = base / str(reference)
     try:
-        fragment = json.loads(path.read_text(encoding="utf-8"))["scenario"]
+        calibration = json.loads(path.read_text(encoding="utf-8"))
+        fragment = calibration["scenario"]
     except FileNotFoundError:
         raise ScenarioError(source, [f"calibration: no such file {str(path)!r}"]) from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
         raise ScenarioError(source, [f"calibration: {path} is not a calibration file with a 'scenario' key ({error})"]) from None
     if not isinstance(fragment, dict):
         raise ScenarioError(source, [f"calibration: {path} is not a calibration file with a 'scenario' mapping"])
-    return _deep_merge(_anchor_pipeline(fragment, path.parent), data)
+    merged = _deep_merge(_anchor_pipeline(fragment, path.parent), data)
+    draws = calibration.get("parameter_draws") or []
+    if draws and "parameter_draws" not in data:  # what the scenario gives itself is not drawn
+        merged["parameter_draws"] = [_without_paths(draw, _paths(data)) for draw in draws]
+    return merged
+
+
+def _paths(data: Any, prefix: str = "") -> list[str]:
+    """The key paths of a mapping's values (``funnel.sql_rate.smb``), leaves only."""
+    if not isinstance(data, dict):
+        return [prefix.removesuffix(".")]
+    return [path for key, value in data.items() for path in _paths(value, f"{prefix}{key}.")]
+
+
+def _without_paths(draw: dict[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """A parameter draw less every key that one of ``paths`` sets, contains or lies in."""
+    paths = list(paths)
+    return {key: value for key, value in draw.items()
+            if not any(key == p or key.startswith(p + ".") or p.startswith(key + ".") for p in paths)}
 
 
 def _deep_merge(under: Any, over: Any) -> Any:
@@ -121,7 +140,8 @@ def _deep_merge(under: Any, over: Any) -> Any:
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str], source: str = "--set") -> dict[str, Any]:
-    """A copy of ``data`` with each ``dotted.key.path=value`` set; values are read as YAML scalars or lists."""
+    """A copy of ``data`` with each ``dotted.key.path=value`` set; values are read as YAML scalars or lists. A key
+    set here is no longer drawn from ``parameter_draws``: what the user says wins over what was fitted."""
     result = copy.deepcopy(data)
     for override in overrides:
         path, sep, raw = override.partition("=")
@@ -136,7 +156,23 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str], source: str 
         if keys[0] in NAMED_COLLECTIONS and len(keys) > 2 and isinstance(collection, dict) and keys[1] not in collection:
             raise ScenarioError(source, [f"{'.'.join(keys[:2])}: no such {NAMED_COLLECTIONS[keys[0]]}; expected one of {sorted(collection)}"])
         _set_path(result, keys, value, source)
+        if isinstance(result.get("parameter_draws"), list) and keys[0] != "parameter_draws":
+            result["parameter_draws"] = [_without_paths(draw, [path]) if isinstance(draw, dict) else draw
+                                         for draw in result["parameter_draws"]]
     return result
+
+
+def with_parameter_draw(scenario: Scenario, replication: int) -> Scenario:
+    """The scenario a replication runs: with ``parameter_uncertainty`` and parameter draws, draw ``replication`` mod
+    their number applied; the scenario itself otherwise. Draw 0 is checked when a scenario is loaded, and every draw
+    of a calibration sets the same keys, so this does not fail on a loaded scenario."""
+    if not scenario.parameter_uncertainty or not scenario.parameter_draws:
+        return scenario
+    data = scenario.model_dump(exclude={"parameter_draws"})
+    for path, value in scenario.parameter_draws[replication % len(scenario.parameter_draws)].items():
+        _set_path(data, path.split("."), copy.deepcopy(value), "parameter_draws")
+    data["initial_state"]["snapshot"] = scenario.initial_state.snapshot  # read once, at loading
+    return Scenario.model_validate(data)
 
 
 def _set_path(data: Any, keys: list[str], value: Any, source: str) -> None:
@@ -174,9 +210,26 @@ def validate_scenario(data: dict[str, Any], source: str = "scenario") -> Scenari
             raise ScenarioError(source, [f"initial_state.pipeline: {line}" for line in str(error).splitlines()]) from None
         data = {**data, "initial_state": {**state, "snapshot": snapshot, "pipeline_sha256": snapshot.sha256}}
     try:
-        return Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data)
     except ValidationError as error:
         raise ScenarioError(source, describe_validation_error(error)) from None
+    _check_parameter_draws(scenario, source)
+    return scenario
+
+
+def _check_parameter_draws(scenario: Scenario, source: str) -> None:
+    """Every draw sets the same keys, and the first makes a valid scenario."""
+    draws = scenario.parameter_draws
+    if not draws:
+        return
+    unlike = [i for i, draw in enumerate(draws) if draw.keys() != draws[0].keys()]
+    if unlike:
+        raise ScenarioError(source, [f"parameter_draws.{unlike[0]}: sets other keys than parameter_draws.0"])
+    try:
+        with_parameter_draw(scenario.model_copy(update={"parameter_uncertainty": True}), 0)
+    except (ValidationError, ScenarioError) as error:
+        problems = describe_validation_error(error) if isinstance(error, ValidationError) else error.problems
+        raise ScenarioError(source, [f"parameter_draws.0: {problem}" for problem in problems]) from None
 
 
 def load_scenario(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Scenario:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import date
-from typing import Annotated, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 from pydantic import (
     Field,
@@ -354,6 +354,16 @@ class Scenario(Frozen):
     )
     initial_state: InitialState = Field(
         default_factory=InitialState, description="where the organisation stands on the first day: a snapshot file, or a warm-up"
+    )
+    parameter_draws: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="joint draws of fitted parameters, each a map of --set key paths to values (a calibration's "
+        "parameter_draws come with it): replication r takes draw r mod their number",
+    )
+    parameter_uncertainty: bool = Field(
+        default=True,
+        description="replications take their parameters from parameter_draws, so that P10–P90 holds estimation "
+        "error too; false: every replication runs on the fitted values",
     )
 
     @field_validator("start")

@@ -88,7 +88,7 @@ class Snapshot(Frozen):
         check(self.leads.row, self.leads.territory, "territory", territories, "territory")
         check(self.reps.row, self.reps.role, "role", roles, "role")
         check(self.reps.row, self.reps.territory, "territory", territories, "territory")
-        return problems
+        return _at_most(problems)
 
 
 def read_snapshot(path: Path) -> Snapshot:
@@ -140,10 +140,15 @@ def read_snapshot(path: Path) -> Snapshot:
             for name, value in fields.items():
                 values[kind][name].append(value)
     if problems:
-        raise SnapshotError(source, problems[:50] + ([f"… and {len(problems) - 50} more problems"] if len(problems) > 50 else []))
+        raise SnapshotError(source, _at_most(problems))
     return Snapshot(source=source, sha256=hashlib.sha256(raw).hexdigest(),
                     deals=OpenDeals(**values["opportunity"]), leads=WaitingLeads(**values["lead"]),
                     reps=RepsOnStaff(**values["rep"]))
+
+
+def _at_most(problems: list[str], shown: int = 20) -> list[str]:
+    """The first ``shown`` problems, and how many more there are."""
+    return problems[:shown] + ([f"… and {len(problems) - shown:,} more problems like these"] if len(problems) > shown else [])
 
 
 class _Row:
