@@ -51,7 +51,7 @@ class SweepError(InputError):
 class Range(BaseModel):
     """``start``, ``start + step``, … up to and including ``stop`` (within rounding)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     start: float
     stop: float
     step: float
@@ -81,7 +81,7 @@ class Range(BaseModel):
 class Factor(BaseModel):
     """One factor: the key path it sets and its levels, listed, as a range, or sampled."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     key: str | None = Field(default=None, description="--set key path; default: the factor's name; may hold {factor}")
     values: list[Any] | None = None
     range: Range | None = None
@@ -124,7 +124,7 @@ class Factor(BaseModel):
 class Sample(BaseModel):
     """How sampled factors are drawn: plain random or Latin-hypercube points, seeded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     method: Literal["random", "latin_hypercube"] = "latin_hypercube"
     n: int = Field(ge=1)
     seed: int | None = Field(default=None, ge=0, description="default: the sweep's seed")
@@ -133,7 +133,7 @@ class Sample(BaseModel):
 class SweepSpec(BaseModel):
     """A sweep file as written."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     name: str
     description: str = ""
     scenario: str
