@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,7 +13,9 @@ from rich.table import Table
 
 from calibration import Calibration, CalibrationError, audit, load_mapping, read_export, read_roster
 from experiments.backtest import run_backtest
+from experiments.console import check_run_size_or_exit, edge_errors
 from experiments.crm_generator import generate_crm as generate_export
+from experiments.output import output_folder
 from scenarios import ScenarioError, load_scenario
 
 console = Console()
@@ -39,22 +40,23 @@ def calibrate(
 ) -> None:
     """Audit a CRM export and fit its funnel: writes audit.json and quarantine.csv (first, so that they are there
     when the fit fails), then calibration.json."""
-    try:
-        source, model = load_mapping(mapping)
-        raw = read_export(export, model, source)
-        checked = audit(raw, model, as_of=as_of, since=since)
-        reps = read_roster(roster, model) if roster else None
-    except CalibrationError as error:
-        raise _fail(error.source, error.problems) from None
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "audit.json").write_text(json.dumps(checked.to_dict(), indent=2) + "\n", encoding="utf-8")
-    checked.quarantine.to_csv(out / "quarantine.csv", index=False)
-    try:
-        fitted = Calibration().fit(checked, reps)
-    except CalibrationError as error:
-        raise _fail(error.source, [f"{problem}; see {out / 'audit.json'} and {out / 'quarantine.csv'}" for problem in error.problems]) from None
-    calibration = fitted.to_dict()
-    (out / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
+    with edge_errors(), output_folder(out, "calibrate") as files:
+        try:
+            source, model = load_mapping(mapping)
+            raw = read_export(export, model, source)
+            checked = audit(raw, model, as_of=as_of, since=since)
+            reps = read_roster(roster, model) if roster else None
+        except CalibrationError as error:
+            raise _fail(error.source, error.problems) from None
+        written = [files.json("audit.json", checked.to_dict()), files.csv("quarantine.csv", checked.quarantine, people=True)]
+        try:
+            fitted = Calibration().fit(checked, reps)
+        except CalibrationError as error:
+            files.commit()  # the audit explains the failure; a calibration.json of an earlier run does not survive
+            raise _fail(error.source, [f"{problem}; see {written[0]} and {written[1]}" for problem in error.problems]) from None
+        calibration = fitted.to_dict()
+        files.json("calibration.json", calibration)
+        files.commit()
     console.print(_summary(calibration))
     for note in _notes(calibration):
         console.print(note, highlight=False)
@@ -119,17 +121,18 @@ def backtest(
     out: OutOpt = Path("runs/backtest"),
 ) -> None:
     """Fit up to a cut date, simulate forward, and compare monthly won deals and bookings with what happened."""
-    try:
-        source, model = load_mapping(mapping)
-        raw = read_export(export, model, source)
-        result = run_backtest(raw, model, cut.date(), replications, seed, end.date() if end else None,
-                              since.date() if since else None, workers)
-    except (CalibrationError, ScenarioError) as error:
-        raise _fail(error.source, error.problems) from None
-    out.mkdir(parents=True, exist_ok=True)
-    result.monthly.to_csv(out / "backtest_monthly.csv", index=False)
-    (out / "backtest.json").write_text(json.dumps(result.metrics, indent=2) + "\n", encoding="utf-8")
-    (out / "calibration.json").write_text(json.dumps(result.calibration, indent=2) + "\n", encoding="utf-8")
+    with edge_errors(), output_folder(out, "backtest") as files:
+        try:
+            source, model = load_mapping(mapping)
+            raw = read_export(export, model, source)
+            result = run_backtest(raw, model, cut.date(), replications, seed, end.date() if end else None,
+                                  since.date() if since else None, workers)
+        except (CalibrationError, ScenarioError) as error:
+            raise _fail(error.source, error.problems) from None
+        files.csv("backtest_monthly.csv", result.monthly)
+        files.json("backtest.json", result.metrics)
+        files.json("calibration.json", result.calibration)
+        files.commit()
     table = Table(title=f"back-test from {result.metrics['cut']}, {result.metrics['months']} months")
     for column in ("measure", "MAPE", "bias", "inside P10–P90", "actual", "forecast"):
         table.add_column(column, justify="left" if column == "measure" else "right")
@@ -153,9 +156,11 @@ def generate_crm(
         model = load_scenario(scenario, set_)
     except ScenarioError as error:
         raise _fail(error.source, error.problems) from None
-    export, reps = generate_export(model, seed)
-    out.mkdir(parents=True, exist_ok=True)
-    export.to_csv(out / "crm_export.csv", index=False)
-    reps.to_csv(out / "roster.csv", index=False)
+    check_run_size_or_exit(model, scenario)
+    with edge_errors(), output_folder(out, "generate-crm") as files:
+        export, reps = generate_export(model, seed)
+        files.csv("crm_export.csv", export)
+        files.csv("roster.csv", reps)
+        files.commit()
     console.print(f"wrote {len(export):,} leads to {out / 'crm_export.csv'} and {len(reps)} reps to {out / 'roster.csv'} "
                   "(read it with --mapping generated)", highlight=False)

@@ -35,6 +35,14 @@ def load_scenario_or_exit(name_or_path: str, overrides: Iterable[str] = ()) -> S
         fail(f"{error.source}: {problem}" for problem in error.problems)
 
 
+def require_finite(**options: float | None) -> None:
+    """Exit 2 naming every numeric option given as infinity or NaN (typer's ranges let both through)."""
+    bad = [f"--{name.replace('_', '-')}: expected a finite number, got {value}"
+           for name, value in options.items() if value is not None and not math.isfinite(value)]
+    if bad:
+        fail(bad)
+
+
 @contextmanager
 def edge_errors() -> Iterator[None]:
     """Output folders and tracking stores that cannot be used, as one line and their exit code."""

@@ -70,7 +70,8 @@ def for_people(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """A hidden name beside ``path``, keeping its suffix (writers such as matplotlib go by it)."""
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
 
 
 def _write_file(path: Path, data: str | bytes) -> None:
@@ -148,7 +149,8 @@ class RunFiles:
         """Where ``name`` will be once committed."""
         return self.folder / name
 
-    def _stage(self, name: str) -> Path:
+    def stage(self, name: str) -> Path:
+        """The temporary path to write ``name`` to, for writers that want a path; published by ``commit``."""
         final = self.folder / name
         final.parent.mkdir(parents=True, exist_ok=True)
         temporary = _temporary(final)
@@ -157,7 +159,7 @@ class RunFiles:
 
     def write(self, name: str, data: str | bytes) -> Path:
         """Stage ``name`` with ``data``."""
-        temporary = self._stage(name)
+        temporary = self.stage(name)
         try:
             _write_file(temporary, data)
         except OSError as error:
@@ -167,7 +169,7 @@ class RunFiles:
     def csv(self, name: str, frame: pd.DataFrame, people: bool = False, **options: Any) -> Path:
         """Stage a CSV (``index=False`` unless ``options`` say otherwise); ``people``: formula cells neutralised."""
         options.setdefault("index", False)
-        temporary = self._stage(name)
+        temporary = self.stage(name)
         try:
             (for_people(frame) if people else frame).to_csv(temporary, **options)
             with open(temporary, "rb") as handle:
