@@ -318,8 +318,8 @@ def _amounts(frame: pd.DataFrame, mapping: Mapping, outcome: pd.Series, q: _Quar
     if column is None:
         return pd.Series(np.nan, index=frame.index)
     text = frame[column]
-    amount = pd.to_numeric(text, errors="coerce")
-    q.flag(text.notna() & amount.isna(), "bad_amount", "amount " + text.map(repr) + f" in column {column!r} is not a number")
+    amount = pd.to_numeric(text, errors="coerce").where(lambda values: np.isfinite(values))  # inf is no amount
+    q.flag(text.notna() & amount.isna(), "bad_amount", "amount " + text.map(repr) + f" in column {column!r} is not a finite number")
     q.flag(amount < 0, "negative_amount", "amount " + text.astype(str) + f" in column {column!r} is negative")
     if mapping.require_amount_for_won:
         q.flag(outcome.eq("won") & ~(amount > 0), "won_without_amount",
@@ -332,7 +332,7 @@ def _cycle_days(frame: pd.DataFrame, mapping: Mapping, q: _Quarantine) -> pd.Ser
     if column is None:
         return pd.Series(np.nan, index=frame.index)
     text = frame[column]
-    days = pd.to_numeric(text, errors="coerce")
+    days = pd.to_numeric(text, errors="coerce").where(lambda values: np.isfinite(values))
     q.flag(text.notna() & ~(days >= 0), "bad_cycle_days", "cycle_days " + text.map(repr) + f" in column {column!r} is not a non-negative number")
     return days
 
