@@ -40,7 +40,8 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 class OutputError(RuntimeError):
     """An output folder or file that cannot be written or read as a complete result; the message is one line.
-    ``code`` is the exit code: 2 for a bad ``--out`` or an incomplete folder given, 1 for a fault while writing."""
+    ``code`` is the exit code: 2 for a bad ``--out`` or an incomplete folder given, 1 for a fault while writing,
+    130 for an interrupt (Ctrl-C or SIGTERM) while the command worked."""
 
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
@@ -253,6 +254,8 @@ def output_folder(out: Path, command: str, extend: bool = False) -> Iterator[Run
         files = RunFiles(out, command, extend)
         try:
             yield files
+        except KeyboardInterrupt:
+            raise OutputError(f"{out}: interrupted; nothing new was published there (its previous complete results, if any, are unchanged)", 130) from None
         finally:
             files.discard()
     finally:
