@@ -74,8 +74,8 @@ def _summary(calibration: dict) -> Table:
     for reason, count in audit_part["by_reason"].items():
         table.add_row(f"  {reason}", f"{count:,}", "")
     won = kpis["won_among_closed"]
-    table.add_row(f"won among closed, from {calibration['data']['entry']}", f"{won['rate']:.1%}",
-                  f"{won['interval'][0]:.1%}–{won['interval'][1]:.1%} / {won['closed']:,}")
+    table.add_row(f"won among closed, from {calibration['data']['entry']}", _percent(won["rate"]),
+                  f"{_percent(won['interval'][0])}–{_percent(won['interval'][1])} / {won['closed']:,}")
     label, duration = _headline_duration(calibration)
     if duration:
         km = duration["kaplan_meier"]
@@ -85,7 +85,7 @@ def _summary(calibration: dict) -> Table:
         table.add_row(f"  fitted {duration['distribution']['dist']}: median, P90", f"{duration['median']:.1f}, {duration['p90']:.1f}", "")
     for span_name, span in calibration["spans"].items():
         pooled = span["rate"]["pooled"]
-        table.add_row(f"rate {span_name}", f"{pooled['rate']:.1%}", f"{pooled['interval'][0]:.1%}–{pooled['interval'][1]:.1%} / {pooled['trials']:,}")
+        table.add_row(f"rate {span_name}", _percent(pooled["rate"]), f"{_percent(pooled['interval'][0])}–{_percent(pooled['interval'][1])} / {pooled['trials']:,}")
     for name, source in calibration["arrivals"]["lead_sources"].items():
         table.add_row(f"leads/month {name}", f"{source['monthly_volume']:,.0f}", f"trend {source['trend']:+.1%} / {source['n']:,}")
     return table
@@ -103,6 +103,11 @@ def _headline_duration(calibration: dict) -> tuple[str, dict | None]:
 
 def _notes(calibration: dict) -> list[str]:
     return [f"note: {note}" for note in calibration["audit"]["notes"] + calibration["notes"]]
+
+
+def _percent(value: float | None) -> str:
+    """A rate for the table; a dash when there was nothing to estimate it from."""
+    return "–" if value is None else f"{value:.1%}"
 
 
 def _days(value: float | None) -> str:

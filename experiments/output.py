@@ -64,7 +64,7 @@ def for_people(frame: pd.DataFrame) -> pd.DataFrame:
     ``-``, ``@``, tab or carriage return) starts with a single quote, as OWASP advises; numbers are untouched.
     The original text is the cell without its first character wherever a ``'`` precedes one of those."""
     frame = frame.copy()
-    for column in frame.columns[frame.dtypes == object]:
+    for column in [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]:
         frame[column] = frame[column].map(lambda v: f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
     frame.columns = [f"'{c}" if isinstance(c, str) and c.startswith(FORMULA_STARTS) else c for c in frame.columns]
     return frame
