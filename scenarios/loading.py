@@ -124,7 +124,8 @@ def yaml_problem(problem: yaml.YAMLError) -> str:
     """A YAML error in one line: where it is and what is wrong."""
     mark = getattr(problem, "problem_mark", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-    return f"{where}not valid YAML ({getattr(problem, 'problem', None) or problem})"
+    what = " ".join(str(getattr(problem, "problem", None) or problem).split())
+    return f"{where}not valid YAML ({what[:200]})"
 
 
 def shipped_scenarios() -> list[str]:

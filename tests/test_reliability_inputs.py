@@ -45,7 +45,7 @@ FORMULAS = ("=1+1", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "=HYPERLINK(\"http
 numbers = st.one_of(
     st.integers(-5, 60),
     st.floats(-1e3, 1e3),
-    st.sampled_from([math.inf, -math.inf, math.nan, 1e308, -0.0, 5e-324, 2**31, 10**12, 2**70, -(2**63), 10**5000]),
+    st.sampled_from([math.inf, -math.inf, math.nan, 1e308, -0.0, 5e-324, 2**31, 10**12, 2**70, -(2**63), 10**400]),
 )
 texts = st.one_of(st.text(max_size=20), st.sampled_from(FORMULAS), st.sampled_from(["2027-02-30", "2027-13-01", "~", "null", "'"]))
 scalars = st.one_of(numbers, texts, st.booleans(), st.none())
