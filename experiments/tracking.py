@@ -6,11 +6,13 @@ writes to an MLflow store, by default the SQLite file ``mlflow.db`` in the worki
 so re-running a sweep never duplicates a run. The store is checked before any work (``make_tracker``): an
 unknown scheme, a file that is not an SQLite database or a server that does not answer within seconds is one
 line of error up front, and HTTP calls are not retried for minutes. Runs are found by tags holding hex digests
-only, never by pasting a path into a filter.
+only, never by pasting a path into a filter. Two processes logging one sweep to one SQLite store at once: the
+second is refused.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
@@ -154,9 +156,24 @@ class MlflowTracker(NullTracker):
         except Exception as error:  # noqa: BLE001 - MLflow and its SQLAlchemy raise many kinds; the user needs one line
             raise TrackingError(f"--tracking-uri {uri}: the store cannot be used ({tracking_message(error)})") from None
         self.parent: str | None = None
+        self.sweep_lock: Any = None
+
+    def _lock_sweep(self, key: str) -> None:
+        """One process at a time logs a given sweep to an SQLite store (the lock is a file beside it, released by
+        the kernel however the process ends); a second is refused, instead of both logging every cell."""
+        if not self.uri.startswith("sqlite:///"):
+            return
+        handle = open(Path(self.uri.removeprefix("sqlite:///")).resolve().parent / f".salesops-sweep-{key}.lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise TrackingError(f"{self.uri}: another salesops process is logging this sweep to the store; wait for it") from None
+        self.sweep_lock = handle
 
     @_store_call
     def open_sweep(self, name: str, key: str, params: dict[str, str]) -> set[str]:
+        self._lock_sweep(key)
         existing = self._search(f"tags.`{SWEEP_TAG}` = '{key}'")
         if existing:
             self.parent = existing[0].info.run_id
@@ -196,6 +213,9 @@ class MlflowTracker(NullTracker):
                     self.client.log_artifact(self.parent, str(folder / name))
         self.client.set_terminated(self.parent, "FAILED" if failed else "FINISHED")
         self.parent = None
+        if self.sweep_lock is not None:
+            self.sweep_lock.close()
+            self.sweep_lock = None
 
     @_store_call
     def attach(self, out: Path, files: Iterable[Path], artifact_path: str, name: str) -> str | None:

@@ -251,3 +251,21 @@ def test_report_track_of_a_folder_with_a_quote_in_its_path(tmp_path, store):  # 
     result = invoke("report", out, "--tracking-uri", store)
     assert assert_clean_ending(result, out) == "ok", result.output
     assert "logged the report and plots to MLflow run" in result.output
+
+
+def test_two_tracked_sweeps_of_one_design_at_once_the_second_is_refused(tmp_path, store):  # noqa: F811 - the fixture
+    definition = tmp_path / "sweep.yaml"
+    definition.write_text(SWEEP)
+    first = start("sweep", definition, "--out", tmp_path / "a", "--workers", "2", "--tracking-uri", store)
+    try:
+        wait_for_workers(first)
+        second = invoke("sweep", definition, "--out", tmp_path / "b", "--tracking-uri", store)
+        assert assert_clean_ending(second) == "error" and "another salesops process is logging this sweep" in second.stderr
+    finally:
+        assert first.wait(timeout=300) == 0
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    cells = [run.data.tags.get("salesops.cell_key") for run in client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], "tags.`salesops.cell_key` != ''")]
+    assert len(cells) == len(set(cells)) == 4, "every cell logged exactly once"
