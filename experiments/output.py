@@ -118,7 +118,8 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
 
 def check_complete(folder: Path, needed: tuple[str, ...] = ()) -> dict[str, Any]:
     """The marker of a folder whose files are the complete set a command finished writing; raises OutputError
-    (code 2) naming what is wrong when there is no marker, a ``needed`` file is not in it, or a file differs."""
+    (code 2) naming what is wrong when there is no marker, a ``needed`` file is not in it, or a file differs.
+    Only the ``needed`` files are compared when some are named (a reader need not hash a large lead log)."""
     marker = read_marker(folder)
     if marker is None:
         raise OutputError(f"{folder}: no {MARKER}: the command that wrote it did not finish (or was interrupted); run it again", 2)
@@ -127,6 +128,8 @@ def check_complete(folder: Path, needed: tuple[str, ...] = ()) -> dict[str, Any]
         if name not in files:
             raise OutputError(f"{folder}: {name} is not part of the finished run recorded in {MARKER}; run it again", 2)
     for name, info in files.items():
+        if needed and name not in needed:
+            continue
         path = folder / name
         try:
             same = path.stat().st_size == info.get("bytes") and _sha256(path) == info.get("sha256")
