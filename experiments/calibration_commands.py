@@ -13,7 +13,7 @@ from rich.table import Table
 
 from calibration import Calibration, CalibrationError, audit, load_mapping, read_export, read_roster
 from experiments.backtest import run_backtest
-from experiments.console import check_run_size_or_exit, edge_errors
+from experiments.console import check_run_size_or_exit, edge_errors, error_line
 from experiments.crm_generator import generate_crm as generate_export
 from experiments.output import output_folder
 from scenarios import ScenarioError, load_scenario
@@ -26,7 +26,7 @@ OutOpt = Annotated[Path, typer.Option(help="output folder")]
 
 def _fail(source: str, problems: list[str]) -> typer.Exit:
     for problem in problems:
-        typer.echo(f"error: {source}: {problem}", err=True)
+        typer.echo(error_line(f"{source}: {problem}"), err=True)
     return typer.Exit(2)
 
 

@@ -20,10 +20,16 @@ MAX_LEADS = 20_000_000
 MAX_REPS = 200_000
 
 
+def error_line(text: str) -> str:
+    """``error: text`` as one line: characters that would break it (line breaks, control characters, which a file
+    name or a value in a message may hold) are escaped."""
+    return "error: " + "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def fail(lines: Iterable[str], code: int = 2) -> NoReturn:
     """Print each line as an error on stderr and exit with ``code``, never a traceback."""
     for line in lines:
-        typer.echo(f"error: {line}", err=True)
+        typer.echo(error_line(line), err=True)
     raise typer.Exit(code)
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import typer
 
-from experiments.console import edge_errors
+from experiments.console import edge_errors, fail
 from experiments.output import RunFiles, output_folder
 
 if TYPE_CHECKING:
@@ -150,8 +150,7 @@ def _design(inputs: TerritoryInputs, spec: DesignSpec, options: SolveOptions, fi
     except DesignInfeasible as error:
         files.json("summary.json", {"status": "infeasible", "explanation": str(error), "solver": error.result.as_dict() if error.result else None})
         files.commit()  # the explanation replaces an earlier design's files
-        typer.echo(f"error: infeasible: {error}", err=True)
-        raise typer.Exit(1) from None
+        fail([f"infeasible: {error}"], code=1)
 
 
 def _score(
@@ -290,6 +289,4 @@ def draw_map(inputs: TerritoryInputs, design: Design, path: Path) -> None:
 
 
 def _fail(*lines: str) -> NoReturn:
-    for line in lines:
-        typer.echo(f"error: {line}", err=True)
-    raise typer.Exit(2)
+    fail(lines)

@@ -313,3 +313,10 @@ def test_report_and_compare_refuse_a_truncated_or_foreign_run(tmp_path):
     (reference / "replications.csv").write_text("replication,leads\n0,abc\n")
     for result in (invoke("report", out), invoke("compare", reference, out), invoke("compare", out, reference)):
         assert assert_clean_ending(result) == "error" and "run it again" in result.stderr
+
+
+def test_control_characters_in_a_value_or_a_file_name_stay_on_one_line(tmp_path):
+    result = invoke("simulate", "baseline", "--set", "funnel.stages.2.duration_days.mid_market.dist=\x1f\x0c", "--out", tmp_path / "out")
+    assert assert_clean_ending(result) == "error" and len(result.stderr.splitlines()) == 1
+    result = invoke("simulate", tmp_path / "a\nb.yaml", "--out", tmp_path / "out")
+    assert assert_clean_ending(result) == "error" and "a\\nb.yaml: no such file" in result.stderr
