@@ -122,7 +122,7 @@ def check_complete(folder: Path, needed: tuple[str, ...] = ()) -> dict[str, Any]
     Only the ``needed`` files are compared when some are named (a reader need not hash a large lead log)."""
     marker = read_marker(folder)
     if marker is None:
-        raise OutputError(f"{folder}: no {MARKER}: the command that wrote it did not finish (or was interrupted); run it again", 2)
+        raise OutputError(f"{folder}: no {MARKER}: the command that wrote it did not finish (interrupted, failed, or an older salesops); run it again", 2)
     files = marker["files"]
     for name in needed:
         if name not in files:
