@@ -105,6 +105,13 @@ def check_store(uri: str) -> None:
             raise TrackingError(f"--tracking-uri {uri}: no such folder {path.parent}")
         if path.exists():
             try:
+                with open(path, "rb") as handle:
+                    header = handle.read(16)
+            except OSError as error:
+                raise TrackingError(f"--tracking-uri {uri}: cannot read {path} ({error.strerror or error})") from None
+            if header and header != b"SQLite format 3\x00":  # SQLite would take a short file of anything as empty
+                raise TrackingError(f"--tracking-uri {uri}: {path} is not a usable SQLite database (not an SQLite file)")
+            try:
                 with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=SERVER_TIMEOUT) as connection:
                     connection.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
             except sqlite3.Error as error:

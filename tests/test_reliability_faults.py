@@ -231,8 +231,14 @@ def closed_port() -> int:
 def test_broken_tracking_stores_fail_fast_before_the_work(tmp_path):
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(b"this is not an SQLite database" * 100)
+    short = tmp_path / "notes.txt"
+    short.write_text("x")
+    truncated = tmp_path / "truncated.db"
+    truncated.write_bytes(b"SQLite format 3\x00" + b"\xff" * 200)
     cases = {
         f"sqlite:///{corrupt}": "is not a usable SQLite database",
+        f"sqlite:///{short}": "is not a usable SQLite database",
+        f"sqlite:///{truncated}": "is not a usable SQLite database",
         f"http://127.0.0.1:{closed_port()}": "no tracking server answers",
         "ftp://example.invalid/store": "unknown scheme 'ftp'",
         f"sqlite:///{tmp_path}/missing/mlflow.db": "no such folder",
@@ -243,6 +249,7 @@ def test_broken_tracking_stores_fail_fast_before_the_work(tmp_path):
         assert assert_clean_ending(result) == "error" and expected in result.stderr, result.stderr
         assert time.perf_counter() - started < 15, f"{uri}: not fast"
         assert not (tmp_path / "out").exists(), "the store is checked before the work"
+    assert short.read_text() == "x", "a file that is not a store is left as it was"
 
 
 def test_report_track_of_a_folder_with_a_quote_in_its_path(tmp_path, store):  # noqa: F811 - the fixture
