@@ -4,8 +4,8 @@ Tasks are (cell, replication) pairs, so a pool stays busy however few the cells.
 so replication r of every cell shares its random numbers (common random numbers): differences between cells are
 paired. Only this process writes, holding the folder's lock: ``cells/<key>.json`` per finished cell (atomically),
 then ``sweep.yaml``, ``results.csv`` and ``summary.csv`` as one set with its completeness marker, so the three always
-describe one sweep and a second sweep into the same folder at once is refused. A re-run skips cells already stored and logged; a cell that raised is recorded with its error and run again next time.
-Stored cells are logged to the tracker on a thread of their own, while the next ones run.
+describe one sweep and a second sweep into the same folder at once is refused. A re-run skips cells already stored
+and logged; a cell that raised is recorded with its error and run again next time. Stored cells are logged to the tracker on a thread of their own, while the next ones run.
 """
 
 from __future__ import annotations
