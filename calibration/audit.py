@@ -335,7 +335,8 @@ def _flag_order(dates: dict[str, pd.Series], outcome: pd.Series, columns: dict[s
 
 
 def parse_numbers(text: pd.Series, mapping: Mapping) -> pd.Series:
-    """Numbers as the export writes them (``number_format``; currency symbols and codes dropped); NaN where unreadable."""
+    """Numbers as the export writes them (``number_format``; currency symbols and codes dropped); NaN where
+    unreadable or infinite."""
     fmt = mapping.number_format
     cleaned = text.str.replace(_CURRENCY, "", regex=True).str.strip()
     if fmt.thousands == " ":
@@ -344,7 +345,8 @@ def parse_numbers(text: pd.Series, mapping: Mapping) -> pd.Series:
         cleaned = cleaned.str.replace(fmt.thousands, "", regex=False)
     if fmt.decimal != ".":
         cleaned = cleaned.str.replace(fmt.decimal, ".", regex=False)
-    return pd.to_numeric(cleaned, errors="coerce").astype(float)
+    numbers = pd.to_numeric(cleaned, errors="coerce").astype(float)
+    return numbers.where(np.isfinite(numbers))  # an infinite amount is no amount
 
 
 #: Currency symbols and three-letter codes at either end of a number.

@@ -6,6 +6,7 @@ quarantines its row with a reason instead of failing the whole file or turning s
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 from dataclasses import dataclass
@@ -73,8 +74,11 @@ def read_csv_text(path: Path, options: FileOptions) -> tuple[pd.DataFrame, str]:
                                                f"`{likely[0].encode('unicode_escape').decode()}`-separated: set `file.separator`"])
     if frame.empty:
         raise CalibrationError(str(path), ["no data rows: the file has a header only"])
+    header = list(frame.columns)
+    if len(options.separator) == 1:  # pandas renames a repeated column (a, a.1): read the header as written
+        header = [column.strip() for column in next(csv.reader(io.StringIO(text), delimiter=options.separator), [])]
     frame.columns = [str(column).strip() for column in frame.columns]
-    duplicated = frame.columns[frame.columns.duplicated()].tolist()
+    duplicated = sorted({column for column in header if header.count(column) > 1})
     if duplicated:
         raise CalibrationError(str(path), [f"column(s) {duplicated} appear more than once in the header"])
     missing = set(options.na_values)

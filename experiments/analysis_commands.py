@@ -13,7 +13,8 @@ from rich.table import Table
 
 from engine import SUMMARY_KPIS
 from experiments.compare import CompareError, load_run, paired_differences, pairing_note
-from experiments.console import compact_number, fail
+from experiments.console import compact_number, edge_errors, fail, tracking_failed
+from experiments.output import for_people, write_atomically
 from experiments.sweep_command import ExperimentOpt, TrackOpt, TrackingUriOpt
 from experiments.tracking import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI, make_tracker
 
@@ -45,7 +46,8 @@ def compare(
         tables.append(frame.assign(run_a=reference.label, run_b=other.label))
     console.print("* the 95% interval of B − A excludes 0: a real difference at that level", highlight=False)
     if out is not None:
-        pd.concat(tables, ignore_index=True).to_csv(out, index=False)
+        with edge_errors():
+            write_atomically(out, for_people(pd.concat(tables, ignore_index=True)).to_csv(index=False))
         console.print(f"wrote {out}", highlight=False)
 
 
@@ -72,12 +74,16 @@ def report(
     """Write a self-contained HTML report: headline KPIs, bookings fan chart, headcount, response time, utilisation, funnel."""
     from experiments.report import ReportError, write_report  # matplotlib loads only for this command
 
-    try:
-        path, plots = write_report(folder, out)
-    except ReportError as error:
-        fail([str(error)])
+    with edge_errors():
+        tracker = make_tracker(track, tracking_uri, experiment)
+        try:
+            path, plots = write_report(folder, out)
+        except ReportError as error:
+            fail([str(error)])
     console.print(f"wrote {path} and {len(plots)} plots in {folder / 'plots'}", highlight=False)
-    tracker = make_tracker(track, tracking_uri, experiment)
-    run_id = tracker.attach(folder, [*plots, path], "report", f"report {folder.name}")
+    try:
+        run_id = tracker.attach(folder, [*plots, path], "report", f"report {folder.name}")
+    except Exception as error:  # noqa: BLE001 - any store failure after the work: one line, the files stay
+        tracking_failed(error, folder)
     if run_id:
         console.print(f"logged the report and plots to MLflow run {run_id}", highlight=False)

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import json
+import math
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import pandas as pd
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
-from experiments.console import compact_number, fail, load_scenario_or_exit
+from experiments.console import check_run_size_or_exit, compact_number, edge_errors, fail, load_scenario_or_exit, require_finite
+from experiments.output import RunFiles, output_folder
 from experiments.runner import run_replications
 from optimizers.automation_catalogue import Catalogue, CatalogueError, load_catalogue
 from scenarios import Scenario
-from scenarios.json_values import json_ready
 
 if TYPE_CHECKING:
     from optimizers.automation import AutomationOptions, AutomationReport, Candidate
@@ -48,7 +47,9 @@ def automation(
     set_: Annotated[list[str], typer.Option("--set", help="override a scenario key")] = [],  # noqa: B006
 ) -> None:
     """Choose automation investments and their start months under the budgets, maximising the simulated margin."""
+    require_finite(budget=budget, time_limit=time_limit, gap=gap)
     model = load_scenario_or_exit(scenario, set_)
+    check_run_size_or_exit(model, scenario)
     try:
         items = load_catalogue(catalogue)
     except CatalogueError as error:
@@ -61,15 +62,17 @@ def automation(
         replications=replications, seed=seed, start_step=start_step, interactions=interactions,
         interaction_confidence=interaction_confidence, time_limit=time_limit, rel_gap=gap,
     )
-    with console.status("valuing the catalogue by simulation…") as status:
-        def progress(done: int) -> None:
-            status.update(f"valuing the catalogue by simulation: {done} portfolios simulated")
+    with edge_errors(), output_folder(out, "optimize automation") as files:
+        with console.status("valuing the catalogue by simulation…") as status:
+            def progress(done: int) -> None:
+                status.update(f"valuing the catalogue by simulation: {done} portfolios simulated")
 
-        try:
-            report = plan_automation(model, items, options, partial(run_replications, workers=workers), progress)
-        except CatalogueError as error:
-            fail(f"{catalogue}: {problem}" for problem in error.problems)
-    write_report(report, items, options, model, out)
+            try:
+                report = plan_automation(model, items, options, partial(run_replications, workers=workers), progress)
+            except CatalogueError as error:
+                fail(f"{catalogue}: {problem}" for problem in error.problems)
+        write_report(report, items, options, model, files)
+        files.commit()
     console.print(_summary(report, items, model))
     if report.portfolio is None:
         fail([f"no portfolio found: the solver stopped with {report.solve.termination}"], code=1)
@@ -84,7 +87,7 @@ def _quarter_budgets(values: list[str]) -> tuple[float | None, dict[str, float]]
             number = float(amount)
         except ValueError:
             number = -1.0
-        if number < 0 or (sep and not (len(quarter) == 6 and quarter[:4].isdigit() and quarter[4] == "Q" and quarter[5] in "1234")):
+        if not math.isfinite(number) or number < 0 or (sep and not (len(quarter) == 6 and quarter[:4].isdigit() and quarter[4] == "Q" and quarter[5] in "1234")):
             problems.append(f"--quarter-budget: expected N or YYYYQn=N with N ≥ 0, got {value!r}")
         elif sep:
             named[quarter] = number
@@ -95,14 +98,13 @@ def _quarter_budgets(values: list[str]) -> tuple[float | None, dict[str, float]]
     return every, named
 
 
-def write_report(report: AutomationReport, catalogue: Catalogue, options: AutomationOptions, scenario: Scenario, out: Path) -> None:
+def write_report(report: AutomationReport, catalogue: Catalogue, options: AutomationOptions, scenario: Scenario, files: RunFiles) -> None:
     """portfolio.csv (the chosen items), scenario.yaml (the scenario with them, runnable as it is) and report.json."""
-    out.mkdir(parents=True, exist_ok=True)
     valuation, portfolio = report.valuation, report.portfolio
     chosen = [valuation.candidate(item, start) for item, start in (portfolio.starts.items() if portfolio else [])]
-    pd.DataFrame([_row(c, catalogue, scenario) for c in chosen], columns=PORTFOLIO_COLUMNS).to_csv(out / "portfolio.csv", index=False)
+    files.csv("portfolio.csv", pd.DataFrame([_row(c, catalogue, scenario) for c in chosen], columns=PORTFOLIO_COLUMNS), people=True)
     if report.scenario is not None:
-        (out / "scenario.yaml").write_text(yaml.safe_dump(report.scenario.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+        files.yaml("scenario.yaml", report.scenario.model_dump(mode="json"))
     spend = portfolio.spend_by_quarter if portfolio else {}
     from optimizers.automation import quarter_limits
 
@@ -130,7 +132,7 @@ def write_report(report: AutomationReport, catalogue: Catalogue, options: Automa
         },
         "solver": report.solve.as_dict(),
     }
-    (out / "report.json").write_text(json.dumps(json_ready(document), indent=2) + "\n", encoding="utf-8")
+    files.json("report.json", document)
 
 
 def _row(candidate: Candidate, catalogue: Catalogue, scenario: Scenario) -> dict[str, object]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,8 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from calibration import Calibration, CalibrationError, audit, load_mapping, read_export, read_roster
-from experiments.cells import write_atomically
+from experiments.console import check_run_size_or_exit, edge_errors, error_line
 from experiments.crm_generator import generate_crm as generate_export
+from experiments.output import output_folder
 from scenarios import ScenarioError, load_scenario
 
 console = Console()
@@ -27,7 +27,7 @@ OutOpt = Annotated[Path, typer.Option(help="output folder")]
 
 def _fail(source: str, problems: list[str]) -> typer.Exit:
     for problem in problems:
-        typer.echo(f"error: {source}: {problem}", err=True)
+        typer.echo(error_line(f"{source}: {problem}"), err=True)
     return typer.Exit(2)
 
 
@@ -42,25 +42,26 @@ def calibrate(
     """Audit a CRM export and fit its funnel: writes audit.json and quarantine.csv (first, so that they are there
     when the fit fails), then pipeline.csv (open deals, waiting leads and reps at the as-of date) and
     calibration.json, whose scenario fragment names it."""
-    try:
-        source, model = load_mapping(mapping)
-        raw = read_export(export, model, source)
-        checked = audit(raw, model, as_of=as_of, since=since)
-        reps = read_roster(roster, model) if roster else None
-    except CalibrationError as error:
-        raise _fail(error.source, error.problems) from None
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomically(out / "audit.json", json.dumps(checked.to_dict(), indent=2) + "\n")
-    write_atomically(out / "quarantine.csv", checked.quarantine_rows().to_csv(index=False))
-    try:
-        fitted = Calibration().fit(checked, reps)
-    except CalibrationError as error:
-        raise _fail(error.source, [f"{problem}; see {out / 'audit.json'} and {out / 'quarantine.csv'}" for problem in error.problems]) from None
-    snapshot = fitted.snapshot(checked.used, reps)
-    calibration = fitted.to_dict(snapshot=PIPELINE if not snapshot.empty else None)
-    if not snapshot.empty:
-        write_atomically(out / PIPELINE, snapshot.to_csv(index=False))
-    write_atomically(out / "calibration.json", json.dumps(calibration, indent=2, allow_nan=False) + "\n")
+    with edge_errors(), output_folder(out, "calibrate") as files:
+        try:
+            source, model = load_mapping(mapping)
+            raw = read_export(export, model, source)
+            checked = audit(raw, model, as_of=as_of, since=since)
+            reps = read_roster(roster, model) if roster else None
+        except CalibrationError as error:
+            raise _fail(error.source, error.problems) from None
+        written = [files.json("audit.json", checked.to_dict()), files.csv("quarantine.csv", checked.quarantine_rows(), people=True)]
+        try:
+            fitted = Calibration().fit(checked, reps)
+        except CalibrationError as error:
+            files.commit()  # the audit explains the failure; a calibration.json of an earlier run does not survive
+            raise _fail(error.source, [f"{problem}; see {written[0]} and {written[1]}" for problem in error.problems]) from None
+        snapshot = fitted.snapshot(checked.used, reps)
+        calibration = fitted.to_dict(snapshot=PIPELINE if not snapshot.empty else None)
+        if not snapshot.empty:
+            files.csv(PIPELINE, snapshot)
+        files.json("calibration.json", calibration)
+        files.commit()
     console.print(_summary(calibration))
     for note in _notes(calibration):
         console.print(note, highlight=False)
@@ -79,8 +80,8 @@ def _summary(calibration: dict) -> Table:
     for reason, count in audit_part["by_reason"].items():
         table.add_row(f"  {reason}", f"{count:,}", "")
     won = kpis["won_among_closed"]
-    table.add_row(f"won among closed, from {calibration['data']['entry']}", f"{won['rate']:.1%}",
-                  f"{won['interval'][0]:.1%}–{won['interval'][1]:.1%} / {won['closed']:,}")
+    table.add_row(f"won among closed, from {calibration['data']['entry']}", _percent(won["rate"]),
+                  f"{_percent(won['interval'][0])}–{_percent(won['interval'][1])} / {won['closed']:,}")
     last_name, last = list(calibration["spans"].items())[-1]
     pooled = last["pooled"]
     if pooled.get("time_to_win"):
@@ -115,6 +116,11 @@ def _notes(calibration: dict) -> list[str]:
     return [f"note: {note}" for note in calibration["audit"]["notes"] + calibration["notes"]]
 
 
+def _percent(value: float | None) -> str:
+    """A rate for the table; a dash when there was nothing to estimate it from."""
+    return "–" if value is None else f"{value:.1%}"
+
+
 def _days(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}"
 
@@ -130,9 +136,11 @@ def generate_crm(
         model = load_scenario(scenario, set_)
     except ScenarioError as error:
         raise _fail(error.source, error.problems) from None
-    export, reps = generate_export(model, seed)
-    out.mkdir(parents=True, exist_ok=True)
-    export.to_csv(out / "crm_export.csv", index=False)
-    reps.to_csv(out / "roster.csv", index=False)
+    check_run_size_or_exit(model, scenario)
+    with edge_errors(), output_folder(out, "generate-crm") as files:
+        export, reps = generate_export(model, seed)
+        files.csv("crm_export.csv", export)
+        files.csv("roster.csv", reps)
+        files.commit()
     console.print(f"wrote {len(export):,} leads to {out / 'crm_export.csv'} and {len(reps)} reps to {out / 'roster.csv'} "
                   "(read it with --mapping generated)", highlight=False)

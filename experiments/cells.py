@@ -2,7 +2,7 @@
 
 A cell's key hashes its fully resolved scenario, its replications, its seed and the project version, so a re-run
 finds the cells it already has and a changed scenario or a new release never reuses stale results. Files are
-written to a temporary name and renamed, so a crash leaves either the whole file or none.
+written atomically (``experiments.output``), so a crash leaves either the whole file or none.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from engine import ReplicationResult
+from experiments.output import write_atomically
 from scenarios import Scenario
 from scenarios.json_values import json_ready
 
@@ -100,24 +100,12 @@ class CellStore:
         """The stored cell, or None if there is none (or only an unreadable one, which is redone)."""
         try:
             return CellRecord.from_json(json.loads(self.path(key).read_text(encoding="utf-8")))
-        except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def write(self, record: CellRecord) -> Path:
-        """Write the cell atomically: a temporary file in the same folder, flushed, then renamed."""
+        """Write the cell atomically (strict JSON: no NaN or infinity)."""
         return write_atomically(self.path(record.key), json.dumps(record.to_json(), allow_nan=False) + "\n")
-
-
-def write_atomically(path: Path, text: str) -> Path:
-    """Replace ``path`` with ``text`` in one step: readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    return path
 
 
 def _frame_to_json(frame: pd.DataFrame) -> dict[str, Any]:

@@ -14,11 +14,11 @@ from engine import Results
 from experiments.analysis_commands import compare, report
 from experiments.automation_command import automation
 from experiments.calibration_commands import calibrate, generate_crm
-from experiments.console import load_scenario_or_exit
+from experiments.console import MAX_LEADS, check_run_size_or_exit, edge_errors, load_scenario_or_exit, tracking_failed
 from experiments.forecast_command import backtest, forecast
 from experiments.headcount_command import headcount
-from experiments.output import write_replications, write_results
-from experiments.runner import replicate
+from experiments.output import output_folder, simulation_files
+from experiments.runner import interrupt_on_sigterm, replicate
 from experiments.sweep_command import TrackOpt, TrackingUriOpt, sweep
 from experiments.territory_command import territories
 from experiments.tracking import make_tracker, track_simulation
@@ -28,6 +28,12 @@ app = typer.Typer(help="Simulate and optimize a sales organisation.", no_args_is
 optimize_app = typer.Typer(help="Find hiring plans, territory designs and automation portfolios.", no_args_is_help=True)
 app.add_typer(optimize_app, name="optimize")
 console = Console()
+
+
+@app.callback()
+def main() -> None:
+    """Simulate and optimize a sales organisation."""
+    interrupt_on_sigterm()  # a SIGTERM stops every command as Ctrl-C does: workers stopped, nothing half-written
 
 HEADLINE = {
     "leads": ("Leads", "{:,.0f}"),
@@ -54,23 +60,31 @@ def simulate(
         help="replications draw a calibrated scenario's parameters from the fit's uncertainty")] = True,
     track: TrackOpt = False,
     tracking_uri: TrackingUriOpt = None,
+    max_leads: Annotated[float, typer.Option(min=1, help="refuse scenarios estimated to hold more leads per replication")] = MAX_LEADS,
 ) -> None:
     """Simulate a scenario over its horizon and write the monthly results and their summary."""
     set_ = [*set_, *([] if parameter_uncertainty else ["parameter_uncertainty=false"])]
     model = load_scenario_or_exit(scenario, set_)
     seed = model.seed if seed is None else seed
-    with Progress(
-        TextColumn("simulating {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
-    ) as progress:
-        task = progress.add_task(model.name, total=replications)
-        runs = replicate(model, replications, seed, workers, lambda _: progress.advance(task), lead_log)
-    results = Results.from_replications(runs)
-    paths = write_results(results, model, seed, out) | {"replications.csv": write_replications(runs, out)}
-    tracked = [path for name, path in paths.items() if name != "leads.csv"]
-    track_simulation(make_tracker(track, tracking_uri), scenario, set_, model, seed, results, tracked, out)
+    check_run_size_or_exit(model, scenario, max_leads)
+    with edge_errors():
+        tracker = make_tracker(track, tracking_uri)
+        with output_folder(out, "simulate") as files:
+            with Progress(
+                TextColumn("simulating {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=console, transient=True,
+            ) as progress:
+                task = progress.add_task(model.name, total=replications)
+                runs = replicate(model, replications, seed, workers, lambda _: progress.advance(task), lead_log)
+            results = Results.from_replications(runs)
+            simulation_files(files, results, runs, model, seed)
+            paths = files.commit()
+    try:
+        track_simulation(tracker, scenario, set_, model, seed, results, [p for p in paths if p.name != "leads.csv"], out)
+    except Exception as error:  # noqa: BLE001 - any store failure after the work: one line, the files stay
+        tracking_failed(error, out)
     console.print(_headline(results, model.name, replications, model.horizon_months))
-    console.print(f"wrote {', '.join(str(p) for p in paths.values())}", highlight=False)
+    console.print(f"wrote {', '.join(str(p) for p in paths)}", highlight=False)
 
 
 @app.command("scenarios")

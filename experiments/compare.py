@@ -20,6 +20,8 @@ from scipy import stats
 
 from engine import SUMMARY_KPIS
 from experiments.cells import CellStore
+from experiments.output import OutputError, check_complete
+from experiments.tracking import TrackingError, check_store, tracking_message
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -57,7 +59,11 @@ def _from_folder(path: Path, label: str) -> RunData:
     table = path / "replications.csv"
     if not table.is_file():
         raise CompareError(f"{table}: no such file (written by salesops simulate; re-run the simulation)")
-    kpis = pd.read_csv(table).set_index("replication")
+    try:
+        check_complete(path, ("replications.csv",))
+    except OutputError as error:
+        raise CompareError(str(error)) from None
+    kpis = _kpis(table, str(table))
     try:
         seed = json.loads((path / "summary.json").read_text(encoding="utf-8")).get("seed")
     except (OSError, json.JSONDecodeError):
@@ -66,19 +72,40 @@ def _from_folder(path: Path, label: str) -> RunData:
 
 
 def _from_mlflow(run_id: str, tracking_uri: str) -> RunData:
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    client = MlflowClient(tracking_uri=tracking_uri)
     try:
+        check_store(tracking_uri)
+    except TrackingError as error:
+        raise CompareError(str(error)) from None
+    from mlflow import MlflowClient
+
+    try:
+        client = MlflowClient(tracking_uri=tracking_uri)
         run = client.get_run(run_id)
         with tempfile.TemporaryDirectory(prefix="salesops-compare-") as folder:
             local = client.download_artifacts(run_id, "replications.csv", folder)
-            kpis = pd.read_csv(local).set_index("replication")
-    except (MlflowException, OSError) as error:
-        raise CompareError(f"MLflow run {run_id} ({tracking_uri}): {str(error).splitlines()[0]}") from None
+            kpis = _kpis(Path(local), f"MLflow run {run_id}: replications.csv")
+    except CompareError:
+        raise
+    except Exception as error:  # noqa: BLE001 - MLflow, SQLAlchemy and HTTP errors alike: one line
+        raise CompareError(f"MLflow run {run_id} ({tracking_uri}): {tracking_message(error)}") from None
     seed = run.data.params.get("seed")
     return RunData(f"{run.info.run_name} ({run_id[:8]})", int(seed) if seed is not None else None, kpis)
+
+
+def _kpis(table: Path, label: str) -> pd.DataFrame:
+    """A replications table: numeric KPI columns indexed by replication; CompareError naming what is wrong."""
+    try:
+        kpis = pd.read_csv(table)
+    except (OSError, ValueError, pd.errors.ParserError) as error:
+        raise CompareError(f"{label}: not readable as CSV ({str(error).splitlines()[0][:200]})") from None
+    if "replication" not in kpis:
+        raise CompareError(f"{label}: no 'replication' column")
+    for column in kpis.columns:
+        if not pd.api.types.is_numeric_dtype(kpis[column]):
+            raise CompareError(f"{label}: column {column!r} is not numeric")
+    if kpis["replication"].duplicated().any():
+        raise CompareError(f"{label}: a replication appears twice")
+    return kpis.set_index("replication")
 
 
 def paired_differences(a: RunData, b: RunData, kpis: tuple[str, ...] = SUMMARY_KPIS, confidence: float = 0.95) -> pd.DataFrame:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -10,13 +9,12 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import pandas as pd
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
-from experiments.console import compact_number, fail, load_scenario_or_exit
+from experiments.console import check_run_size_or_exit, compact_number, edge_errors, fail, load_scenario_or_exit, require_finite
+from experiments.output import RunFiles, output_folder
 from experiments.runner import run_replications
-from scenarios.json_values import json_ready
 
 if TYPE_CHECKING:
     from optimizers.headcount import HeadcountOptions, HeadcountReport
@@ -41,6 +39,7 @@ def headcount(
     set_: Annotated[list[str], typer.Option("--set", help="override a scenario key")] = [],  # noqa: B006
 ) -> None:
     """Plan hires per role, territory and month: least cost reaching the target with the asked probability."""
+    require_finite(target_bookings=target_bookings, budget=budget, time_limit=time_limit, gap=gap)
     if objective not in ("cost", "margin"):
         fail([f"--objective: expected cost or margin, got {objective!r}"])
     if objective == "cost" and target_bookings is None:
@@ -48,26 +47,28 @@ def headcount(
     from optimizers.headcount import HeadcountOptions, plan_headcount  # Pyomo loads only for this command
 
     model = load_scenario_or_exit(scenario, set_)
+    check_run_size_or_exit(model, scenario)
     options = HeadcountOptions(
         target_bookings=target_bookings, confidence=confidence, budget=budget, objective=objective,  # type: ignore[arg-type]
         gross_margin=gross_margin, max_utilization=max_utilization, replications=replications, seed=seed,
         time_limit=time_limit, rel_gap=gap,
     )
-    with console.status("planning: solve, simulate, correct…"):
-        report = plan_headcount(model, options, partial(run_replications, workers=workers))
-    write_report(report, options, out)
+    with edge_errors(), output_folder(out, "optimize headcount") as files:
+        with console.status("planning: solve, simulate, correct…"):
+            report = plan_headcount(model, options, partial(run_replications, workers=workers))
+        write_report(report, options, files)
+        files.commit()  # a plan that failed leaves no scenario.yaml of an earlier one
     console.print(_summary(report, options))
     if report.status != "met":
         fail([report.message], code=1)
 
 
-def write_report(report: HeadcountReport, options: HeadcountOptions, out: Path) -> None:
+def write_report(report: HeadcountReport, options: HeadcountOptions, files: RunFiles) -> None:
     """plan.csv, scenario.yaml (the scenario with the plan, runnable as it is) and report.json."""
-    out.mkdir(parents=True, exist_ok=True)
     rows = report.plan.rows() if report.plan else []
-    pd.DataFrame(rows, columns=["month", "role", "territory", "hires"]).to_csv(out / "plan.csv", index=False)
+    files.csv("plan.csv", pd.DataFrame(rows, columns=["month", "role", "territory", "hires"]), people=True)
     if report.scenario is not None:
-        (out / "scenario.yaml").write_text(yaml.safe_dump(report.scenario.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+        files.yaml("scenario.yaml", report.scenario.model_dump(mode="json"))
     last = report.iterations[-1] if report.iterations else None
     document = {
         "status": report.status,
@@ -91,7 +92,7 @@ def write_report(report: HeadcountReport, options: HeadcountOptions, out: Path) 
         "marginal_value_of_one_more_hire_slot": report.marginal_values,
         "comparison": report.naive,
     }
-    (out / "report.json").write_text(json.dumps(json_ready(document), indent=2) + "\n", encoding="utf-8")
+    files.json("report.json", document)
 
 
 def _summary(report: HeadcountReport, options: HeadcountOptions) -> Table:

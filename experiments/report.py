@@ -1,7 +1,8 @@
 """A self-contained HTML report of a ``simulate`` folder: headline cards and fan charts, plots embedded as PNG.
 
-Reads ``summary.json``, ``bands.csv``, ``monthly.csv`` and ``scenario.yaml``; writes ``report.html`` and the plots
-as ``plots/*.png`` (the same images, for tracking). Matplotlib runs headless (Agg).
+Reads ``summary.json``, ``bands.csv``, ``monthly.csv`` and ``scenario.yaml`` of a folder whose completeness
+marker vouches for them (an interrupted or mixed folder is refused); writes ``report.html`` and the plots as
+``plots/*.png`` (the same images, for tracking), added to the folder's set. Matplotlib runs headless (Agg).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
 
-from experiments.output import band_column  # noqa: E402
+from experiments.output import OutputError, band_column, check_complete, output_folder, write_atomically  # noqa: E402
+from scenarios.loading import safe_yaml  # noqa: E402
 
 NEEDED = ("summary.json", "bands.csv", "monthly.csv")
 COLORS = ("#2563eb", "#d97706", "#059669", "#7c3aed", "#dc2626", "#0891b2")
@@ -47,15 +49,27 @@ class RunFolder:
 
     @classmethod
     def read(cls, folder: Path) -> "RunFolder":
+        if not folder.is_dir():
+            raise ReportError(f"{folder}: no such folder (give a folder written by salesops simulate)")
         missing = [name for name in NEEDED if not (folder / name).is_file()]
         if missing:
             raise ReportError(f"{folder}: not a simulate output folder (missing {', '.join(missing)})")
-        scenario_file = folder / "scenario.yaml"
-        scenario = yaml.safe_load(scenario_file.read_text(encoding="utf-8")) if scenario_file.is_file() else {}
-        return cls(
-            folder, json.loads((folder / "summary.json").read_text(encoding="utf-8")),
-            pd.read_csv(folder / "bands.csv"), pd.read_csv(folder / "monthly.csv"), scenario or {},
-        )
+        try:
+            check_complete(folder, NEEDED)
+        except OutputError as error:
+            raise ReportError(str(error)) from None
+        try:
+            scenario_file = folder / "scenario.yaml"
+            scenario = safe_yaml(scenario_file.read_text(encoding="utf-8")) if scenario_file.is_file() else {}
+            run = cls(
+                folder, json.loads((folder / "summary.json").read_text(encoding="utf-8")),
+                pd.read_csv(folder / "bands.csv"), pd.read_csv(folder / "monthly.csv"), scenario or {},
+            )
+            if not isinstance(run.summary.get("kpis"), dict) or run.bands.empty or "month" not in run.bands:
+                raise ValueError("summary.json or bands.csv lacks what simulate writes")
+        except (OSError, ValueError, yaml.YAMLError, AttributeError) as error:
+            raise ReportError(f"{folder}: cannot read the simulation's files ({str(error).splitlines()[0][:200]})") from None
+        return run
 
     def roles(self, prefix: str) -> list[str]:
         """Roles with a ``<prefix>_<role>`` monthly column holding any number."""
@@ -65,8 +79,6 @@ class RunFolder:
 def write_report(folder: Path, out: Path | None = None) -> tuple[Path, list[Path]]:
     """Write the report (default ``folder/report.html``) and its plots in ``folder/plots``; their paths."""
     run = RunFolder.read(folder)
-    plots_dir = folder / "plots"
-    plots_dir.mkdir(exist_ok=True)
     figures = {
         "bookings": ("Monthly bookings", _bookings(run)),
         "cumulative_bookings": ("Cumulative bookings", _cumulative(run)),
@@ -75,18 +87,18 @@ def write_report(folder: Path, out: Path | None = None) -> tuple[Path, list[Path
         "utilization": ("Utilisation", _utilization(run)),
         "funnel": ("Funnel over the horizon", _funnel(run)),
     }
-    images, paths = {}, []
+    images = {}
     for name, (_, figure) in figures.items():
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
         plt.close(figure)
         images[name] = buffer.getvalue()
-        path = plots_dir / f"{name}.png"
-        path.write_bytes(images[name])
-        paths.append(path)
-    out = out or folder / "report.html"
-    out.write_text(_html(run, {name: (title, images[name]) for name, (title, _) in figures.items()}), encoding="utf-8")
-    return out, paths
+    page = _html(run, {name: (title, images[name]) for name, (title, _) in figures.items()})
+    with output_folder(folder, "report", extend=True) as files:
+        paths = [files.write(f"plots/{name}.png", png) for name, png in images.items()]
+        path = files.write("report.html", page) if out is None else write_atomically(out, page)
+        files.commit()
+    return path, paths
 
 
 def _months(run: RunFolder) -> list[str]:

@@ -1,12 +1,22 @@
 """Running units of work in this process, in a pool of processes or on a Dask cluster, with identical results.
 
 Workers only compute: they return plain results, and the caller (the main process) writes files and logs. Each
-task is a pure function call, so where it runs changes nothing in what it returns.
+task is a pure function call, so where it runs changes nothing in what it returns. Pool workers die with the main
+process: the kernel kills them when it ends, however it ends (even SIGKILL), they leave Ctrl-C to it, and when it
+stops with an error or an interrupt they are terminated at once rather than finishing their tasks.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import Any, Callable, Hashable, Iterator, Mapping
@@ -70,6 +80,46 @@ class DaskExecutor(Executor):
             self.client.cancel(list(futures))
 
 
+#: Linux's prctl option that sends a signal to a process when its parent ends.
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Run in each pool worker as it starts: SIGKILL from the kernel when the parent ends (Linux), or else a
+    watch on the parent every second; Ctrl-C (SIGINT, sent to the whole terminal group) is the parent's to handle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+            if os.getppid() != parent:  # the parent ended before the call
+                os._exit(1)
+            return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="salesops-parent-watch", daemon=True).start()
+
+
+def stop_workers() -> None:
+    """Terminate this process's pool workers and wait for them (an interrupt or an error in the main process)."""
+    for child in multiprocessing.active_children():
+        child.terminate()
+    for child in multiprocessing.active_children():
+        child.join(timeout=5)
+        if child.is_alive():
+            child.kill()
+
+
+def interrupt_on_sigterm() -> None:
+    """Handle SIGTERM as Ctrl-C: a KeyboardInterrupt in the main thread, so that the same clean-up runs."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 @contextmanager
 def executor(workers: int = 1, scheduler: str | None = None) -> Iterator[Executor]:
     """This process (1 worker), a process pool (``workers`` > 1) or Dask (``scheduler``: ``local`` or an address)."""
@@ -77,8 +127,14 @@ def executor(workers: int = 1, scheduler: str | None = None) -> Iterator[Executo
         if workers <= 1:
             yield Executor()
             return
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),))
+        try:
             yield PoolExecutor(pool)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            stop_workers()
+            raise
+        pool.shutdown(wait=True)
         return
     try:
         from dask.distributed import Client, LocalCluster

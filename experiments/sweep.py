@@ -2,9 +2,10 @@
 
 Tasks are (cell, replication) pairs, so a pool stays busy however few the cells. Every cell runs with the same seed,
 so replication r of every cell shares its random numbers (common random numbers): differences between cells are
-paired. Only this process writes: ``cells/<key>.json`` per finished cell, then ``results.csv`` and ``summary.csv``.
-A re-run skips cells already stored and logged; a cell that raised is recorded with its error and run again next time.
-Stored cells are logged to the tracker on a thread of their own, while the next ones run.
+paired. Only this process writes, holding the folder's lock: ``cells/<key>.json`` per finished cell (atomically),
+then ``sweep.yaml``, ``results.csv`` and ``summary.csv`` as one set with its completeness marker, so the three always
+describe one sweep and a second sweep into the same folder at once is refused. A re-run skips cells already stored
+and logged; a cell that raised is recorded with its error and run again next time. Stored cells are logged to the tracker on a thread of their own, while the next ones run.
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from engine import SUMMARY_KPIS, run_replication
 from engine.results import horizon_summary
-from experiments.cells import CellRecord, CellStore, canonical_json, cell_key, scenario_hash, write_atomically
-from experiments.output import write_replications
+from experiments.cells import CellRecord, CellStore, canonical_json, cell_key, scenario_hash
+from experiments.output import RunFiles, output_folder, write_replications
 from experiments.runner import Executor
 from experiments.sweep_spec import Cell, Sweep, describe_levels
 from experiments.tracking import CELL_TAG, NullTracker, RunRecord, calibration_sha256, run_record
@@ -70,13 +70,17 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run the cells not yet stored in ``out/cells``, store each as it ends and log it (on the tracking thread),
     then write the tables. A tracking error stops the sweep at the next finished cell; what is stored stays."""
-    tracker, progress = tracker or NullTracker(), progress or SweepProgress()
+    with output_folder(out, "sweep") as files:
+        return _run(sweep, files, pool, tracker or NullTracker(), progress or SweepProgress())
+
+
+def _run(sweep: Sweep, files: RunFiles, pool: Executor, tracker: NullTracker, progress: SweepProgress) -> SweepOutcome:
+    out = files.folder
     store = CellStore(out / "cells")
     replications = sweep.spec.replications
     keys = {cell.index: cell_key(cell.scenario, replications, sweep.seed) for cell in sweep.cells}
     cells_by_key = {key: cell for cell in reversed(sweep.cells) for key in [keys[cell.index]]}  # first cell of a key wins
     definition = sweep.spec.model_dump(mode="json", exclude_none=True) | {"seed": sweep.seed}
-    write_atomically(out / "sweep.yaml", yaml.safe_dump(definition, sort_keys=False, allow_unicode=True))
     sweep_key = hashlib.sha256(canonical_json(sorted(cells_by_key)).encode()).hexdigest()[:16]
     logged = tracker.open_sweep(sweep.spec.name, sweep_key, _sweep_params(sweep))
     stored = {key: store.read(key) for key in cells_by_key}
@@ -125,12 +129,14 @@ def run_sweep(
             log.result()
     finally:  # on an error or an interrupt, cells not yet logged are left for the resume
         tracking.shutdown(cancel_futures=True)
-    results_path, summary_path = write_tables(sweep, keys, cell_totals, out)
+    files.yaml("sweep.yaml", definition)
+    results_path, summary_path = write_tables(sweep, keys, cell_totals, files)
+    files.commit()
     tracker.close_sweep(failed > 0, out)
     return SweepOutcome(len(pending), len(finished), failed, results_path, summary_path)
 
 
-def write_tables(sweep: Sweep, keys: dict[int, str], cell_totals: dict[str, CellTotals], out: Path) -> tuple[Path, Path]:
+def write_tables(sweep: Sweep, keys: dict[int, str], cell_totals: dict[str, CellTotals], files: RunFiles) -> tuple[Path, Path]:
     """results.csv (cell × replication: factors and KPIs) and summary.csv (cell: status, KPI mean and P10/P50/P90)."""
     factors = list(sweep.spec.factors)
     result_rows, summary_rows = [], []
@@ -149,8 +155,8 @@ def write_tables(sweep: Sweep, keys: dict[int, str], cell_totals: dict[str, Cell
             summary |= {f"{kpi}_{stat}": stats.loc[kpi, stat] for kpi in SUMMARY_KPIS for stat in stats.columns}
         summary_rows.append(summary)
     columns = ["cell", "cell_key", *factors, "replication", *SUMMARY_KPIS]
-    results_path = write_atomically(out / "results.csv", pd.DataFrame(result_rows, columns=columns).to_csv(index=False))
-    summary_path = write_atomically(out / "summary.csv", pd.DataFrame(summary_rows).to_csv(index=False))
+    results_path = files.csv("results.csv", pd.DataFrame(result_rows, columns=columns), people=True)
+    summary_path = files.csv("summary.csv", pd.DataFrame(summary_rows), people=True)
     return results_path, summary_path
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from experiments.console import fail
+from experiments.console import check_run_size_or_exit, edge_errors, fail
 from experiments.runner import ExecutorError, executor
 from experiments.sweep import SweepProgress, run_sweep
 from experiments.sweep_spec import SweepError, load_sweep
@@ -60,14 +60,17 @@ def sweep(
         definition = load_sweep(sweep_file, max_cells)
     except SweepError as error:
         fail(f"{error.source}: {problem}" for problem in error.problems)
-    tracker = make_tracker(track, tracking_uri, experiment)
+    for cell in definition.cells:
+        check_run_size_or_exit(cell.scenario, f"{definition.source}: cell {cell.index}")
     columns = (
         TextColumn("{task.fields[cells]}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
     )
     try:
-        with executor(workers, scheduler) as pool, Progress(*columns, console=console, transient=True) as bar:
-            outcome = run_sweep(definition, out, pool, tracker, BarProgress(bar))
+        with edge_errors():
+            tracker = make_tracker(track, tracking_uri, experiment)
+            with executor(workers, scheduler) as pool, Progress(*columns, console=console, transient=True) as bar:
+                outcome = run_sweep(definition, out, pool, tracker, BarProgress(bar))
     except ExecutorError as error:
         fail([str(error)])
     cells = outcome.ran + outcome.reused

@@ -51,7 +51,7 @@ class SweepError(InputError):
 class Range(BaseModel):
     """``start``, ``start + step``, … up to and including ``stop`` (within rounding)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     start: float = Field(description="the first level")
     stop: float = Field(description="the last level, included when the steps reach it")
     step: float = Field(description="the gap between levels; not 0, and its sign must lead from start to stop")
@@ -81,7 +81,7 @@ class Range(BaseModel):
 class Factor(BaseModel):
     """One factor: the key path it sets and its levels, listed, as a range, or sampled."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     key: str | None = Field(default=None, description="--set key path; default: the factor's name; may hold {factor}")
     values: list[Any] | None = Field(default=None, description="the levels, listed (a factor written as a plain list is this)")
     range: Range | None = None
@@ -124,7 +124,7 @@ class Factor(BaseModel):
 class Sample(BaseModel):
     """How sampled factors are drawn: plain random or Latin-hypercube points, seeded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     method: Literal["random", "latin_hypercube"] = Field(
         default="latin_hypercube", description="latin_hypercube: one point in each stratum of every sampled factor"
     )
@@ -135,7 +135,7 @@ class Sample(BaseModel):
 class SweepSpec(BaseModel):
     """A sweep file as written."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     name: str = Field(description="label")
     description: str = Field(default="", description="label")
     scenario: str = Field(description="the base scenario: a shipped one's name, or a path relative to the sweep file")

@@ -6,14 +6,14 @@ command keeps every ``salesops`` command quick to start.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import typer
 
-from scenarios.json_values import json_ready
+from experiments.console import edge_errors, fail
+from experiments.output import RunFiles, output_folder
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,28 +61,29 @@ def territories(
         _fail("--scenario needs --lead-attr (or a --balance attribute) to set each territory's lead share")
     base = _base_scenario(scenario) if scenario else None
     attributes = tuple(dict.fromkeys(spec.attributes + ((lead_attribute,) if lead_attribute else ())))
-    inputs = _read(units, reps, distances, adjacency, attributes)
-    options = SolveOptions(time_limit=time_limit, rel_gap=gap, log=solver_log, echo=_echo_to_stderr if solver_log else None)
-    out.mkdir(parents=True, exist_ok=True)
-    design = _design(inputs, spec, options, out)
-    design.moves.reset_index().to_csv(out / "assignment.csv", index=False)
-    summary = _summary(inputs, spec, design)
-    _write_summary(summary, out)  # beside assignment.csv at once, whatever the steps below do
-    written = [out / "assignment.csv", out / "summary.json"]
-    if price and spec.balance:
-        from optimizers.territories import price_of_balance
+    with edge_errors(), output_folder(out, "optimize territories") as files:
+        inputs = _read(units, reps, distances, adjacency, attributes)
+        options = SolveOptions(time_limit=time_limit, rel_gap=gap, log=solver_log, echo=_echo_to_stderr if solver_log else None)
+        design = _design(inputs, spec, options, files)
+        files.csv("assignment.csv", design.moves.reset_index(), people=True)
+        summary = _summary(inputs, spec, design)
+        if price and spec.balance:
+            from optimizers.territories import price_of_balance
 
-        summary["price_of_balance"] = price_of_balance(inputs, spec, PRICE_SCALES, options)
-        _write_summary(summary, out)
-    if base is not None:
-        scores = _score(base, inputs, design, lead_attribute, replications, seed, rep_role)
-        scores.to_csv(out / "simulation.csv", index=False)
-        summary["simulation"] = {"scenario": base.name, "replications": replications, "by_design": _simulated_totals(scores)}
-        _write_summary(summary, out)
-        written.append(out / "simulation.csv")
-    if inputs.has_coordinates:
-        draw_map(inputs, design, out / "map.png")
-        written.append(out / "map.png")
+            summary["price_of_balance"] = price_of_balance(inputs, spec, PRICE_SCALES, options)
+        if base is not None:
+            try:
+                scores = _score(base, inputs, design, lead_attribute, replications, seed, rep_role)
+            except typer.Exit:
+                files.json("summary.json", summary)
+                files.commit()  # the design stands without its scores
+                raise
+            files.csv("simulation.csv", scores, people=True)
+            summary["simulation"] = {"scenario": base.name, "replications": replications, "by_design": _simulated_totals(scores)}
+        files.json("summary.json", summary)
+        if inputs.has_coordinates:
+            draw_map(inputs, design, files.stage("map.png"))
+        written = files.commit()
     result = design.result
     typer.echo(
         f"{result.status}: {', '.join(spec.objective)} {result.objective:,.6g} (gap {result.gap or 0:.2%}), "
@@ -138,7 +139,7 @@ def _read(units: Path, reps: Path, distances: Path | None, adjacency: Path | Non
         _fail(*error.problems)
 
 
-def _design(inputs: TerritoryInputs, spec: DesignSpec, options: SolveOptions, out: Path) -> Design:
+def _design(inputs: TerritoryInputs, spec: DesignSpec, options: SolveOptions, files: RunFiles) -> Design:
     """The solved design; a design that cannot be asked for exits 2, one that cannot exist writes why and exits 1."""
     from optimizers.territories import DesignError, DesignInfeasible, design_territories
 
@@ -147,9 +148,9 @@ def _design(inputs: TerritoryInputs, spec: DesignSpec, options: SolveOptions, ou
     except DesignError as error:
         _fail(str(error))
     except DesignInfeasible as error:
-        _write_summary({"status": "infeasible", "explanation": str(error), "solver": error.result.as_dict() if error.result else None}, out)
-        typer.echo(f"error: infeasible: {error}", err=True)
-        raise typer.Exit(1) from None
+        files.json("summary.json", {"status": "infeasible", "explanation": str(error), "solver": error.result.as_dict() if error.result else None})
+        files.commit()  # the explanation replaces an earlier design's files
+        fail([f"infeasible: {error}"], code=1)
 
 
 def _score(
@@ -169,10 +170,6 @@ def _score(
         _fail(f"simulating the design from {base.name}: {error}")
 
 
-def _write_summary(summary: dict[str, object], out: Path) -> None:
-    (out / "summary.json").write_text(json.dumps(json_ready(summary), indent=2) + "\n", encoding="utf-8")
-
-
 def _table(path: Path) -> Table:
     from optimizers.territory_inputs import InputError, Table
 
@@ -180,6 +177,10 @@ def _table(path: Path) -> Table:
         return Table.parse(path.read_text(encoding="utf-8"), str(path))
     except FileNotFoundError:
         _fail(f"{path}: no such file")
+    except IsADirectoryError:
+        _fail(f"{path}: is a folder, expected a CSV file")
+    except OSError as error:
+        _fail(f"{path}: cannot read ({error.strerror or error})")
     except UnicodeDecodeError:
         _fail(f"{path}: not a UTF-8 text file")
     except InputError as error:
@@ -288,6 +289,4 @@ def draw_map(inputs: TerritoryInputs, design: Design, path: Path) -> None:
 
 
 def _fail(*lines: str) -> NoReturn:
-    for line in lines:
-        typer.echo(f"error: {line}", err=True)
-    raise typer.Exit(2)
+    fail(lines)

@@ -51,10 +51,16 @@ class Table:
     @classmethod
     def parse(cls, text: str, label: str) -> "Table":
         """The table in ``text``; raises InputError for an empty file or rows with more cells than the header."""
-        records = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+        try:
+            records = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+        except csv.Error as error:
+            raise InputError([f"{label}: not readable as CSV ({error}; a cell may hold at most {csv.field_size_limit():,} characters)"]) from None
         if not records:
             raise InputError([f"{label}: empty file, expected a header row"])
         columns = tuple(cell.strip() for cell in records[0])
+        repeated = sorted({column for column in columns if column and columns.count(column) > 1})
+        if repeated:
+            raise InputError([f"{label} row 1: column(s) {', '.join(map(repr, repeated))} appear more than once in the header"])
         rows, numbers, problems = [], [], []
         for number, record in enumerate(records[1:], start=2):
             cells = [cell.strip() for cell in record]
@@ -115,7 +121,9 @@ def read_inputs(
     adjacency: Table | None = None,
 ) -> TerritoryInputs:
     """Validate the tables and compute the distance matrix; raises InputError listing every problem."""
-    problems: list[str] = []
+    problems = [_missing_id(table) for table in (units, reps) if "id" not in table.columns]
+    if problems:
+        raise InputError(problems)
     unit_frame = _read_units(units, attributes, problems)
     rep_frame = _read_reps(reps, unit_frame, problems)
     if problems:
@@ -139,6 +147,14 @@ def read_inputs(
     if problems:
         raise InputError(problems)
     return TerritoryInputs(unit_frame, rep_frame, attributes, distance, pairs, source)
+
+
+def _missing_id(table: Table) -> str:
+    """The message for a table without its ``id`` column, guessing a separator other than the comma."""
+    header = ",".join(table.columns)
+    other = next((name for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")) if sep in header), None)
+    hint = f"; the header seems separated by {other}: write the file with commas" if other else ""
+    return f"{table.label}: missing column 'id' (columns: {', '.join(table.columns)[:200]}){hint}"
 
 
 def _require(table: Table, name: str, problems: list[str]) -> list[str]:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import copy
 import json
+import reprlib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import yaml
 from pydantic import ValidationError
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode, Node, SequenceNode
 
 from scenarios.model import Scenario
 from scenarios.snapshot import SnapshotError, read_snapshot
@@ -30,6 +34,99 @@ class InputError(ValueError):
 
 class ScenarioError(InputError):
     """A scenario that cannot be used; each problem names its key path."""
+
+
+#: Nesting deeper than this is refused (scenarios nest about 6 deep), so no reader recurses without bound.
+MAX_YAML_DEPTH = 64
+#: Aliases may not make a document larger than this many nodes once expanded ("billion laughs").
+MAX_YAML_NODES = 1_000_000
+#: How much of a value any message echoes.
+_ECHO = reprlib.Repr()
+_ECHO.maxlevel, _ECHO.maxstring, _ECHO.maxother, _ECHO.maxlong = 2, 60, 60, 40
+_ECHO.maxdict = _ECHO.maxlist = _ECHO.maxtuple = _ECHO.maxset = 4
+
+
+def echo(value: Any, limit: int = 100) -> str:
+    """A short ``repr`` of ``value`` for a message: bounded in length and depth, whatever the value's size."""
+    text = _ECHO.repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class SafeYamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with limits, for every YAML the project reads: nesting at most ``MAX_YAML_DEPTH``,
+    aliases expanding to at most ``MAX_YAML_NODES`` nodes, no duplicated key, and values that cannot be built
+    (an impossible date, an integer of 5,000 digits) as YAML errors with their line instead of Python errors."""
+
+    def __init__(self, stream: Any):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise ComposerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def get_single_node(self) -> Node | None:
+        node = super().get_single_node()
+        if node is not None and _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise ComposerError(None, None, f"aliases expand the document beyond {MAX_YAML_NODES:,} values", node.start_mark)
+        return node
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, OverflowError, TypeError) as error:
+            raise ConstructorError(None, None, f"cannot read {echo(getattr(node, 'value', ''), 60)}: {error}", node.start_mark) from None
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # an unhashable key: the base class says so
+            if first is not None:
+                raise ConstructorError(None, None, f"duplicate key {echo(key, 60)} (first on line {first + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def _expanded_size(node: Node, sizes: dict[int, int]) -> int:
+    """How many nodes ``node`` stands for once every alias is expanded (each shared node counted once per use)."""
+    if id(node) not in sizes:
+        children: list[Node] = []
+        if isinstance(node, SequenceNode):
+            children = node.value
+        elif isinstance(node, MappingNode):
+            children = [item for pair in node.value for item in pair]
+        sizes[id(node)] = min(1 + sum(_expanded_size(child, sizes) for child in children), MAX_YAML_NODES + 1)
+    return sizes[id(node)]
+
+
+def safe_yaml(text: str) -> Any:
+    """``text`` read as YAML with ``SafeYamlLoader``; raises ``yaml.YAMLError`` naming the line."""
+    loader = SafeYamlLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def yaml_problem(problem: yaml.YAMLError) -> str:
+    """A YAML error in one line: where it is and what is wrong."""
+    mark = getattr(problem, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    what = " ".join(str(getattr(problem, "problem", None) or problem).split())
+    return f"{where}not valid YAML ({what[:200]})"
 
 
 def shipped_scenarios() -> list[str]:
@@ -56,20 +153,21 @@ def read_yaml_mapping(name_or_path: str | Path, package: str, folder: str, kind:
     if path.suffix in {".yaml", ".yml"} or path.exists():
         if not path.is_file():
             raise error(str(path), ["no such file"])
-        source, raw = str(path), path.read_bytes()
+        try:
+            source, raw = str(path), path.read_bytes()
+        except OSError as problem:
+            raise error(str(path), [f"cannot read ({problem.strerror or problem})"]) from None
     else:
         entry = resources.files(package) / folder / f"{name_or_path}.yaml"
         if not entry.is_file():
             raise error(str(name_or_path), [f"not a file and not a shipped {kind}; shipped: {', '.join(shipped_names(package, folder))}"])
         source, raw = f"{name_or_path} (shipped)", entry.read_bytes()
     try:
-        data = yaml.safe_load(raw.decode("utf-8"))
+        data = safe_yaml(raw.decode("utf-8"))
     except UnicodeDecodeError as problem:
         raise error(source, [f"not valid UTF-8 at byte {problem.start}"]) from None
     except yaml.YAMLError as problem:
-        mark = getattr(problem, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise error(source, [f"{where}not valid YAML ({getattr(problem, 'problem', None) or problem})"]) from None
+        raise error(source, [yaml_problem(problem)]) from None
     if not isinstance(data, dict):
         raise error(source, [f"expected a mapping of {kind} keys at the top level"])
     return source, data
@@ -104,8 +202,10 @@ def _merge_calibration(data: dict[str, Any], base: Path, source: str) -> dict[st
         fragment = calibration["scenario"]
     except FileNotFoundError:
         raise ScenarioError(source, [f"calibration: no such file {str(path)!r}"]) from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
-        raise ScenarioError(source, [f"calibration: {path} is not a calibration file with a 'scenario' key ({error})"]) from None
+    except OSError as error:
+        raise ScenarioError(source, [f"calibration: cannot read {str(path)!r} ({error.strerror or error})"]) from None
+    except (ValueError, KeyError, TypeError, RecursionError) as error:
+        raise ScenarioError(source, [f"calibration: {path} is not a calibration file with a 'scenario' key ({echo(error, 200)})"]) from None
     if not isinstance(fragment, dict):
         raise ScenarioError(source, [f"calibration: {path} is not a calibration file with a 'scenario' mapping"])
     merged = _deep_merge(_anchor_pipeline(fragment, path.parent), data)
@@ -146,11 +246,11 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str], source: str 
     for override in overrides:
         path, sep, raw = override.partition("=")
         if not sep or not path:
-            raise ScenarioError(source, [f"{override!r}: expected KEY.PATH=VALUE"])
+            raise ScenarioError(source, [f"{echo(override)}: expected KEY.PATH=VALUE"])
         try:
-            value = yaml.safe_load(raw) if raw.strip() else raw
-        except yaml.YAMLError:
-            raise ScenarioError(source, [f"{path}: cannot read value {raw!r}"]) from None
+            value = safe_yaml(raw) if raw.strip() else raw
+        except yaml.YAMLError as problem:
+            raise ScenarioError(source, [f"{echo(path)}: cannot read value {echo(raw)} ({yaml_problem(problem)})"]) from None
         keys = path.split(".")
         collection = result.get(keys[0])
         if keys[0] in NAMED_COLLECTIONS and len(keys) > 2 and isinstance(collection, dict) and keys[1] not in collection:
@@ -251,7 +351,7 @@ def describe_validation_error(error: ValidationError) -> list[str]:
         if item["type"] == "extra_forbidden":
             message = "unknown key"
         elif item["type"] not in {"missing", "value_error"}:
-            message = f"{message} (got {item['input']!r})"
+            message = f"{message} (got {echo(item['input'])})"
         problems.append(f"{path}: {message}" if path else message)
     return problems
 
