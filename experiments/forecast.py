@@ -16,6 +16,7 @@ its stage's median time to close): the method most CRMs ship.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -80,7 +81,6 @@ def forecast_scenario(cut: Cut, pipeline_file: Path, months: int, seed: int) -> 
     pipeline[["territory", "owner", "role", "tenure_months"]] = np.nan
     age_offset = (cut.start.start_time - pd.Timestamp(cut.as_of) - pd.Timedelta(days=1)) / pd.Timedelta(days=1)
     pipeline["age_days"] = pipeline["age_days"].astype(float) + age_offset
-    pipeline_file.parent.mkdir(parents=True, exist_ok=True)
     pipeline.reindex(columns=SNAPSHOT_COLUMNS).to_csv(pipeline_file, index=False)
     fragment = cut.calibration.scenario_fragment(with_response_decay=False)
     fragment.pop("initial_state", None)
@@ -107,11 +107,12 @@ class Forecast:
     deals: pd.DataFrame
 
 
-def run_forecast(cut: Cut, months: int, folder: Path, replications: int = 200, seed: int = 0, workers: int = 1,
+def run_forecast(cut: Cut, months: int, pipeline_file: Path, replications: int = 200, seed: int = 0, workers: int = 1,
                  arrivals_until: pd.Timestamp | None = None) -> Forecast:
-    """Simulate ``months`` months from the cut; ``arrivals_until`` leaves out deals of leads arriving after it (a
-    back-test compares with an export that holds no lead created after its last row)."""
-    scenario = forecast_scenario(cut, folder / "pipeline.csv", months, seed)
+    """Simulate ``months`` months from the cut, its pipeline written to ``pipeline_file``; ``arrivals_until`` leaves
+    out deals of leads arriving after it (a back-test compares with an export that holds no lead created after its
+    last row)."""
+    scenario = forecast_scenario(cut, pipeline_file, months, seed)
     log = run_replications(scenario, replications, seed, workers, keep_log=True).lead_log
     start = pd.Timestamp(scenario.start)
     labels = [str(cut.start + i) for i in range(months)]
@@ -177,8 +178,8 @@ class Backtest:
     calibrations: dict[str, dict]
 
 
-def run_backtest(raw: RawExport, mapping: Mapping, cuts: list[date], horizon_months: int, folder: Path,
-                 replications: int = 20, seed: int = 0, workers: int = 1, since: date | None = None) -> Backtest:
+def run_backtest(raw: RawExport, mapping: Mapping, cuts: list[date], horizon_months: int, replications: int = 20,
+                 seed: int = 0, workers: int = 1, since: date | None = None) -> Backtest:
     """Forecast from each cut (fitted on what was known the day before) and compare up to ``horizon_months`` months
     with what happened, up to the last full month with a close in the export."""
     truth = audit(raw, mapping, since=since)
@@ -196,7 +197,8 @@ def run_backtest(raw: RawExport, mapping: Mapping, cuts: list[date], horizon_mon
         if months < 1:
             raise CalibrationError("--cut", [f"nothing to compare: the cut {cut} is after the last full month {last_month}"])
         fitted = fit_cut(raw, mapping, cut - timedelta(days=1), since, seed)
-        forecast = run_forecast(fitted, months, folder / f"cut-{cut}", replications, seed, workers, last_created)
+        with tempfile.TemporaryDirectory(prefix="salesops-cut-") as folder:
+            forecast = run_forecast(fitted, months, Path(folder) / "pipeline.csv", replications, seed, workers, last_created)
         calibrations[str(cut)] = fitted.calibration.to_dict()
         naive = naive_forecasts(fitted, actual, forecast.months, first_created)
         bands = forecast.monthly[forecast.monthly["segment"].eq("all")].set_index("month")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,12 +13,15 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from calibration import CalibrationError, load_mapping, read_export  # noqa: E402
+from experiments.console import edge_errors, fail  # noqa: E402
 from experiments.forecast import Backtest, Forecast, cut_dates, fit_cut, run_backtest, run_forecast  # noqa: E402
+from experiments.output import RunFiles, output_folder  # noqa: E402
 from scenarios import ScenarioError  # noqa: E402
 
 console = Console()
@@ -28,12 +30,6 @@ MappingOpt = Annotated[str, typer.Option("--mapping", "-m", help="a mapping file
 DateOpt = Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"])]
 METHOD_LABELS = {"simulation": "simulation", "moving_average": "3-month average", "last_year": "last year",
                  "weighted_pipeline": "weighted pipeline"}
-
-
-def _fail(source: str, problems: list[str]) -> typer.Exit:
-    for problem in problems:
-        typer.echo(f"error: {source}: {problem}", err=True)
-    return typer.Exit(2)
 
 
 def forecast(
@@ -50,16 +46,18 @@ def forecast(
     """Forecast won deals and bookings by month and segment (P10/P50/P90) from the open pipeline and the leads still
     to arrive; write forecast.csv, deals.csv (each open deal's chance to win this month, quarter and next quarter),
     pipeline.csv and forecast.png."""
-    try:
-        source, model = load_mapping(mapping)
-        raw = read_export(export, model, source)
-        cut = fit_cut(raw, model, as_of.date() if as_of else None, since.date() if since else None, seed)
-        result = run_forecast(cut, months, out, replications, seed, workers)
-    except (CalibrationError, ScenarioError) as error:
-        raise _fail(error.source, error.problems) from None
-    result.monthly.to_csv(out / "forecast.csv", index=False)
-    result.deals.to_csv(out / "deals.csv", index=False)
-    _save(_forecast_figure(result), out / "forecast.png")
+    with edge_errors(), output_folder(out, "forecast") as files:
+        try:
+            source, model = load_mapping(mapping)
+            raw = read_export(export, model, source)
+            cut = fit_cut(raw, model, as_of.date() if as_of else None, since.date() if since else None, seed)
+            result = run_forecast(cut, months, files.stage("pipeline.csv"), replications, seed, workers)
+        except (CalibrationError, ScenarioError) as error:
+            fail(f"{error.source}: {problem}" for problem in error.problems)
+        files.csv("forecast.csv", result.monthly)
+        files.csv("deals.csv", result.deals, people=True)
+        _save(_forecast_figure(result), files, "forecast.png")
+        files.commit()
     table = Table(title=f"forecast from {result.start} ({replications} replications), all segments")
     for column in ("month", "won P10", "P50", "P90", "bookings P50"):
         table.add_column(column, justify="left" if column == "month" else "right")
@@ -86,21 +84,22 @@ def backtest(
     """Rolling-origin back-test: forecast from each cut with what was known then, and score every horizon month
     (MAPE, bias, P10–P90 coverage, pinball loss) against what happened, beside a 3-month moving average, last
     year's same month and the weighted pipeline."""
-    try:
-        dates = [c.date() for c in cut] + (cut_dates(cuts) if cuts else [])
-        if not dates:
-            raise CalibrationError("--cut", ["give at least one --cut DATE or --cuts START:END:STEP"])
-        source, model = load_mapping(mapping)
-        raw = read_export(export, model, source)
-        result = run_backtest(raw, model, dates, horizon, out, replications, seed, workers, since.date() if since else None)
-    except (CalibrationError, ScenarioError) as error:
-        raise _fail(error.source, error.problems) from None
-    result.monthly.to_csv(out / "backtest_monthly.csv", index=False)
-    (out / "backtest.json").write_text(json.dumps(result.metrics, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    (out / "calibrations.json").write_text(json.dumps(result.calibrations, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    figure = _backtest_figure(result)
-    _save(figure, out / "backtest.png")
-    (out / "backtest.html").write_text(_backtest_html(result, out / "backtest.png"), encoding="utf-8")
+    with edge_errors(), output_folder(out, "backtest") as files:
+        try:
+            dates = [c.date() for c in cut] + (cut_dates(cuts) if cuts else [])
+            if not dates:
+                raise CalibrationError("--cut", ["give at least one --cut DATE or --cuts START:END:STEP"])
+            source, model = load_mapping(mapping)
+            raw = read_export(export, model, source)
+            result = run_backtest(raw, model, dates, horizon, replications, seed, workers, since.date() if since else None)
+        except (CalibrationError, ScenarioError) as error:
+            fail(f"{error.source}: {problem}" for problem in error.problems)
+        files.csv("backtest_monthly.csv", result.monthly)
+        files.json("backtest.json", result.metrics)
+        files.json("calibrations.json", result.calibrations)
+        plot = _save(_backtest_figure(result), files, "backtest.png")
+        files.write("backtest.html", _backtest_html(result, plot))
+        files.commit()
     console.print(_accuracy_table(result))
     console.print(f"wrote {out / 'backtest_monthly.csv'}, {out / 'backtest.json'}, {out / 'backtest.html'}", highlight=False)
 
@@ -131,6 +130,9 @@ def _forecast_figure(result: Forecast) -> plt.Figure:
         ax.plot(x, bands[f"{measure}_p50"], color="#2563eb", label="P50")
         ax.set_title(f"{title} by month, from {result.start}", loc="left", fontsize=11, fontweight="bold")
         ax.set_xticks(list(x), bands["month"], rotation=45, ha="right")
+        ax.set_ylim(bottom=0)
+        if measure == "bookings":
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value / 1e6:,.1f}M"))
         ax.grid(axis="y", alpha=0.3)
         ax.spines[["top", "right"]].set_visible(False)
         ax.legend(frameon=False, fontsize=8)
@@ -162,9 +164,12 @@ def _backtest_figure(result: Backtest) -> plt.Figure:
     return figure
 
 
-def _save(figure: plt.Figure, path: Path) -> None:
+def _save(figure: plt.Figure, files: RunFiles, name: str) -> Path:
+    """Stage a figure as a PNG; the staged file's path (readable until the set is committed)."""
+    path = files.stage(name)
     figure.savefig(path, format="png", dpi=110, bbox_inches="tight")
     plt.close(figure)
+    return path
 
 
 def _backtest_html(result: Backtest, plot: Path) -> str:

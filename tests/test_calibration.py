@@ -301,8 +301,7 @@ def test_backtest_on_generated_data_is_roughly_unbiased(tmp_path):
     export, _ = generate_crm(scenario, seed=4)
     export.to_csv(tmp_path / "crm.csv", index=False)
     source, mapping = load_mapping("generated")
-    result = run_backtest(read_export(tmp_path / "crm.csv", mapping, source), mapping, [date(2027, 10, 1)], 3, tmp_path,
-                          replications=3)
+    result = run_backtest(read_export(tmp_path / "crm.csv", mapping, source), mapping, [date(2027, 10, 1)], 3, replications=3)
     won = result.monthly[result.monthly["measure"].eq("won")]
     assert won["actual"].sum() > 120
     assert abs(result.metrics["simulation"]["won"]["all"]["bias"]) < 0.25, result.metrics

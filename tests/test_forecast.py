@@ -45,7 +45,7 @@ def test_forecast_of_a_generated_export_covers_its_known_future_and_beats_naive_
     months, and its MAPE is below the weighted pipeline's and the 3-month moving average's on the same cut."""
     path, _ = generated
     source, mapping = load_mapping("generated")
-    result = run_backtest(read_export(path, mapping, source), mapping, [date(2027, 12, 1)], 6, tmp_path, replications=40, seed=1)
+    result = run_backtest(read_export(path, mapping, source), mapping, [date(2027, 12, 1)], 6, replications=40, seed=1)
     won = result.monthly[result.monthly["measure"].eq("won")]
     inside = ((won["p10"] <= won["actual"]) & (won["actual"] <= won["p90"])).sum()
     assert len(won) == 6 and inside >= 5, won
@@ -126,7 +126,7 @@ def test_olist_run_off_from_june_2018(tmp_path):
     (2.3% against 4–5%), which a funnel fitted on January to May cannot know."""
     source, mapping = load_mapping("olist_marketing_funnel")
     raw = read_export(DATA / "olist-marketing-funnel" / "olist_marketing_qualified_leads_dataset.csv", mapping, source)
-    result = run_backtest(raw, mapping, [date(2018, 6, 1)], 5, tmp_path, replications=40, seed=1, since=date(2018, 1, 1))
+    result = run_backtest(raw, mapping, [date(2018, 6, 1)], 5, replications=40, seed=1, since=date(2018, 1, 1))
     won = result.monthly[result.monthly["measure"].eq("won")]
     metrics = result.metrics["simulation"]["won"]["all"]
     assert list(won["month"]) == ["2018-06", "2018-07", "2018-08", "2018-09", "2018-10"]
