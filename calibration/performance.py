@@ -1,0 +1,163 @@
+"""Rep and territory performance over time, against the organisation, with shrunk estimates and funnel limits.
+
+Per unit (an owner or a territory) and period (month or quarter of the close; ``all`` for the whole window):
+closed deals, won, won rate, bookings, mean cycle days and, where the export has it, mean response hours.
+
+- **Shrunk won rate**: an empirical-Bayes beta-binomial. The units' won counts are fitted (maximum likelihood,
+  scipy) by a Beta(α, β) prior whose strength α+β says how much units truly differ; each unit's rate is its
+  posterior mean (won+α)/(n+α+β) with a 95% posterior interval. A unit with 12 deals is pulled most of the way to
+  the organisation, one with 500 hardly at all; when units differ no more than noise, the strength is large and
+  every unit sits at the organisation's rate.
+- **Funnel-plot limits**: the won rate a unit with its number of closed deals would show, 95% and 99.8% of the
+  time, if it won at the organisation's rate (binomial quantiles). A unit outside the 99.8% limits is ``below``
+  or ``above``; outside the 95% limits only, ``low`` or ``high``.
+- **Trend**: each unit's last period against its earlier periods (Fisher's exact test, Benjamini–Hochberg across
+  units of a kind): ``slipped`` or ``improved`` beyond noise. The last period may be partial (the as-of date).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special, stats
+
+#: Funnel-plot limit levels: warning (95%) and alarm (99.8%).
+WARNING, ALARM = 0.95, 0.998
+#: Bounds on the prior strength α+β (a strength at the upper bound means no variation beyond noise).
+MIN_STRENGTH, MAX_STRENGTH = 0.1, 1e6
+ALPHA = 0.05
+ALL = "all"
+
+
+def beta_binomial_prior(won: np.ndarray, n: np.ndarray) -> tuple[float, float]:
+    """(mean, strength) of the Beta prior that maximises the beta-binomial likelihood of the units' won counts."""
+    won, n = np.asarray(won, float), np.asarray(n, float)
+    keep = n > 0
+    won, n = won[keep], n[keep]
+    pooled = won.sum() / n.sum()
+    if len(n) < 2 or pooled in (0.0, 1.0):
+        return float(pooled), MAX_STRENGTH
+
+    def negative_log_likelihood(theta: np.ndarray) -> float:
+        mean, strength = special.expit(theta[0]), np.exp(theta[1])
+        a, b = mean * strength, (1 - mean) * strength
+        return -float(np.sum(special.betaln(won + a, n - won + b) - special.betaln(a, b)))
+
+    start = np.array([special.logit(pooled), np.log(100.0)])
+    bounds = [(-20, 20), (np.log(MIN_STRENGTH), np.log(MAX_STRENGTH))]
+    fit = optimize.minimize(negative_log_likelihood, start, method="L-BFGS-B", bounds=bounds)
+    return float(special.expit(fit.x[0])), float(np.exp(fit.x[1]))
+
+
+def funnel_limits(n: np.ndarray, rate: float, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The won rates inside which a unit with ``n`` closed deals at the organisation's ``rate`` falls with
+    probability ``level`` (binomial quantiles divided by n; NaN where n is 0)."""
+    n = np.asarray(n, float)
+    tail = (1 - level) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        low = stats.binom.ppf(tail, n, rate) / n
+        high = stats.binom.ppf(1 - tail, n, rate) / n
+    return np.where(n > 0, low, np.nan), np.where(n > 0, high, np.nan)
+
+
+def unit_figures(deals: pd.DataFrame, unit: str, period: str | None) -> pd.DataFrame:
+    """Closed deals, won, bookings, cycle and response figures per unit (and period of the close)."""
+    keys = [unit] if period is None else [unit, "period"]
+    closed = deals[deals["outcome"].isin(("won", "lost"))].assign(won=lambda f: f["outcome"].eq("won"))
+    closed = closed.assign(won_amount=closed["amount"].where(closed["won"], 0.0).fillna(0.0))
+    figures = closed.groupby(keys, sort=True).agg(
+        deals=("won", "size"), won=("won", "sum"), bookings=("won_amount", "sum"),
+        cycle_days_mean=("cycle_days", "mean"), response_hours_mean=("response_hours", "mean"))
+    figures = figures.reset_index().rename(columns={unit: "unit"})
+    if period is None:
+        opened = deals[deals["outcome"].eq("open")].groupby(unit).size()
+        figures["open"] = figures["unit"].map(opened).fillna(0).astype(int)
+        figures.insert(1, "period", ALL)
+    figures["won"] = figures["won"].astype(int)
+    figures["won_rate"] = figures["won"] / figures["deals"]
+    return figures
+
+
+def compare(figures: pd.DataFrame) -> pd.DataFrame:
+    """Each unit against the organisation in the same period: organisation's rate, shrunk rate and its 95%
+    interval, funnel limits and flag."""
+    parts = []
+    for _, group in figures.groupby("period", sort=False):
+        won, n = group["won"].to_numpy(float), group["deals"].to_numpy(float)
+        rate = won.sum() / n.sum()
+        mean, strength = beta_binomial_prior(won, n)
+        a, b = mean * strength, (1 - mean) * strength
+        group = group.assign(org_rate=rate, prior_strength=strength, shrunk_rate=(won + a) / (n + a + b),
+                             shrunk_low=stats.beta.ppf(0.025, won + a, n - won + b),
+                             shrunk_high=stats.beta.ppf(0.975, won + a, n - won + b))
+        for level, name in ((WARNING, "95"), (ALARM, "998")):
+            low, high = funnel_limits(n, rate, level)
+            group[f"limit{name}_low"], group[f"limit{name}_high"] = low, high
+        observed = group["won_rate"]
+        group["flag"] = np.select(
+            [observed < group["limit998_low"], observed > group["limit998_high"],
+             observed < group["limit95_low"], observed > group["limit95_high"]],
+            ["below", "above", "low", "high"], "within")
+        parts.append(group)
+    return pd.concat(parts, ignore_index=True)
+
+
+def trends(figures: pd.DataFrame) -> pd.DataFrame:
+    """Each unit's last period against its earlier ones: won rates, Fisher's exact p, BH-adjusted, and the verdict."""
+    from statsmodels.stats.multitest import multipletests
+
+    periods = sorted(figures["period"].unique())
+    if len(periods) < 2:
+        return pd.DataFrame()
+    last = periods[-1]
+    rows = []
+    for unit, group in figures.groupby("unit"):
+        now, before = group[group["period"] == last], group[group["period"] != last]
+        if now.empty or before.empty:
+            continue
+        won_now, n_now = int(now["won"].sum()), int(now["deals"].sum())
+        won_before, n_before = int(before["won"].sum()), int(before["deals"].sum())
+        p = stats.fisher_exact([[won_now, n_now - won_now], [won_before, n_before - won_before]]).pvalue
+        rows.append({"unit": unit, "period": last, "deals": n_now, "won_rate": won_now / n_now,
+                     "earlier_deals": n_before, "earlier_won_rate": won_before / n_before, "p": float(p)})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["p_adjusted"] = multipletests(table["p"], method="fdr_bh")[1]
+    change = np.sign(table["won_rate"] - table["earlier_won_rate"])
+    table["trend"] = np.where(table["p_adjusted"] >= ALPHA, "steady", np.where(change < 0, "slipped", "improved"))
+    return table
+
+
+def performance(deals: pd.DataFrame, units: dict[str, str], period: str = "quarter") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """performance.csv (kind, unit, period, figures, shrunk rate, limits, flag) and the trends, for each kind of unit
+    in ``units`` (kind → column of ``deals``). ``deals`` has outcome, amount, cycle_days, response_hours, closed_at."""
+    frequency = {"month": "M", "quarter": "Q"}[period]
+    dated = deals["closed_at"].notna().any()
+    deals = deals.assign(period=deals["closed_at"].dt.to_period(frequency).astype(str) if dated else ALL)
+    tables, trend_tables = [], []
+    for kind, column in units.items():
+        whole = compare(unit_figures(deals, column, None))
+        by_period = compare(unit_figures(deals, column, "period")) if dated else whole.iloc[0:0]
+        table = pd.concat([whole, by_period], ignore_index=True)
+        table.insert(0, "kind", kind)
+        tables.append(table)
+        if dated:
+            found = trends(by_period)
+            if not found.empty:
+                found.insert(0, "kind", kind)
+                trend_tables.append(found)
+    columns = ["kind", "unit", "period", "deals", "won", "open", "won_rate", "org_rate", "shrunk_rate", "shrunk_low",
+               "shrunk_high", "prior_strength", "limit95_low", "limit95_high", "limit998_low", "limit998_high", "flag",
+               "bookings", "cycle_days_mean", "response_hours_mean"]
+    table = pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
+    return table, (pd.concat(trend_tables, ignore_index=True) if trend_tables else pd.DataFrame())
+
+
+def deal_table(used: pd.DataFrame, cycle_days: pd.Series, territory: pd.Series | None = None) -> pd.DataFrame:
+    """The used rows as ``performance`` reads them; ``territory`` replaces the canonical one (``--territory-by``)."""
+    response = (used["first_response_at"] - used["created_at"]).dt.total_seconds() / 3_600
+    return pd.DataFrame({
+        "owner": used["owner"], "territory": used["territory"] if territory is None else territory.to_numpy(),
+        "outcome": used["outcome"], "amount": used["amount"].astype(float), "cycle_days": cycle_days.to_numpy(),
+        "response_hours": response.to_numpy(), "closed_at": used["closed_at"]})
