@@ -11,8 +11,9 @@ closed deals, won, won rate, bookings, mean cycle days and, where the export has
 - **Funnel-plot limits**: the won rate a unit with its number of closed deals would show, 95% and 99.8% of the
   time, if it won at the organisation's rate (binomial quantiles). A unit outside the 99.8% limits is ``below``
   or ``above``; outside the 95% limits only, ``low`` or ``high``.
-- **Trend**: each unit's last period against its earlier periods (Fisher's exact test, Benjamini–Hochberg across
-  units of a kind): ``slipped`` or ``improved`` beyond noise. The last period may be partial (the as-of date).
+- **Trend**: each unit's standing against the rest of the organisation (odds ratio of winning) in the last period
+  against the earlier periods (Woolf's z-test of the change, Benjamini–Hochberg across units of a kind):
+  ``slipped`` or ``improved`` beyond noise. The last period may be partial (the as-of date).
 """
 
 from __future__ import annotations
@@ -103,29 +104,43 @@ def compare(figures: pd.DataFrame) -> pd.DataFrame:
 
 
 def trends(figures: pd.DataFrame) -> pd.DataFrame:
-    """Each unit's last period against its earlier ones: won rates, Fisher's exact p, BH-adjusted, and the verdict."""
+    """Each unit's last period against its earlier ones, relative to the rest of the organisation: the change in
+    the log odds ratio of winning (unit against the rest) from before to the last period, its Woolf z-test,
+    Benjamini–Hochberg across units, and the verdict. Relative, so that a shift every unit shares (closes early in
+    an export are the quick ones, mostly wins) is not read as every unit slipping."""
     from statsmodels.stats.multitest import multipletests
 
     periods = sorted(figures["period"].unique())
     if len(periods) < 2:
         return pd.DataFrame()
-    last = periods[-1]
+    last = figures["period"] == periods[-1]
+    cells = figures.assign(lost=figures["deals"] - figures["won"], last=last)
+    own = cells.groupby(["unit", "last"])[["won", "lost"]].sum().unstack("last", fill_value=0)
+    total = cells.groupby("last")[["won", "lost"]].sum()
     rows = []
-    for unit, group in figures.groupby("unit"):
-        now, before = group[group["period"] == last], group[group["period"] != last]
-        if now.empty or before.empty:
+    for unit, counts in own.iterrows():
+        if counts[("won", True)] + counts[("lost", True)] == 0 or counts[("won", False)] + counts[("lost", False)] == 0:
             continue
-        won_now, n_now = int(now["won"].sum()), int(now["deals"].sum())
-        won_before, n_before = int(before["won"].sum()), int(before["deals"].sum())
-        p = stats.fisher_exact([[won_now, n_now - won_now], [won_before, n_before - won_before]]).pvalue
-        rows.append({"unit": unit, "period": last, "deals": n_now, "won_rate": won_now / n_now,
-                     "earlier_deals": n_before, "earlier_won_rate": won_before / n_before, "p": float(p)})
+        log_ratio, variance = [], 0.0
+        for when in (False, True):
+            table = np.array([counts[("won", when)], counts[("lost", when)],
+                              total.loc[when, "won"] - counts[("won", when)], total.loc[when, "lost"] - counts[("lost", when)]], float)
+            table = table + 0.5 if (table == 0).any() else table  # Haldane's correction for an empty cell
+            log_ratio.append(np.log(table[0] * table[3] / (table[1] * table[2])))
+            variance += float(np.sum(1 / table))
+        z = (log_ratio[1] - log_ratio[0]) / np.sqrt(variance)
+        n_now, n_before = counts[("won", True)] + counts[("lost", True)], counts[("won", False)] + counts[("lost", False)]
+        rows.append({"unit": unit, "period": periods[-1], "deals": int(n_now), "won_rate": counts[("won", True)] / n_now,
+                     "earlier_deals": int(n_before), "earlier_won_rate": counts[("won", False)] / n_before,
+                     "org_won_rate": total.loc[True, "won"] / total.loc[True].sum(),
+                     "earlier_org_won_rate": total.loc[False, "won"] / total.loc[False].sum(),
+                     "odds_ratio_change": float(np.exp(log_ratio[1] - log_ratio[0])), "p": float(2 * stats.norm.sf(abs(z)))})
     table = pd.DataFrame(rows)
     if table.empty:
         return table
     table["p_adjusted"] = multipletests(table["p"], method="fdr_bh")[1]
-    change = np.sign(table["won_rate"] - table["earlier_won_rate"])
-    table["trend"] = np.where(table["p_adjusted"] >= ALPHA, "steady", np.where(change < 0, "slipped", "improved"))
+    table["trend"] = np.where(table["p_adjusted"] >= ALPHA, "steady",
+                              np.where(table["odds_ratio_change"] < 1, "slipped", "improved"))
     return table
 
 

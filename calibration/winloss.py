@@ -223,19 +223,21 @@ def design(attributes: dict[str, tuple[np.ndarray, str]], rows: np.ndarray) -> p
     return frame
 
 
-def drop_collinear(attributes: dict[str, tuple[np.ndarray, str]], rows: np.ndarray) -> tuple[dict, list[str]]:
-    """The attributes that each add to the design's rank, in order, and the names of those that do not."""
+def _full_rank(attributes: dict[str, tuple[np.ndarray, str]], rows: np.ndarray) -> bool:
+    matrix = design(attributes, rows).to_numpy()
+    return bool(np.linalg.matrix_rank(matrix.T @ matrix) == matrix.shape[1])
+
+
+def drop_collinear(attributes: dict[str, tuple[np.ndarray, str]], rows: np.ndarray) -> tuple[dict, dict[str, list[str]]]:
+    """The attributes that keep the design of full rank, in order; for each one left out, the earlier attributes
+    it is collinear with (each alone, or all together when no single one is)."""
     kept: dict = {}
-    dropped = []
-    rank = 1
+    dropped: dict[str, list[str]] = {}
     for name, value in attributes.items():
-        trial = kept | {name: value}
-        matrix = design(trial, rows).to_numpy()
-        new_rank = np.linalg.matrix_rank(matrix.T @ matrix)
-        if new_rank == matrix.shape[1] and new_rank > rank:
-            kept, rank = trial, new_rank
+        if _full_rank(kept | {name: value}, rows):
+            kept[name] = value
         else:
-            dropped.append(name)
+            dropped[name] = [other for other in kept if not _full_rank({other: kept[other], name: value}, rows)] or list(kept)
     return kept, dropped
 
 
@@ -260,25 +262,26 @@ def fit_drivers(drivers: dict, closed: np.ndarray, won: np.ndarray, infos: list[
     (their status and reason updated in ``infos``); the fit summary and the statsmodels result (or None)."""
     by_name = {info["attribute"]: info for info in infos}
     kept, collinear = drop_collinear(drivers, closed)
-    for name in collinear:
+    for name, others in collinear.items():
         by_name[name]["status"] = "collinear"
-        by_name[name]["reason"] = "its levels are determined by the attributes before it in the model; left out"
+        by_name[name]["reason"] = f"collinear with {', '.join(others)} (its levels add nothing the model can tell apart); left out"
     y = won[closed].astype(float)
+    result = None
     while kept:
         result = fit_logit(y, design(kept, closed))
-        huge = [] if result is None else [c for c in result.params.index[1:] if abs(result.params[c]) > MAX_ABS_COEF]
-        if result is not None and not huge:
-            break
         if result is None:
             return {"fitted": False, "reason": "the logistic regression could not be fitted", "n": int(closed.sum())}, None
+        huge = [c for c in result.params.index[1:] if abs(result.params[c]) > MAX_ABS_COEF]
+        if not huge:
+            break
         for name in {c.split("=", 1)[0] for c in huge}:
             by_name[name]["status"] = "separating"
             by_name[name]["reason"] = "quasi-separation in the model (an odds ratio beyond e^15); left out"
             kept.pop(name)
-    if not kept:
+        result = None
+    if result is None:
         return {"fitted": False, "reason": "no attribute known while the deal is open is left to model",
                 "n": int(closed.sum())}, None
-    result = fit_logit(y, design(kept, closed))
     _attribute_tests(result, kept, by_name)
     model = {"fitted": True, "n": int(closed.sum()), "won": int(won[closed].sum()), "attributes": list(kept),
              "parameters": int(len(result.params)), "converged": bool(result.mle_retvals.get("converged", True)),

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from calibration import Calibration, CalibrationError, audit, load_mapping, read_export, read_roster
+from calibration.attributes import segment_by as attribute_segment
 from experiments.backtest import run_backtest
 from experiments.crm_generator import generate_crm as generate_export
 from scenarios import ScenarioError, load_scenario
@@ -36,12 +37,15 @@ def calibrate(
     as_of: Annotated[Optional[datetime], typer.Option("--as-of", formats=["%Y-%m-%d"], help="default: the latest date in the data")] = None,
     since: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"], help="use only rows created from this date")] = None,
     out: OutOpt = Path("runs/calibration"),
+    segment_by: Annotated[Optional[str], typer.Option("--segment-by", help="fit per level of this mapping attribute instead of the segment")] = None,
 ) -> None:
     """Audit a CRM export and fit its funnel: writes audit.json and quarantine.csv (first, so that they are there
     when the fit fails), then calibration.json."""
     try:
         source, model = load_mapping(mapping)
         raw = read_export(export, model, source)
+        if segment_by is not None:
+            raw, model = attribute_segment(raw, model, export, source, segment_by)
         checked = audit(raw, model, as_of=as_of, since=since)
         reps = read_roster(roster, model) if roster else None
     except CalibrationError as error:

@@ -7,6 +7,7 @@ report.html (with its plots), each atomically; tracked in MLflow on request.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
@@ -21,6 +22,8 @@ from calibration.attributes import attribute_cells, attribute_column, named_attr
 from calibration.performance import deal_table, performance
 from calibration.winloss import analyse_export, cycle_days
 from experiments.calibration_commands import _fail
+from experiments.cells import write_atomically
+from experiments.tracking import OUT_TAG, RunRecord, make_tracker
 from scenarios.json_values import json_ready
 
 console = Console()
@@ -93,10 +96,7 @@ def _summary(checked, result, table, trend, units: dict, territory_by: str | Non
 
 def _write(out: Path, result, table, summary: dict) -> dict[str, Path]:
     """drivers.csv, performance.csv, lost_reasons.csv (if any), winloss.json and report.html with its plots."""
-    import json
-
-    from experiments.cells import write_atomically
-    from experiments.winloss_report import write_winloss_report
+    from experiments.winloss_report import write_winloss_report  # matplotlib loads only when writing the report
 
     paths = {"drivers.csv": write_atomically(out / "drivers.csv", _csv(result.levels)),
              "performance.csv": write_atomically(out / "performance.csv", _csv(table))}
@@ -117,10 +117,13 @@ def _csv(frame) -> str:
     return text.to_csv(index=False)
 
 
+def p_text(p: float) -> str:
+    """A p-value for people: below what a double can tell from zero, ``<1e-300``."""
+    return "<1e-300" if p < 1e-300 else f"{p:.1e}"
+
+
 def track_winloss(track: bool, uri: str | None, export: Path, mapping: str, summary: dict, files: list[Path], out: Path) -> str | None:
     """Log the analysis to MLflow when asked: data hash, headline figures and the files; its run id."""
-    from experiments.tracking import OUT_TAG, RunRecord, make_tracker
-
     tracker = make_tracker(track, uri)
     if not tracker.active:
         return None
@@ -146,7 +149,7 @@ def _print(summary: dict, result) -> None:
         table.add_column(column, justify="left" if column == "driver" else "right", overflow="fold")
     for row in summary["top_drivers"]:
         table.add_row(f"{row['attribute']} = {row['level']}", f"{row['won_rate']:.1%}",
-                      f"{row['odds_ratio']:.2f} ({row['or_low']:.2f}–{row['or_high']:.2f})", f"{row['p_adjusted']:.1e}")
+                      f"{row['odds_ratio']:.2f} ({row['or_low']:.2f}–{row['or_high']:.2f})", p_text(row["p_adjusted"]))
     console.print(table)
     for item in summary["leakage"]:
         console.print(f"leakage: {item['attribute']}: {item['reason']}", highlight=False)

@@ -14,6 +14,7 @@ import pandas as pd
 from calibration.performance import ALARM, WARNING, funnel_limits
 from experiments.cells import write_atomically
 from experiments.report import COLORS, STYLE, _axes  # the simulate report's look; it sets matplotlib headless (Agg)
+from experiments.winloss_command import p_text
 
 import matplotlib.pyplot as plt  # noqa: E402  (after experiments.report chose the Agg backend)
 
@@ -164,7 +165,7 @@ def _html(summary: dict, images: dict[str, tuple[str, bytes]]) -> str:
     card_html = "".join(f'<div class="card"><div class="label">{html.escape(label)}</div><div class="value">{html.escape(value)}</div>'
                         f'<div class="band">{html.escape(band)}</div></div>' for label, value, band in cards)
     drivers = [[f"{r['attribute']} = {r['level']}", f"{r['won_rate']:.1%}", f"{r['odds_ratio']:.2f} ({r['or_low']:.2f}–{r['or_high']:.2f})",
-                f"{r['p_adjusted']:.1e}"] for r in summary["top_drivers"]]
+                p_text(r["p_adjusted"])] for r in summary["top_drivers"]]
     leakage = [[item["attribute"], item["reason"]] for item in summary["leakage"]]
     flagged = [[r["kind"], r["unit"], f"{r['deals']:,}", f"{r['won_rate']:.1%}", f"{r['shrunk_rate']:.1%}", f"{r['org_rate']:.1%}", r["flag"]]
                for r in summary["performance"]["flagged"]]
