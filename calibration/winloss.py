@@ -99,7 +99,8 @@ def analyse(columns: list[AttributeColumn], outcome: pd.Series, cycle_days: pd.S
                 "levels": len(table)}
         info |= leakage_test(column, closed, won, cycle_days)
         pooled, reference, n_pooled = pool_levels(column, closed, min_level)
-        table["model_level"] = table["level"].map(lambda level: level if level in set(pooled) else OTHER)
+        kept = set(pooled)
+        table["model_level"] = table["level"].map(lambda level: level if level in kept else OTHER)
         info["reference"], info["pooled_levels"] = reference, n_pooled
         info["status"], info["reason"] = _status(column, info, pooled[closed], won[closed])
         if info["status"] in ("driver", "leakage"):
@@ -213,14 +214,13 @@ def _status(column: AttributeColumn, info: dict, levels: np.ndarray, won: np.nda
 
 def design(attributes: dict[str, tuple[np.ndarray, str]], rows: np.ndarray) -> pd.DataFrame:
     """Indicator columns ``attribute=level`` (reference levels left out) for the rows selected by ``rows``."""
-    parts = []
+    blocks, names = [np.ones(int(rows.sum()))], ["const"]
     for name, (levels, reference) in attributes.items():
-        values = pd.Categorical(levels[rows])
-        dummies = pd.get_dummies(values, prefix=name, prefix_sep="=", dtype=float)
-        parts.append(dummies.drop(columns=f"{name}={reference}", errors="ignore"))
-    frame = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=range(int(rows.sum())))
-    frame.insert(0, "const", 1.0)
-    return frame
+        values = levels[rows]
+        for level in sorted(set(values) - {reference}):
+            blocks.append((values == level).astype(float))
+            names.append(f"{name}={level}")
+    return pd.DataFrame(np.column_stack(blocks), columns=names)
 
 
 def _full_rank(attributes: dict[str, tuple[np.ndarray, str]], rows: np.ndarray) -> bool:
@@ -321,7 +321,7 @@ def _with_odds(levels: pd.DataFrame, infos: list[dict], fitted, model_levels: di
     from statsmodels.stats.multitest import multipletests
 
     columns = ["odds_ratio", "or_low", "or_high", "p", "p_adjusted"]
-    levels = levels.assign(**{c: np.nan for c in columns}, reference=False, in_model=False, leakage=False, status="")
+    levels = levels.copy()
     by_name = {info["attribute"]: info for info in infos}
     groups = [_estimates(fitted) if fitted is not None else {}, {}]  # the driver model's levels; leakage levels
     for name, info in by_name.items():
@@ -329,22 +329,22 @@ def _with_odds(levels: pd.DataFrame, infos: list[dict], fitted, model_levels: di
             alone = fit_logit(won[closed].astype(float), design({name: model_levels[name]}, closed))
             if alone is not None:
                 groups[1] |= _estimates(alone)
-    estimates, adjusted = {}, {}
+    estimates = {}
     for group in groups:  # adjusted within each family of tests
         if group:
-            estimates |= group
-            adjusted |= dict(zip(group, multipletests([value[3] for value in group.values()], method="fdr_bh")[1]))
-    for i, row in levels.iterrows():
-        info = by_name[row["attribute"]]
-        levels.at[i, "status"] = info["status"]
-        levels.at[i, "leakage"] = bool(info["leakage"])
-        key = (row["attribute"], row["model_level"])
-        if info["status"] in ("driver", "leakage") and row["model_level"] == info["reference"]:
-            levels.at[i, "reference"] = True
-            levels.loc[i, columns] = [1.0, 1.0, 1.0, np.nan, np.nan]
-        elif key in estimates:
-            levels.loc[i, columns] = [*estimates[key], adjusted[key]]
-        levels.at[i, "in_model"] = info["status"] == "driver" and info.get("p") is not None
+            adjusted = multipletests([value[3] for value in group.values()], method="fdr_bh")[1]
+            estimates |= {key: (*value, q) for (key, value), q in zip(group.items(), adjusted)}
+    attribute = levels["attribute"].map(by_name)
+    status = attribute.map(lambda info: info["status"])
+    keys = list(zip(levels["attribute"], levels["model_level"]))
+    reference = status.isin(("driver", "leakage")) & levels["model_level"].eq(attribute.map(lambda info: info["reference"]))
+    values = np.array([estimates.get(key, (np.nan,) * 5) for key in keys], dtype=float).reshape(len(levels), 5)
+    values[reference.to_numpy()] = [1.0, 1.0, 1.0, np.nan, np.nan]
+    levels[columns] = values
+    levels["reference"] = reference.to_numpy()
+    levels["leakage"] = attribute.map(lambda info: bool(info["leakage"])).to_numpy()
+    levels["status"] = status.to_numpy()
+    levels["in_model"] = (status.eq("driver") & attribute.map(lambda info: info.get("p") is not None)).to_numpy()
     order = ["attribute", "level", "model_level", "deals", "won", "lost", "open", "won_rate", "won_rate_low",
              "won_rate_high", "reference", "odds_ratio", "or_low", "or_high", "p", "p_adjusted", "leakage", "status",
              "in_model"]
