@@ -199,8 +199,9 @@ def _status(column: AttributeColumn, info: dict, levels: np.ndarray, won: np.nda
     if info["leakage"]:
         why = ["declared recorded at the close"] if column.recorded == "close" else []
         if info["tracks_duration"]:
+            p = info["outcome_p"]
             why.append(f"tracks the cycle length ({info['duration_share']:.0%} of its rank variance) and differs by "
-                       f"outcome (p={info['outcome_p']:.2g})")
+                       f"outcome (p{'<1e-300' if p < 1e-300 else f'={p:.2g}'})")
         return "leakage", "; ".join(why)
     frame = pd.DataFrame({"level": levels, "won": won})
     rates = frame.groupby("level")["won"].agg(["mean", "size"])

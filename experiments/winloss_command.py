@@ -150,7 +150,11 @@ def _print(summary: dict, result) -> None:
     for row in summary["top_drivers"]:
         table.add_row(f"{row['attribute']} = {row['level']}", f"{row['won_rate']:.1%}",
                       f"{row['odds_ratio']:.2f} ({row['or_low']:.2f}–{row['or_high']:.2f})", p_text(row["p_adjusted"]))
-    console.print(table)
+    if summary["top_drivers"]:
+        console.print(table)
+    else:
+        console.print(f"win/loss: {summary['closed']:,} closed deals, won {summary['won_rate']:.1%}; no attribute known while "
+                      "the deal is open moves the won rate beyond noise (adjusted p < 0.05)", highlight=False)
     for item in summary["leakage"]:
         console.print(f"leakage: {item['attribute']}: {item['reason']}", highlight=False)
     holdout = summary["holdout"]

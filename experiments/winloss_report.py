@@ -55,7 +55,7 @@ def _drivers(levels: pd.DataFrame):
     rows = levels[~levels["reference"] & levels["odds_ratio"].notna() & levels["status"].isin(("driver", "leakage"))]
     rows = rows.drop_duplicates(["attribute", "model_level"])
     figure, axes = _axes("Odds ratio of winning against each attribute's reference level (log scale)")
-    figure.set_size_inches(7.2, max(2.5, 0.28 * len(rows) + 1.2))
+    figure.set_size_inches(10, max(2.5, 0.3 * len(rows) + 1.2))
     y = np.arange(len(rows))[::-1]
     colors = np.where(rows["leakage"], COLORS[4], np.where(rows["p_adjusted"] < 0.05, COLORS[0], "#9ca3af"))
     axes.hlines(y, rows["or_low"], rows["or_high"], colors=list(colors), linewidth=1.5)
@@ -63,7 +63,7 @@ def _drivers(levels: pd.DataFrame):
     axes.axvline(1.0, color="#111827", linewidth=1)
     axes.set_xscale("log")
     labels = [f"{a} = {lvl}" + ("  [leakage]" if leak else "") for a, lvl, leak in zip(rows["attribute"], rows["model_level"], rows["leakage"])]
-    axes.set_yticks(y, labels, fontsize=8)
+    axes.set_yticks(y, labels, fontsize=9)
     axes.grid(axis="x", alpha=0.3)
     axes.grid(axis="y", visible=False)
     axes.set_xlabel("odds ratio (blue: adjusted p < 0.05; grey: not; red: leakage, one-attribute model)")
@@ -150,7 +150,10 @@ TABLE_STYLE = """
 section{background:#fff;border-radius:10px;padding:12px 18px;margin-bottom:18px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
 section h2{font-size:16px;margin:6px 0 10px}table{border-collapse:collapse;font-size:13px;width:100%}
 td,th{text-align:left;padding:4px 8px;border-bottom:1px solid #e5e7eb}th{color:#6b7280;font-weight:600}
+figure.wide{grid-column:1/-1}figure.wide img{max-width:1100px}
 """
+#: Plots drawn across the page.
+WIDE = ("drivers",)
 
 
 def _html(summary: dict, images: dict[str, tuple[str, bytes]]) -> str:
@@ -176,8 +179,9 @@ def _html(summary: dict, images: dict[str, tuple[str, bytes]]) -> str:
                 + _table("Units outside the 99.8% funnel limits (whole window)", ["kind", "unit", "closed deals", "won rate", "shrunk", "organisation", "flag"], flagged)
                 + _table("Trends beyond noise (last period against earlier ones)", ["kind", "unit", "period", "now", "before", "adjusted p", "trend"], trends)
                 + _table("Notes", ["note"], [[note] for note in summary["notes"]]))
-    figures = "".join(f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></figure>'
-                      for title, png in images.values())
+    figures = "".join(f'<figure{" class=wide" if name in WIDE else ""}><img alt="{html.escape(title)}" '
+                      f'src="data:image/png;base64,{base64.b64encode(png).decode()}"></figure>'
+                      for name, (title, png) in images.items())
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Win/loss: {html.escape(files)}</title>'
             f"<style>{STYLE}{TABLE_STYLE}</style></head><body><header><h1>Win/loss and performance</h1>"
             f"<p>{html.escape(files)} · as of {html.escape(str(data['as_of'] or '(undated)'))} · sha256 {data['sha256'][:12]}</p></header>"
