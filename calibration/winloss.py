@@ -91,7 +91,6 @@ def analyse(columns: list[AttributeColumn], outcome: pd.Series, cycle_days: pd.S
     """The win/loss analysis of the used rows: ``outcome`` (won, lost, open), ``cycle_days`` (created → closed,
     NaN if unknown), ``order`` (creation order for the held-out split) and the attributes' columns."""
     closed, won = outcomes(outcome)
-    notes: list[str] = []
     tables, infos, model_levels = [], [], {}
     for column in columns:
         table = level_table(column, outcome)
@@ -107,17 +106,13 @@ def analyse(columns: list[AttributeColumn], outcome: pd.Series, cycle_days: pd.S
             model_levels[column.name] = (pooled, reference)
         tables.append(table)
         infos.append(info)
-    drivers = {name: value for name, value in model_levels.items()
-               if next(i for i in infos if i["attribute"] == name)["status"] == "driver"}
+    status = {info["attribute"]: info["status"] for info in infos}
+    drivers = {name: value for name, value in model_levels.items() if status[name] == "driver"}
     model, fitted = fit_drivers(drivers, closed, won, infos)
-    levels = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-    levels = _with_odds(levels, infos, fitted, model_levels, closed, won)
+    levels = _with_odds(pd.concat(tables, ignore_index=True), infos, fitted, model_levels, closed, won)
     holdout = held_out(drivers, infos, closed, won, order)
-    for info in infos:
-        if info["status"] != "driver" and info["status"] != "leakage":
-            notes.append(f"{info['attribute']}: {info['reason']}")
-        elif info["status"] == "leakage":
-            notes.append(f"{info['attribute']}: leakage, {info['reason']}")
+    notes = [f"{info['attribute']}: {'leakage, ' if info['status'] == 'leakage' else ''}{info['reason']}"
+             for info in infos if info["status"] != "driver"]
     return WinLoss(levels, infos, model, holdout, None, notes)
 
 
