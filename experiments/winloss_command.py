@@ -27,6 +27,9 @@ from experiments.tracking import OUT_TAG, RunRecord, make_tracker
 from scenarios.json_values import json_ready
 
 console = Console()
+#: The files the command writes in its folder, and its plots in plots/ (removed before a run writes its own).
+OUTPUTS = ("winloss.json", "drivers.csv", "performance.csv", "lost_reasons.csv", "report.html")
+PLOTS = ("drivers.png", "calibration.png", "funnel_*.png", "trend_*.png", "lost_reasons.png")
 #: Characters that make a spreadsheet read a cell as a formula.
 FORMULA_START = ("=", "+", "-", "@")
 
@@ -95,17 +98,20 @@ def _summary(checked, result, table, trend, units: dict, territory_by: str | Non
 
 
 def _write(out: Path, result, table, summary: dict) -> dict[str, Path]:
-    """drivers.csv, performance.csv, lost_reasons.csv (if any), winloss.json and report.html with its plots."""
+    """drivers.csv, performance.csv, lost_reasons.csv (if any), report.html with its plots, and winloss.json last:
+    the files of an earlier run go first, so that none is left stale and winloss.json marks a complete set."""
     from experiments.winloss_report import write_winloss_report  # matplotlib loads only when writing the report
 
+    for stale in [out / name for name in OUTPUTS] + [p for pattern in PLOTS for p in (out / "plots").glob(pattern)]:
+        stale.unlink(missing_ok=True)
     paths = {"drivers.csv": write_atomically(out / "drivers.csv", _csv(result.levels)),
              "performance.csv": write_atomically(out / "performance.csv", _csv(table))}
     if result.lost_reasons is not None:
         paths["lost_reasons.csv"] = write_atomically(out / "lost_reasons.csv", _csv(result.lost_reasons))
-    paths["winloss.json"] = write_atomically(out / "winloss.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
     report, plots = write_winloss_report(out, summary, result.levels, table, result.lost_reasons)
     paths["report.html"] = report
     paths |= {f"plots/{plot.name}": plot for plot in plots}
+    paths["winloss.json"] = write_atomically(out / "winloss.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
     return paths
 
 

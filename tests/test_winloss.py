@@ -173,6 +173,17 @@ def test_command_writes_drivers_performance_json_and_report(planted_files):
     assert html.count("data:image/png;base64,") >= 5 and "days_in_stage" in html
 
 
+def test_a_second_run_leaves_no_stale_file(planted_files):
+    out = planted_files / "out"
+    args = ["winloss", str(planted_files / "planted.csv"), "--out", str(out), "-m"]
+    assert runner.invoke(app, [*args, str(planted_files / "planted.yaml")]).exit_code == 0
+    assert (out / "lost_reasons.csv").is_file() and (out / "plots" / "lost_reasons.png").is_file()
+    result = runner.invoke(app, [*args, _mapping_with(planted_files, ("lost_reason: lost_reason", ""))])
+    assert result.exit_code == 0, result.output
+    assert not (out / "lost_reasons.csv").exists() and not (out / "plots" / "lost_reasons.png").exists()
+    assert json.loads((out / "winloss.json").read_text())["lost_reasons"] is None
+
+
 def _mapping_with(planted_files: Path, replace: tuple[str, str]) -> str:
     path = planted_files / "changed.yaml"
     path.write_text(MAPPING.replace(*replace), encoding="utf-8")
