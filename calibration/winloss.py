@@ -212,10 +212,11 @@ def design(attributes: dict[str, tuple[np.ndarray, str]], rows: np.ndarray) -> p
     """Indicator columns ``attribute=level`` (reference levels left out) for the rows selected by ``rows``."""
     blocks, names = [np.ones(int(rows.sum()))], ["const"]
     for name, (levels, reference) in attributes.items():
-        values = levels[rows]
-        for level in sorted(set(values) - {reference}):
-            blocks.append((values == level).astype(float))
-            names.append(f"{name}={level}")
+        codes, uniques = pd.factorize(levels[rows], sort=True)
+        for code, level in enumerate(uniques):
+            if level != reference:
+                blocks.append((codes == code).astype(float))
+                names.append(f"{name}={level}")
     return pd.DataFrame(np.column_stack(blocks), columns=names)
 
 
@@ -281,8 +282,15 @@ def fit_drivers(drivers: dict, closed: np.ndarray, won: np.ndarray, infos: list[
     _attribute_tests(result, kept, by_name)
     model = {"fitted": True, "n": int(closed.sum()), "won": int(won[closed].sum()), "attributes": list(kept),
              "parameters": int(len(result.params)), "converged": bool(result.mle_retvals.get("converged", True)),
-             "pseudo_r2": float(result.prsquared), "log_likelihood": float(result.llf)}
+             "pseudo_r2": float(1 - result.llf / _null_log_likelihood(y)), "log_likelihood": float(result.llf)}
     return model, result
+
+
+def _null_log_likelihood(y: np.ndarray) -> float:
+    """The log-likelihood of the intercept-only model, in closed form (its fit is the observed rate): McFadden's
+    pseudo R² without a second fit."""
+    rate = y.mean()
+    return float(len(y) * (rate * np.log(rate) + (1 - rate) * np.log(1 - rate)))
 
 
 def _attribute_tests(result, kept: dict, by_name: dict) -> None:
