@@ -1,7 +1,8 @@
 """Rep and territory performance over time, against the organisation, with shrunk estimates and funnel limits.
 
 Per unit (an owner or a territory) and period (month or quarter of the close; ``all`` for the whole window):
-closed deals, won, won rate, bookings, mean cycle days and, where the export has it, mean response hours.
+closed deals, won, won rate, bookings, and per closed deal the mean cycle days, bookings and (where the export has
+it) response hours, each against the organisation in the same period.
 
 - **Shrunk won rate**: an empirical-Bayes beta-binomial. The units' won counts are fitted (maximum likelihood,
   scipy) by a Beta(α, β) prior whose strength α+β says how much units truly differ; each unit's rate is its
@@ -11,6 +12,8 @@ closed deals, won, won rate, bookings, mean cycle days and, where the export has
 - **Funnel-plot limits**: the won rate a unit with its number of closed deals would show, 95% and 99.8% of the
   time, if it won at the organisation's rate (binomial quantiles). A unit outside the 99.8% limits is ``below``
   or ``above``; outside the 95% limits only, ``low`` or ``high``.
+- **Means** (cycle days, bookings per closed deal, response hours): shrunk by a normal–normal empirical Bayes
+  (the between-unit variance by the method of moments), with funnel limits org ± z·sd/√n and the same flags.
 - **Trend**: each unit's standing against the rest of the organisation (odds ratio of winning) in the last period
   against the earlier periods (Woolf's z-test of the change, Benjamini–Hochberg across units of a kind):
   ``slipped`` or ``improved`` beyond noise. The last period may be partial (the as-of date).
@@ -28,6 +31,8 @@ WARNING, ALARM = 0.95, 0.998
 MIN_STRENGTH, MAX_STRENGTH = 0.1, 1e6
 ALPHA = 0.05
 ALL = "all"
+#: Figures compared as means per closed deal: days created → closed, bookings (0 for a loss), response hours.
+MEANS = ("cycle_days", "bookings_per_deal", "response_hours")
 
 
 def beta_binomial_prior(won: np.ndarray, n: np.ndarray) -> tuple[float, float]:
@@ -62,13 +67,17 @@ def funnel_limits(n: np.ndarray, rate: float, level: float) -> tuple[np.ndarray,
 
 
 def unit_figures(deals: pd.DataFrame, unit: str, period: str | None) -> pd.DataFrame:
-    """Closed deals, won, bookings, cycle and response figures per unit (and period of the close)."""
+    """Closed deals, won, bookings, and the mean, variance and count of each of ``MEANS`` per unit (and period of
+    the close)."""
     keys = [unit] if period is None else [unit, "period"]
     closed = deals[deals["outcome"].isin(("won", "lost"))].assign(won=lambda f: f["outcome"].eq("won"))
-    closed = closed.assign(won_amount=closed["amount"].where(closed["won"], 0.0).fillna(0.0))
-    figures = closed.groupby(keys, sort=True).agg(
-        deals=("won", "size"), won=("won", "sum"), bookings=("won_amount", "sum"),
-        cycle_days_mean=("cycle_days", "mean"), response_hours_mean=("response_hours", "mean"))
+    closed = closed.assign(bookings_per_deal=closed["amount"].where(closed["won"], 0.0))
+    grouped = closed.groupby(keys, sort=True)
+    figures = grouped.agg(deals=("won", "size"), won=("won", "sum"), bookings=("bookings_per_deal", "sum"))
+    for metric in MEANS:
+        figures[f"{metric}_mean"] = grouped[metric].mean()
+        figures[f"{metric}_var"] = grouped[metric].var()
+        figures[f"{metric}_n"] = grouped[metric].count()
     figures = figures.reset_index().rename(columns={unit: "unit"})
     if period is None:
         opened = deals[deals["outcome"].eq("open")].groupby(unit).size()
@@ -79,26 +88,63 @@ def unit_figures(deals: pd.DataFrame, unit: str, period: str | None) -> pd.DataF
     return figures
 
 
+def _flag(observed: pd.Series, limits: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """below / above outside the 99.8% limits, low / high outside the 95% ones only, else within (NaN: within)."""
+    (low95, high95), (low998, high998) = limits["95"], limits["998"]
+    return np.select([observed < low998, observed > high998, observed < low95, observed > high95],
+                     ["below", "above", "low", "high"], "within")
+
+
+def compare_rates(group: pd.DataFrame) -> pd.DataFrame:
+    """The won rate of each unit against the organisation in one period: organisation's rate, beta-binomial shrunk
+    rate and its 95% interval, binomial funnel limits and flag."""
+    won, n = group["won"].to_numpy(float), group["deals"].to_numpy(float)
+    rate = won.sum() / n.sum()
+    mean, strength = beta_binomial_prior(won, n)
+    a, b = mean * strength, (1 - mean) * strength
+    group = group.assign(org_rate=rate, prior_strength=strength, shrunk_rate=(won + a) / (n + a + b),
+                         shrunk_low=stats.beta.ppf(0.025, won + a, n - won + b),
+                         shrunk_high=stats.beta.ppf(0.975, won + a, n - won + b))
+    limits = {name: funnel_limits(n, rate, level) for level, name in ((WARNING, "95"), (ALARM, "998"))}
+    for name, (low, high) in limits.items():
+        group[f"limit{name}_low"], group[f"limit{name}_high"] = low, high
+    group["flag"] = _flag(group["won_rate"], limits)
+    return group
+
+
+def compare_means(group: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """A mean figure (cycle days, bookings per closed deal, response hours) of each unit against the organisation
+    in one period: the organisation's mean, a normal–normal empirical-Bayes shrunk mean (between-unit variance by
+    the method of moments), funnel limits from the normal approximation and flag."""
+    mean, var, n = (group[f"{metric}_{part}"].to_numpy(float) for part in ("mean", "var", "n"))
+    seen = n > 0
+    if not seen.any():
+        return group
+    org = float(np.sum(mean[seen] * n[seen]) / n[seen].sum())
+    within = np.nansum((n[seen] - 1) * var[seen]) / max(float(np.sum(n[seen] - 1)), 1.0)
+    total = (within * max(float(np.sum(n[seen] - 1)), 0.0) + np.sum(n[seen] * (mean[seen] - org) ** 2)) / max(n[seen].sum() - 1, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        noise = within / n
+        between = max(0.0, float(np.var(mean[seen], ddof=1)) - float(np.mean(noise[seen]))) if seen.sum() > 1 else 0.0
+        weight = np.where(seen, between / (between + noise), np.nan)
+        limits = {}
+        for level, name in ((WARNING, "95"), (ALARM, "998")):
+            half = stats.norm.ppf(1 - (1 - level) / 2) * np.sqrt(total / n)
+            limits[name] = (np.where(seen, org - half, np.nan), np.where(seen, org + half, np.nan))
+    group = group.assign(**{f"{metric}_org": org, f"{metric}_shrunk": org + weight * (mean - org),
+                            f"{metric}_limit998_low": limits["998"][0], f"{metric}_limit998_high": limits["998"][1]})
+    group[f"{metric}_flag"] = np.where(seen, _flag(group[f"{metric}_mean"], limits), "")
+    return group
+
+
 def compare(figures: pd.DataFrame) -> pd.DataFrame:
-    """Each unit against the organisation in the same period: organisation's rate, shrunk rate and its 95%
-    interval, funnel limits and flag."""
+    """Each unit against the organisation in the same period: the won rate (``compare_rates``) and each of
+    ``MEANS`` (``compare_means``)."""
     parts = []
     for _, group in figures.groupby("period", sort=False):
-        won, n = group["won"].to_numpy(float), group["deals"].to_numpy(float)
-        rate = won.sum() / n.sum()
-        mean, strength = beta_binomial_prior(won, n)
-        a, b = mean * strength, (1 - mean) * strength
-        group = group.assign(org_rate=rate, prior_strength=strength, shrunk_rate=(won + a) / (n + a + b),
-                             shrunk_low=stats.beta.ppf(0.025, won + a, n - won + b),
-                             shrunk_high=stats.beta.ppf(0.975, won + a, n - won + b))
-        for level, name in ((WARNING, "95"), (ALARM, "998")):
-            low, high = funnel_limits(n, rate, level)
-            group[f"limit{name}_low"], group[f"limit{name}_high"] = low, high
-        observed = group["won_rate"]
-        group["flag"] = np.select(
-            [observed < group["limit998_low"], observed > group["limit998_high"],
-             observed < group["limit95_low"], observed > group["limit95_high"]],
-            ["below", "above", "low", "high"], "within")
+        group = compare_rates(group)
+        for metric in MEANS:
+            group = compare_means(group, metric)
         parts.append(group)
     return pd.concat(parts, ignore_index=True)
 
@@ -164,8 +210,11 @@ def performance(deals: pd.DataFrame, units: dict[str, str], period: str = "quart
                 trend_tables.append(found)
     columns = ["kind", "unit", "period", "deals", "won", "open", "won_rate", "org_rate", "shrunk_rate", "shrunk_low",
                "shrunk_high", "prior_strength", "limit95_low", "limit95_high", "limit998_low", "limit998_high", "flag",
-               "bookings", "cycle_days_mean", "response_hours_mean"]
-    table = pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
+               "bookings"]
+    columns += [f"{metric}_{part}" for metric in MEANS
+                for part in ("mean", "org", "shrunk", "limit998_low", "limit998_high", "flag")]
+    table = pd.concat(tables, ignore_index=True).reindex(columns=columns) if tables else pd.DataFrame(columns=columns)
+    table["open"] = table["open"].astype("Int64")  # counted for the whole window only
     return table, (pd.concat(trend_tables, ignore_index=True) if trend_tables else pd.DataFrame())
 
 

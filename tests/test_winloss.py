@@ -134,6 +134,23 @@ def test_unlucky_rep_inside_funnel_limits_weak_rep_outside():
     assert set(whole.drop(index=["rep_01"])["flag"]) <= {"within", "low", "high"}
 
 
+def test_mean_cycle_time_funnel_limits_and_shrinkage():
+    rng = np.random.default_rng(8)
+    sizes = {f"rep_{i:02d}": 50 for i in range(20)} | {"few": 5, "slow": 400}
+    owner = np.repeat(list(sizes), list(sizes.values()))
+    cycle = rng.normal(40, 10, len(owner)) + 5 * (owner == "slow")  # the slow rep's deals take 5 days longer
+    deals = pd.DataFrame({"owner": owner, "territory": "all", "outcome": rng.choice(["won", "lost"], len(owner)),
+                          "amount": 1.0, "cycle_days": cycle, "response_hours": np.nan, "closed_at": pd.NaT})
+    table, _ = performance(deals, {"owner": "owner"})
+    rows = table.set_index("unit")
+    assert rows.loc["slow", "cycle_days_flag"] == "above"  # 5 days on 400 deals: 10 standard errors
+    others = rows.drop(index="slow")["cycle_days_flag"]
+    assert "above" not in set(others) and (others == "within").mean() >= 0.8  # limits around a mean the slow rep lifts
+    few = rows.loc["few"]
+    assert abs(few["cycle_days_shrunk"] - few["cycle_days_org"]) < abs(few["cycle_days_mean"] - few["cycle_days_org"])
+    assert rows["response_hours_flag"].isna().all()  # not in the export: no figure, no flag
+
+
 def test_territory_that_slipped_last_quarter_is_found():
     frame = planted_export(4, n=4000)
     frame = frame[~frame["closed"].ge("2026")].reset_index(drop=True)  # the export is taken at the end of 2025
