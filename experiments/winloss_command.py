@@ -63,7 +63,7 @@ def winloss(
     used = checked.used
     units = {kind: kind for kind in ("owner", "territory")
              if getattr(model.columns, kind) is not None or (kind == "territory" and territory is not None)}
-    table, trend = performance(deal_table(used, cycle_days(used), territory), units, period)  # type: ignore[arg-type]
+    table, trend = performance(deal_table(used, cycle_days(used), territory), units, period)
     summary = _summary(checked, result, table, trend, units, territory_by, period)
     paths = _write(out, result, table, summary)
     track_winloss(track, tracking_uri, export, mapping, summary, list(paths.values()), out)
