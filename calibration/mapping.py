@@ -93,6 +93,26 @@ class RosterColumns(_Strict):
     end_date: str = "end_date"
 
 
+class Lookup(_Strict):
+    """A table an attribute is looked up in (many export rows to one of its rows), e.g. an account's sector."""
+
+    file: str = Field(description="path relative to the export's folder")
+    key: str = Field(description="the column both files share; unique in this file")
+    file_options: FileOptions = Field(default_factory=FileOptions)
+
+
+class Attribute(_Strict):
+    """A further export column to analyse in ``salesops winloss`` (or to segment by), beside the canonical fields."""
+
+    column: str
+    kind: Literal["auto", "categorical", "numeric"] = Field(
+        default="auto", description="auto: numeric when every cell is a number and there are more than 10 values")
+    recorded: Literal["open", "close"] | None = Field(
+        default=None, description="when the value is known: while the deal is open, or only at its close (leakage); "
+        "unset: judged from the data")
+    lookup: Lookup | None = None
+
+
 class Mapping(_Strict):
     """A CRM export described in the project's terms."""
 
@@ -118,6 +138,8 @@ class Mapping(_Strict):
         default=None, description="an open row older than this at the as-of date counts as lost (exports without lost records)"
     )
     roster: RosterColumns = Field(default_factory=RosterColumns)
+    attributes: dict[str, Attribute] = Field(default_factory=dict, description="name → further column to analyse")
+    lost_reason: str | None = Field(default=None, description="the export column with the reason a deal was lost")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Mapping":

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from calibration import Calibration, CalibrationError, audit, load_mapping, read_export, read_roster
+from calibration.attributes import segment_by as attribute_segment
 from experiments.console import check_run_size_or_exit, edge_errors, error_line
 from experiments.crm_generator import generate_crm as generate_export
 from experiments.output import output_folder
@@ -38,6 +39,7 @@ def calibrate(
     as_of: Annotated[Optional[datetime], typer.Option("--as-of", formats=["%Y-%m-%d"], help="default: the latest date in the data")] = None,
     since: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"], help="use only rows created from this date")] = None,
     out: OutOpt = Path("runs/calibration"),
+    segment_by: Annotated[Optional[str], typer.Option("--segment-by", help="fit per level of this mapping attribute instead of the segment")] = None,
 ) -> None:
     """Audit a CRM export and fit its funnel: writes audit.json and quarantine.csv (first, so that they are there
     when the fit fails), then pipeline.csv (open deals, waiting leads and reps at the as-of date) and
@@ -46,6 +48,8 @@ def calibrate(
         try:
             source, model = load_mapping(mapping)
             raw = read_export(export, model, source)
+            if segment_by is not None:
+                raw, model = attribute_segment(raw, model, export, source, segment_by)
             checked = audit(raw, model, as_of=as_of, since=since)
             reps = read_roster(roster, model) if roster else None
         except CalibrationError as error:

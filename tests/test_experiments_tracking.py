@@ -114,3 +114,19 @@ def test_simulate_track_logs_kpis_series_and_files_and_compare_reads_run_ids(tmp
     [row] = pd.read_csv(tmp_path / "d.csv").itertuples()
     assert row.excludes_zero and row.ci_low > 0 and row.n == 4  # 2 SDRs in north instead of 6: longer waits
     assert row.run_a == f"baseline ({run_ids[0][:8]})"
+
+
+def test_winloss_track_logs_headline_figures_and_files(tmp_path: Path, store: str) -> None:
+    from tests.planted_export import MAPPING, planted_export
+
+    planted_export(3, weak_rep=True).to_csv(tmp_path / "planted.csv", index=False)
+    (tmp_path / "planted.yaml").write_text(MAPPING, encoding="utf-8")
+    out = tmp_path / "winloss"
+    args = ["winloss", str(tmp_path / "planted.csv"), "-m", str(tmp_path / "planted.yaml"), "--out", str(out), "--tracking-uri", store]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    [run] = [r for r in runs(store) if r.data.tags.get(OUT_TAG) == str(out.resolve())]
+    assert run.data.tags["salesops.kind"] == "winloss" and run.data.metrics["leakage_attributes"] == 1
+    assert 0.5 < run.data.metrics["holdout_auc"] < 1 and run.data.metrics["flagged_units"] >= 1
+    artifacts = {a.path for a in mlflow.MlflowClient(tracking_uri=store).list_artifacts(run.info.run_id)}
+    assert {"drivers.csv", "performance.csv", "winloss.json", "report.html", "drivers.png"} <= artifacts
