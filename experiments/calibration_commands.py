@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
+import pandas as pd
 import typer
 from rich import box
 from rich.console import Console
@@ -13,14 +16,16 @@ from rich.table import Table
 
 from calibration import Calibration, CalibrationError, audit, load_mapping, read_export, read_roster
 from calibration.attributes import segment_by as attribute_segment
-from experiments.console import check_run_size_or_exit, edge_errors, error_line
+from experiments.console import check_run_size_or_exit, edge_errors, error_line, fail
 from experiments.crm_generator import generate_crm as generate_export
-from experiments.output import output_folder
-from scenarios import ScenarioError, load_scenario
+from experiments.output import RunFiles, output_folder
+from scenarios import ScenarioError, load_scenario, read_scenario_data
 
 console = Console()
 #: The pipeline snapshot written beside calibration.json (the fragment's ``initial_state.pipeline``).
 PIPELINE = "pipeline.csv"
+#: The base scenario on the calibration, written with ``--scenario``.
+SCENARIO = "scenario.yaml"
 ExportArg = Annotated[Path, typer.Argument(help="the CRM export (CSV)")]
 MappingOpt = Annotated[str, typer.Option("--mapping", "-m", help="a mapping file, or the name of a shipped one")]
 OutOpt = Annotated[Path, typer.Option(help="output folder")]
@@ -40,10 +45,13 @@ def calibrate(
     since: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"], help="use only rows created from this date")] = None,
     out: OutOpt = Path("runs/calibration"),
     segment_by: Annotated[Optional[str], typer.Option("--segment-by", help="fit per level of this mapping attribute instead of the segment")] = None,
+    scenario: Annotated[Optional[str], typer.Option(
+        "--scenario", help="a base scenario (file or shipped name): also write scenario.yaml, its organisation on "
+        "the calibrated funnel from the month after the as-of date, starting from the pipeline")] = None,
 ) -> None:
     """Audit a CRM export and fit its funnel: writes audit.json and quarantine.csv (first, so that they are there
     when the fit fails), then pipeline.csv (open deals, waiting leads and reps at the as-of date) and
-    calibration.json, whose scenario fragment names it."""
+    calibration.json, whose scenario fragment names it; with --scenario, scenario.yaml, runnable as it is."""
     with edge_errors(), output_folder(out, "calibrate") as files:
         try:
             source, model = load_mapping(mapping)
@@ -65,12 +73,42 @@ def calibrate(
         if not snapshot.empty:
             files.csv(PIPELINE, snapshot)
         files.json("calibration.json", calibration)
+        if scenario is not None:
+            files.yaml(SCENARIO, _on_calibration(scenario, checked.as_of))
+            _check_loads(files)
         files.commit()
     console.print(_summary(calibration))
     for note in _notes(calibration):
         console.print(note, highlight=False)
     written = ["calibration.json", "audit.json", "quarantine.csv"] + ([PIPELINE] if not snapshot.empty else [])
+    written += [SCENARIO] if scenario is not None else []
     console.print(f"wrote {', '.join(str(out / name) for name in written)}", highlight=False)
+
+
+def _on_calibration(base: str, as_of: pd.Timestamp) -> dict:
+    """A base scenario's organisation (territories, roles, tools) on the calibrated funnel, segments and lead
+    sources (``calibration: calibration.json``), from the first day of the month after the as-of date."""
+    if pd.isna(as_of):
+        fail(["--scenario: the export is undated, so a scenario cannot start from its as-of date"])
+    try:
+        _, data = read_scenario_data(base)
+    except ScenarioError as error:
+        fail(f"{error.source}: {problem}" for problem in error.problems)
+    kept = {key: value for key, value in data.items() if key not in ("segments", "lead_sources", "funnel", "initial_state")}
+    return {**kept, "name": f"{data.get('name', 'scenario')} calibrated", "start": (as_of.to_period("M") + 1).start_time.date(),
+            "calibration": "calibration.json"}
+
+
+def _check_loads(files: RunFiles) -> None:
+    """The staged scenario.yaml loads with the staged calibration and pipeline beside it, or the command fails."""
+    with tempfile.TemporaryDirectory(prefix="salesops-check-") as folder:
+        for name, staged in files.staged.items():
+            if name in (SCENARIO, "calibration.json", PIPELINE):
+                shutil.copyfile(staged, Path(folder) / name)
+        try:
+            load_scenario(Path(folder) / SCENARIO)
+        except ScenarioError as error:
+            fail(f"--scenario: {SCENARIO} would not load: {problem.replace(folder + '/', '')}" for problem in error.problems)
 
 
 def _summary(calibration: dict) -> Table:
