@@ -235,3 +235,17 @@ def test_header_holding_the_separator_is_one_message(tmp_path):
 def test_plural_forms():
     assert plural(1, "day") == "1 day" and plural(2, "day") == "2 days" and plural(0, "row") == "0 rows"
     assert plural(1, "loss", "losses") == "1 loss" and plural(1204, "row") == "1,204 rows"
+
+
+def test_loglogistic_scenario_distribution_is_scipys_fisk():
+    """A log-logistic time fitted by calibration is drawn in the scenario as scipy's ``fisk``."""
+    from scipy import stats
+
+    from scenarios.distributions import Loglogistic
+
+    u = np.linspace(0.01, 0.99, 25)
+    for shape in (0.8, 2.5):
+        distribution = Loglogistic(dist="loglogistic", shape=shape, scale=30)
+        assert np.allclose(distribution.ppf(u), stats.fisk(shape, scale=30).ppf(u))
+    assert Loglogistic(dist="loglogistic", shape=2.5, scale=30).expected() == pytest.approx(stats.fisk(2.5, scale=30).mean())
+    assert Loglogistic(dist="loglogistic", shape=0.8, scale=30).expected() == float("inf")
