@@ -57,16 +57,14 @@ def calibrate(
         fitted = Calibration().fit(checked, reps)
     except CalibrationError as error:
         raise _fail(error.source, [f"{problem}; see {out / 'audit.json'} and {out / 'quarantine.csv'}" for problem in error.problems]) from None
-    snapshot = fitted.snapshot(checked.used, reps)
-    calibration = fitted.to_dict(snapshot=PIPELINE if not snapshot.empty else None)
-    if not snapshot.empty:
-        write_atomically(out / PIPELINE, snapshot.to_csv(index=False))
+    calibration = fitted.to_dict(snapshot=PIPELINE)
+    write_atomically(out / PIPELINE, fitted.snapshot(checked.used, reps).to_csv(index=False))
     write_atomically(out / "calibration.json", json.dumps(calibration, indent=2, allow_nan=False) + "\n")
     console.print(_summary(calibration))
     for note in _notes(calibration):
         console.print(note, highlight=False)
-    written = ["calibration.json", "audit.json", "quarantine.csv"] + ([PIPELINE] if not snapshot.empty else [])
-    console.print(f"wrote {', '.join(str(out / name) for name in written)}", highlight=False)
+    written = ", ".join(str(out / name) for name in ("calibration.json", "audit.json", "quarantine.csv", PIPELINE))
+    console.print(f"wrote {written}", highlight=False)
 
 
 def _summary(calibration: dict) -> Table:
