@@ -87,6 +87,8 @@ def test_cure_fraction_and_converters_median_recovered(seed):
     assert low <= 40 <= high, result["time_to_win"]
     assert fit.conditional_win_probability(0.0) == pytest.approx(fit.mixture_p_)
     assert fit.conditional_win_probability(200.0) < fit.conditional_win_probability(20.0)
+    assert fit.conditional_remaining_days(0.0) == pytest.approx(float(fit.won_.median()))
+    assert fit.conditional_remaining_days(60.0) > 0
 
 
 def test_a_funnel_where_everyone_converts_keeps_the_non_cure_fit():
