@@ -106,7 +106,7 @@ class Calibration:
         the fits that need that field, and only of them)."""
         fits = {f"outcomes {name}": span["rows"] for name, span in self.spans_.items()}
         won = used["outcome"].eq("won")
-        if "amount_issue" in used:
+        if "amount" in self._mapped:
             sizes_used = won & (used["amount"] > 0)
             fits["deal sizes"] = {"entered": int(won.sum()), "used": int(sizes_used.sum()), "not_usable": int((won & ~sizes_used).sum()),
                                   "why": {k: int(v) for k, v in used.loc[won & ~sizes_used, "amount_issue"].fillna("no_amount").value_counts().items()}}
@@ -187,6 +187,7 @@ class Calibration:
         timed = usable.any() and (outcome[usable] == WON).any()
         if not timed:  # no times (an undated export without cycle_days): rates from counts, nothing open
             trials = entered & outcome.ne(OPEN)
+            span["rows"] = {"entered": int(entered.sum()), "used": int(trials.sum()), "not_usable": int((entered & ~trials).sum())}
             span["outcome_model"] = "binomial"
             span["rate_fit"] = self._counts_rate(passed, trials, used["segment"])
             span["rate"] = span["rate_fit"].to_dict()

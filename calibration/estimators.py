@@ -289,8 +289,9 @@ class OutcomeFit:
             return float(values[0]), (values[1:k + 1] - values[k + 1:]) / (2 * _GRADIENT_STEP)
         return objective
 
-    def _fit_one(self, won: str, lost: str | None, cured: bool) -> dict:
-        with_p = lost is not None or cured
+    def _fit_one(self, won: str, lost: str | None, cure: bool) -> dict:
+        """One fit by maximum likelihood; without losses, ``cure`` says whether a share may never win."""
+        with_p = lost is not None or cure
         share = self.n_won_ / max(self.n_won_ + self.n_lost_, 1) if lost is not None else 0.5
         start = [special.logit(min(max(share, 0.01), 0.99))] if with_p else []
         start = np.concatenate([start, self._start(won, WON)] + ([self._start(lost, LOST)] if lost else []))
@@ -302,6 +303,8 @@ class OutcomeFit:
                 "won": won, "lost": lost, "with_p": with_p}
 
     def _fit_mixture(self) -> None:
+        """Families by AIC (the time to win first, then the time to lose), the cure model against the non-cure
+        fit, and the chosen fit's covariance from the curvature of the likelihood."""
         has_lost = self.n_lost_ > 0
         if self.shapes:
             won_families = (self.shapes["won"][0],)
@@ -309,12 +312,12 @@ class OutcomeFit:
         else:
             won_families, lost_families = self.families, (self.families if has_lost else (None,))
         first_lost = "lognormal" if has_lost and "lognormal" in lost_families else lost_families[0]
-        fits = {(w, first_lost): self._fit_one(w, first_lost, self.cure) for w in won_families}
-        best_won = min(fits.values(), key=lambda f: f["aic"])["won"]
-        for l in lost_families:
-            if (best_won, l) not in fits:
-                fits[(best_won, l)] = self._fit_one(best_won, l, self.cure)
-        self.candidates_ = {f"{w}/{l}" if l else w: f["aic"] for (w, l), f in fits.items()}
+        fits = {(won, first_lost): self._fit_one(won, first_lost, self.cure) for won in won_families}
+        best_won = min(fits.values(), key=lambda fit: fit["aic"])["won"]
+        for lost_family in lost_families:
+            if (best_won, lost_family) not in fits:
+                fits[(best_won, lost_family)] = self._fit_one(best_won, lost_family, self.cure)
+        self.candidates_ = {f"{won}/{lost}" if lost else won: fit["aic"] for (won, lost), fit in fits.items()}
         best = min(fits.values(), key=lambda f: f["aic"])
         self.model_ = "competing_risks" if has_lost else ("cure" if self.cure else "no_cure")
         if self.cure and not has_lost:

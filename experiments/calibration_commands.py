@@ -68,10 +68,8 @@ def calibrate(
         except CalibrationError as error:
             files.commit()  # the audit explains the failure; a calibration.json of an earlier run does not survive
             raise _fail(error.source, [f"{problem}; see {written[0]} and {written[1]}" for problem in error.problems]) from None
-        snapshot = fitted.snapshot(checked.used, reps)
-        calibration = fitted.to_dict(snapshot=PIPELINE if not snapshot.empty else None)
-        if not snapshot.empty:
-            files.csv(PIPELINE, snapshot)
+        calibration = fitted.to_dict(snapshot=PIPELINE)
+        files.csv(PIPELINE, fitted.snapshot(checked.used, reps))  # header only when nothing is open
         files.json("calibration.json", calibration)
         if scenario is not None:
             files.yaml(SCENARIO, _on_calibration(scenario, checked.as_of))
@@ -80,7 +78,7 @@ def calibrate(
     console.print(_summary(calibration))
     for note in _notes(calibration):
         console.print(note, highlight=False)
-    written = ["calibration.json", "audit.json", "quarantine.csv"] + ([PIPELINE] if not snapshot.empty else [])
+    written = ["calibration.json", "audit.json", "quarantine.csv", PIPELINE]
     written += [SCENARIO] if scenario is not None else []
     console.print(f"wrote {', '.join(str(out / name) for name in written)}", highlight=False)
 

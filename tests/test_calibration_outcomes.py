@@ -87,6 +87,8 @@ def test_cure_fraction_and_converters_median_recovered(seed):
     assert low <= 40 <= high, result["time_to_win"]
     assert fit.conditional_win_probability(0.0) == pytest.approx(fit.mixture_p_)
     assert fit.conditional_win_probability(200.0) < fit.conditional_win_probability(20.0)
+    assert fit.conditional_remaining_days(0.0) == pytest.approx(float(fit.won_.median()))
+    assert fit.conditional_remaining_days(60.0) > 0
 
 
 def test_a_funnel_where_everyone_converts_keeps_the_non_cure_fit():
@@ -235,3 +237,17 @@ def test_header_holding_the_separator_is_one_message(tmp_path):
 def test_plural_forms():
     assert plural(1, "day") == "1 day" and plural(2, "day") == "2 days" and plural(0, "row") == "0 rows"
     assert plural(1, "loss", "losses") == "1 loss" and plural(1204, "row") == "1,204 rows"
+
+
+def test_loglogistic_scenario_distribution_is_scipys_fisk():
+    """A log-logistic time fitted by calibration is drawn in the scenario as scipy's ``fisk``."""
+    from scipy import stats
+
+    from scenarios.distributions import Loglogistic
+
+    u = np.linspace(0.01, 0.99, 25)
+    for shape in (0.8, 2.5):
+        distribution = Loglogistic(dist="loglogistic", shape=shape, scale=30)
+        assert np.allclose(distribution.ppf(u), stats.fisk(shape, scale=30).ppf(u))
+    assert Loglogistic(dist="loglogistic", shape=2.5, scale=30).expected() == pytest.approx(stats.fisk(2.5, scale=30).mean())
+    assert Loglogistic(dist="loglogistic", shape=0.8, scale=30).expected() == float("inf")
