@@ -23,7 +23,7 @@ def model_figures(name: str, target: float) -> None:
     scenario = load_scenario(name)
     options = HeadcountOptions(target_bookings=target)
     began = time.perf_counter()
-    data = headcount_data(scenario, options.planning_response_hours)
+    data = headcount_data(scenario)
     data_seconds = time.perf_counter() - began
     began = time.perf_counter()
     model = build_model(data, options, scenario)
