@@ -392,8 +392,10 @@ def corrected_queue(data: HeadcountData, simulated: list[tuple[np.ndarray, np.nd
     first-touch reps (territory, month) and its simulated mean response time by month (NaN where nothing was
     touched). Each month's load factor minimises the squared log-difference between the model's mean response time
     (weighted by territory MQLs) and the simulation's over those plans, so that a staffing level simulated once
-    does not make the model forget another; outbound demand is reckoned with the last plan's reps."""
-    errors = np.zeros((len(LOAD_FACTORS), data.horizon))
+    does not make the model forget another, plus the squared log of the factor itself: a plan whose reps are
+    seldom busy says little about the load (its waits are mostly nights and weekends), and must not move the factor
+    far from 1. Outbound demand is reckoned with the last plan's reps."""
+    errors = np.tile(np.log(LOAD_FACTORS)[:, None] ** 2, (1, data.horizon))
     for ramped, observed in simulated:
         weights = np.maximum(mql_demand(data, ramped).sum(axis=0), 1e-12)
         for i, factor in enumerate(LOAD_FACTORS):
@@ -609,10 +611,10 @@ def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator
             if iteration.response_agrees(options.agreement):
                 break
             continue
-        if not iteration.response_agrees(options.agreement):
-            continue  # the queue corrected first, at the same target
         met = check.probability >= options.confidence
         bracket.record(scale, met)
+        if not iteration.response_agrees(options.agreement):
+            continue  # the queue corrected first, at the same target
         quantile = max(float(np.quantile(bookings, 1 - options.confidence)), 1e-9)
         step = options.target_bookings / quantile  # the scale that would put the quantile on the target
         if met and step > 1 / (1 + SCALE_TOLERANCE):
