@@ -612,7 +612,7 @@ def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator
                 break
             continue
         met = check.probability >= options.confidence
-        bracket.record(scale, met)
+        bracket.record(scale, met, len(simulated))
         if not iteration.response_agrees(options.agreement):
             continue  # the queue corrected first, at the same target
         quantile = max(float(np.quantile(bookings, 1 - options.confidence)), 1e-9)
@@ -620,6 +620,8 @@ def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator
         if met and step > 1 / (1 + SCALE_TOLERANCE):
             break  # the asked quantile reaches the target with little to spare
         proposed = bracket.inside(scale * (max(step, 1 + SCALE_TOLERANCE) if not met else step))
+        if proposed is None and bracket.met_view < len(simulated):
+            proposed, bracket.met = bracket.met, math.inf  # met with a queue since corrected: solve it again
         if proposed is None:
             break
         scale = proposed
@@ -632,17 +634,19 @@ SCALE_TOLERANCE = 0.01
 
 @dataclass
 class _Bracket:
-    """The scales tried so far: the lowest whose plan reached the target with the asked probability, the highest
-    whose plan did not, and the lowest the model could not reach at all."""
+    """The scales tried so far: the lowest whose plan reached the target with the asked probability (and how many
+    simulations the queue it was solved with had seen), the highest whose plan did not, and the lowest the model
+    could not reach at all."""
 
     met: float = math.inf
     unmet: float = 0.0
     unsolved: float = math.inf
+    met_view: int = 0
 
-    def record(self, scale: float, met: bool) -> None:
-        if met:
-            self.met = min(self.met, scale)
-        else:
+    def record(self, scale: float, met: bool, view: int) -> None:
+        if met and scale <= self.met:
+            self.met, self.met_view = scale, view
+        elif not met:
             self.unmet = max(self.unmet, scale)
 
     def inside(self, proposed: float) -> float | None:

@@ -103,3 +103,16 @@ def test_racing_stops_dominated_portfolios_and_keeps_the_choice(engine_cache):
         assert candidate.value.replications == REPLICATIONS or candidate.value.high < 0
     for checked in reports[True].check.checked:  # stopped early only when clearly below the best
         assert checked.value.replications == REPLICATIONS or checked.dominated
+
+
+def test_a_bad_quarter_budget_is_refused_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from experiments.cli import app
+
+    result = CliRunner().invoke(app, [
+        "optimize", "automation", "baseline", "--catalogue", "four_tools", "--budget", "1", "--out", str(tmp_path),
+        "--quarter-budget", "2027Q5=10",
+    ])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == ["error: --quarter-budget: expected N or YYYYQn=N with N ≥ 0, got '2027Q5=10'"]

@@ -249,3 +249,19 @@ def test_an_unreachable_raised_target_backs_off_and_returns_the_best_plan(short_
     assert solved < scales[first + 1] < scales[first]  # bisection between the highest solved and the unreachable
     assert report.check.probability == max(it.check.probability for it in report.iterations if it.check)
     assert f"{report.check.probability:.0%}" in report.message and "short of the asked 80%" in report.message
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--objective", "profit", "--target-bookings", "1e6"], "error: --objective: expected cost or margin, got 'profit'"),
+    ([], "error: --target-bookings: required with --objective cost"),
+    (["--target-bookings", "1e6", "--set", "roles.sdr.max_hires_per_month=-1"], "error: baseline (shipped): roles.sdr.max_hires_per_month:"),
+])
+def test_bad_input_is_refused_in_one_line(arguments, message, tmp_path):
+    from typer.testing import CliRunner
+
+    from experiments.cli import app
+
+    result = CliRunner().invoke(app, ["optimize", "headcount", "baseline", "--out", str(tmp_path), *arguments])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), result.output
