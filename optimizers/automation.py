@@ -168,8 +168,8 @@ class Simulations:
 
     def value(self, starts: Starts, context: Starts | None = None) -> Estimate:
         """Incremental margin of ``starts`` over ``context`` (default: the scenario as it is), over the batches
-        ``starts`` has."""
-        batches = max(self.batches(starts), 1)
+        ``starts`` has (all of them if it was never simulated)."""
+        batches = self.batches(starts) or len(self.sizes)
         return Estimate.of(self.outcome(starts, batches).margins - self.outcome(context or {}, batches).margins)
 
     def race(self, starts: Starts, rival: Starts) -> bool:

@@ -55,13 +55,10 @@ def brute_force(scenario: Scenario, catalogue: Catalogue, seed: int, replication
     report = plan_automation(scenario, catalogue, AutomationOptions(budget=BUDGET, replications=replications, seed=seed), run)
     simulations = Simulations(scenario, catalogue, AutomationOptions(budget=BUDGET, replications=replications, seed=seed), seed, run)
     staffed = simulations.outcome({}).staffed
-    values = {
-        frozenset(p.items()): simulations.value(p)
-        for p in feasible_portfolios(scenario, catalogue, report.valuation.starts, staffed, BUDGET)
-    }
-    for key in values:  # every portfolio with all its replications
-        simulations.outcome(dict(key))
-        values[key] = simulations.value(dict(key))
+    values = {}
+    for portfolio in feasible_portfolios(scenario, catalogue, report.valuation.starts, staffed, BUDGET):
+        simulations.outcome(portfolio)  # every one with all its replications, even those racing stopped
+        values[frozenset(portfolio.items())] = simulations.value(portfolio)
     best = dict(max(values, key=lambda key: values[key].mean))
     chosen = report.portfolio.starts
     lead = Estimate.of(simulations.outcome(best).margins - simulations.outcome(chosen).margins)
