@@ -13,12 +13,58 @@ Run with ``.venv/bin/python benchmarks/automation_check.py [--seeds 1 2 ...] [--
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
-from optimizers.automation import AutomationOptions, plan_automation
-from optimizers.automation_catalogue import load_catalogue
-from scenarios import load_scenario
-from tests.test_automation_check import BUDGET, brute_force, cached_engine
+from engine import simulate
+from optimizers.automation import AutomationOptions, Estimate, Simulations, plan_automation
+from optimizers.automation_catalogue import Catalogue, item_cost, load_catalogue
+from scenarios import Scenario, load_scenario
+
+BUDGET = 200_000.0
+
+
+def cached_engine():
+    """The engine, remembering what it simulated, so that brute force reuses the optimizer's simulations."""
+    done = {}
+
+    def run(scenario: Scenario, replications: int, seed: int):
+        key = (scenario.model_dump_json(exclude={"name", "description"}), replications, seed)
+        if key not in done:
+            done[key] = simulate(scenario, replications, seed)
+        return done[key]
+
+    return run
+
+
+def feasible_portfolios(scenario: Scenario, catalogue: Catalogue, starts: dict[str, list[int]], staffed, budget: float):
+    """Every portfolio the rules allow, by enumeration: at most one start per item, prerequisites started by then,
+    no exclusions, the spend (one-time, monthly and per-rep costs on the expected staff) within the budget."""
+    names = list(starts)
+    for choice in itertools.product(*([None, *starts[name]] for name in names)):
+        portfolio = {name: start for name, start in zip(names, choice) if start is not None}
+        if any(portfolio.get(other, 10**6) > start for name, start in portfolio.items() for other in catalogue.items[name].requires):
+            continue
+        if any(catalogue.excluded(a, b) for a, b in itertools.combinations(portfolio, 2)):
+            continue
+        if sum(item_cost(scenario, catalogue.items[name], start, staffed).sum() for name, start in portfolio.items()) <= budget + 1e-6:
+            yield portfolio
+
+
+def brute_force(scenario: Scenario, catalogue: Catalogue, seed: int, replications: int, run) -> dict[str, object]:
+    """The optimizer's choice against the best feasible portfolio, every one simulated jointly with the same random
+    numbers (the optimizer's batches): ``lead`` is best − chosen, paired, with its 95% interval."""
+    report = plan_automation(scenario, catalogue, AutomationOptions(budget=BUDGET, replications=replications, seed=seed), run)
+    simulations = Simulations(scenario, catalogue, AutomationOptions(budget=BUDGET, replications=replications, seed=seed), seed, run)
+    staffed = simulations.outcome({}).staffed
+    values = {}
+    for portfolio in feasible_portfolios(scenario, catalogue, report.valuation.starts, staffed, BUDGET):
+        simulations.outcome(portfolio)  # every one with all its replications, even those racing stopped
+        values[frozenset(portfolio.items())] = simulations.value(portfolio)
+    best = dict(max(values, key=lambda key: values[key].mean))
+    chosen = report.portfolio.starts
+    lead = Estimate.of(simulations.outcome(best).margins - simulations.outcome(chosen).margins)
+    return {"report": report, "best": best, "chosen": chosen, "lead": lead, "feasible": len(values)}
 
 
 def four_items(seeds: list[int], replications: int) -> None:

@@ -18,7 +18,7 @@ from optimizers.headcount import HeadcountOptions, apply_plan, build_model, chec
 from optimizers.headcount_data import headcount_data
 from optimizers.solve import SolveOptions, solve
 from scenarios import load_scenario
-from tests.test_headcount import hand_made_plan, run_engine
+from scenarios.model import spread
 
 #: Targets a little above what each scenario books without hiring, so that the plan has work to do.
 CASES = {"baseline": (34e6, 20), "large": (1.35e9, 4)}
@@ -50,6 +50,22 @@ def loop_figures(name: str, target: float, replications: int) -> None:
     last = report.iterations[-1].check
     print(f"{name:<9} whole loop {seconds:7.1f} s, {len(report.iterations)} iterations, {replications} replications each:"
           f" {report.status}, P(reach) {last.probability if last else float('nan'):.2f}")
+
+
+def hand_made_plan(scenario, target: float, replications: int, seed: int, run, confidence: float = 0.8):
+    """The hand-made plan of the issue: 4 SDRs a month (the recruiting limit), spread by lead share, for as few
+    months from the first as reach the target in ``confidence`` of the replications; its hires and check, or None."""
+    shares = {name: territory.lead_share for name, territory in scenario.territories.items()}
+    for months in range(1, 7):
+        hires = {("sdr", territory, scenario.month_label(m)): count for m in range(months) for territory, count in spread(4, shares).items()}
+        check, _ = check_plan(apply_plan(scenario, hires), target, replications, seed, run)
+        if check.probability >= confidence:
+            return hires, check
+    return None
+
+
+def run_engine(scenario, replications, seed):  # noqa: ANN001, ANN201
+    return simulate(scenario, replications, seed)
 
 
 def target_figures(factors: list[float], replications: int, fresh_replications: int) -> None:

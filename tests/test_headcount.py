@@ -7,18 +7,20 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from dataclasses import replace
-
 from engine import simulate
 from optimizers.headcount import HeadcountOptions, apply_plan, check_plan, plan_headcount
 from optimizers.headcount_data import cohort, erlang_c
 from scenarios import load_scenario
-from scenarios.model import spread
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from headcount_speed import hand_made_plan  # noqa: E402
 
 SHORT = ["horizon_months=12"]
 TARGET = 18e6  # a year of the baseline books about 16 million
@@ -200,18 +202,6 @@ def test_raised_target_is_reached_with_a_new_seed(raised):
     _, report, fresh = raised
     assert report.status == "met"
     assert fresh.interval[1] >= 0.8, fresh
-
-
-def hand_made_plan(scenario, target: float, replications: int, seed: int, run, confidence: float = 0.8):
-    """The hand-made plan of the issue: 4 SDRs a month (the recruiting limit), spread by lead share, for as few
-    months from the first as reach the target in ``confidence`` of the replications; its hires and check, or None."""
-    shares = {name: territory.lead_share for name, territory in scenario.territories.items()}
-    for months in range(1, 7):
-        hires = {("sdr", territory, scenario.month_label(m)): count for m in range(months) for territory, count in spread(4, shares).items()}
-        check, _ = check_plan(apply_plan(scenario, hires), target, replications, seed, run)
-        if check.probability >= confidence:
-            return hires, check
-    return None
 
 
 def test_raised_target_costs_no_more_than_a_hand_made_plan_reaching_it(raised, baseline):
