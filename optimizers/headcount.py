@@ -26,7 +26,7 @@ from scipy import stats
 
 from engine import Results, simulate
 from optimizers.headcount_data import HeadcountData, erlang_c, headcount_data
-from optimizers.solve import SolveOptions, SolveResult, solve
+from optimizers.solve import Infeasibility, SolveOptions, SolveResult, solve
 from scenarios import Scenario, validate_scenario
 from scenarios.model import ResponseDecay, spread
 
@@ -576,6 +576,7 @@ def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator
     tried: list[_Tried] = []
     simulated: list[tuple[np.ndarray, np.ndarray]] = []
     checked: dict[tuple, tuple[Check, np.ndarray]] = {}
+    unreachable: SolveResult | None = None  # the first solve, when the model could not reach the target at all
     scale, bracket = 1.0, _Bracket()
     for _ in range(options.max_iterations):
         began = time.perf_counter()
@@ -584,8 +585,12 @@ def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator
         result = solve(model, solve_options, build_seconds=time.perf_counter() - began)
         if not result.has_solution:
             iterations.append(Iteration(scale, result, None, None, None))
-            if not tried:
+            reach = _reachable_scale(data, options, scenario, queue, solve_options) if not tried and unreachable is None else None
+            if not tried and (result.status != "infeasible" or reach is None):
                 return _unsolved(result, iterations, scale)
+            if reach is not None:  # the model cannot reach the target: plan for the most it can, and simulate that
+                unreachable, bracket.unsolved, scale = result, scale, reach
+                continue
             if result.status != "infeasible":
                 break
             bracket.unsolved = min(bracket.unsolved, scale)
@@ -625,7 +630,22 @@ def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator
         if proposed is None:
             break
         scale = proposed
-    return _report(scenario, data, options, tried, iterations, seed, run)
+    return _report(scenario, data, options, tried, iterations, seed, run, unreachable)
+
+
+def _reachable_scale(
+    data: HeadcountData, options: HeadcountOptions, scenario: Scenario, queue: QueueView, solve_options: SolveOptions
+) -> float | None:
+    """The share of the target that the most bookings the model can plan for make (a hair less, so that the cheapest
+    plan for it is feasible); None when there is no target or no plan at all."""
+    if options.target_bookings is None or options.target_bookings <= 0:
+        return None
+    most = replace(options, target_bookings=None, objective="margin", gross_margin=1e3)  # bookings first, cost breaks ties
+    model = build_model(data, most, scenario, queue=queue)
+    result = solve(model, replace(solve_options, explain=False))
+    if not result.has_solution:
+        return None
+    return 0.999 * read_plan(model).expected_bookings / options.target_bookings
 
 
 #: Relative change of the target scale below which the planner stops adjusting it.
@@ -670,7 +690,7 @@ def _best(tried: list[_Tried], options: HeadcountOptions) -> _Tried:
 
 def _report(
     scenario: Scenario, data: HeadcountData, options: HeadcountOptions, tried: list[_Tried], iterations: list[Iteration],
-    seed: int, run: Simulator,
+    seed: int, run: Simulator, unreachable: SolveResult | None = None,
 ) -> HeadcountReport:
     best = _best(tried, options)
     met = options.target_bookings is None or best.check.probability >= options.confidence
@@ -681,9 +701,12 @@ def _report(
             f"the plan reaches the target in {best.check.probability:.0%} of {options.replications} replications"
             + ("" if met else f", short of the asked {options.confidence:.0%}: the best of {len(tried)} plans simulated in {len(iterations)} iterations")
         )
+    status: Literal["met", "not_met", "infeasible"] = "met" if met else "not_met"
+    if unreachable is not None and not met:
+        status, message = "infeasible", f"{_unsolved(unreachable, [], 1.0).message}; {message}"
     solve_options = SolveOptions(time_limit=options.time_limit, rel_gap=options.rel_gap)
     return HeadcountReport(
-        status="met" if met else "not_met",
+        status=status,
         message=message,
         plan=best.plan,
         scenario=best.scenario,
@@ -698,7 +721,7 @@ def _report(
 def _unsolved(result: SolveResult, iterations: list[Iteration], scale: float) -> HeadcountReport:
     if result.status == "infeasible":
         what = "the target cannot be reached" if scale == 1.0 else f"the target raised by {scale - 1:.0%} for safety cannot be reached"
-        why = describe_constraints(result.infeasibility.constraints) if result.infeasibility else "the model is infeasible"
+        why = describe_constraints(conflict_names(result.infeasibility)) if result.infeasibility else "the model is infeasible"
         return HeadcountReport("infeasible", f"{what}; these limits conflict: {why}", None, None, iterations)
     return HeadcountReport("no_solution", f"no plan found ({result.termination}) within the limits", None, None, iterations)
 
@@ -708,6 +731,7 @@ _FAMILIES = {
     "bookings_target": ("the bookings target", "--target-bookings"),
     "budget": ("the budget", "--budget"),
     "recruiting_capacity": ("recruiting capacity", "roles.<role>.max_hires_per_month"),
+    "hire": ("recruiting capacity per territory", "roles.<role>.max_hires_per_month"),
     "headcount_ceiling": ("headcount ceiling", "roles.<role>.max_headcount"),
     "headcount_floor": ("headcount floor", "roles.<role>.min_headcount"),
     "span_of_control": ("span of control", "roles.<manager>.span_of_control"),
@@ -715,7 +739,15 @@ _FAMILIES = {
     "opportunity_slots": ("opportunity slots", "more opportunity reps or open_opportunity_limit"),
     "mql_demand": ("all MQLs worked (the market is the limit)", "more leads: lead_sources"),
     "sql_supply": ("all SQLs accepted", "funnel.sql_rate"),
+    "queue_sqls": ("SQLs the first-touch queue leaves (response-time decay)", "more first-touch reps"),
+    "queue_envelope": ("first-touch queue", "more first-touch reps"),
 }
+
+
+def conflict_names(infeasibility: Infeasibility) -> list[str]:
+    """The conflicting constraints, and the hire bounds among the conflicting variable bounds (recruiting capacity
+    per territory sits in the bounds of the hires)."""
+    return [*infeasibility.constraints, *(name for name in infeasibility.bounds if name.startswith("hire["))]
 
 
 def describe_constraints(names: list[str] | tuple[str, ...]) -> str:
@@ -730,7 +762,7 @@ def describe_constraints(names: list[str] | tuple[str, ...]) -> str:
         words, relax = _FAMILIES.get(family, (family, None))
         members = [m for m in members if m]
         where = (": " + ", ".join(members[:12]) + (f" and {len(members) - 12} more" if len(members) > 12 else "")) if members else ""
-        if family in ("mql_demand", "sql_supply", "first_touch_hours", "opportunity_slots") and len(members) > 3:
+        if family in ("mql_demand", "sql_supply", "first_touch_hours", "opportunity_slots", "queue_sqls", "queue_envelope") and len(members) > 3:
             where = f" ({len(members)} territory-months)"
         if relax and "<role>" in relax:
             roles = sorted({member.split(" in ")[0] for member in members})
