@@ -48,6 +48,8 @@ docs: $(DOCS_STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_speed.py
 	$(BIN)/python benchmarks/headcount_speed.py
+	$(BIN)/python benchmarks/headcount_speed.py --targets
+	$(BIN)/python benchmarks/automation_check.py
 	$(BIN)/python benchmarks/sweep_speed.py
 	$(BIN)/python benchmarks/calibration_speed.py
 	$(BIN)/python benchmarks/territory_speed.py

@@ -41,6 +41,9 @@ def automation(
     start_step: Annotated[int, typer.Option(min=1, help="months between candidate starts of an item without start_months")] = 3,
     interactions: Annotated[bool, typer.Option(help="value pairs of tools together")] = True,
     interaction_confidence: Annotated[float, typer.Option(min=0.0, max=0.999, help="an interaction enters the model when its interval at this level excludes zero; 0: all do")] = 0.8,
+    racing: Annotated[bool, typer.Option(help="stop simulating portfolios clearly dominated (paired 95% test)")] = True,
+    batch: Annotated[int, typer.Option(min=1, help="replications simulated at a time (racing decides between batches)")] = 5,
+    max_checked: Annotated[int, typer.Option(min=1, help="most portfolios simulated jointly to check the choice")] = 12,
     workers: Annotated[int, typer.Option(min=1, help="processes to simulate in")] = 1,
     time_limit: Annotated[float, typer.Option(min=0.1, help="seconds for the solve")] = 30.0,
     gap: Annotated[float, typer.Option(min=0.0, help="relative MIP gap to stop at")] = 1e-6,
@@ -61,6 +64,7 @@ def automation(
         budget=budget, quarter_budget=every, quarter_budgets=by_quarter, gross_margin=gross_margin,
         replications=replications, seed=seed, start_step=start_step, interactions=interactions,
         interaction_confidence=interaction_confidence, time_limit=time_limit, rel_gap=gap,
+        batch=batch, racing=racing, max_checked=max_checked,
     )
     with edge_errors(), output_folder(out, "optimize automation") as files:
         with console.status("valuing the catalogue by simulation…") as status:
@@ -114,7 +118,8 @@ def write_report(report: AutomationReport, catalogue: Catalogue, options: Automa
             "budget": options.budget, "quarter_budgets": limits, "gross_margin": options.gross_margin,
             "replications": options.replications, "seed": report.seed, "confirm_seed": report.confirm_seed,
             "start_step": options.start_step, "interactions": options.interactions,
-            "interaction_confidence": options.interaction_confidence,
+            "interaction_confidence": options.interaction_confidence, "batch": options.batch, "racing": options.racing,
+            "max_checked": options.max_checked,
         },
         "baseline": valuation.baseline,
         "items": {name: _item(name, catalogue, report, scenario) for name in catalogue.items},
@@ -124,6 +129,8 @@ def write_report(report: AutomationReport, catalogue: Catalogue, options: Automa
         ],
         "chosen": {item: scenario.month_label(start) for item, start in portfolio.starts.items()} if portfolio else {},
         "model_value": portfolio.model_value if portfolio else None,
+        "check": _check(report, scenario),
+        "replications": {"run": report.replications_run, "saved_by_racing": report.replications_saved},
         "confirmed_value": report.confirmed.as_dict() | {"replications": report.confirmed.replications} if report.confirmed else None,
         "confirmed_kpis": report.confirmed_kpis,
         "budget_use": {
@@ -133,6 +140,48 @@ def write_report(report: AutomationReport, catalogue: Catalogue, options: Automa
         "solver": report.solve.as_dict(),
     }
     files.json("report.json", document)
+
+
+def _check(report: AutomationReport, scenario: Scenario) -> dict[str, object] | None:
+    """The portfolios simulated jointly, the chosen one against the runner-up, and why the check stopped."""
+    check = report.check
+    if check is None:
+        return None
+
+    def label(starts: dict[str, int]) -> dict[str, str]:
+        return {item: scenario.month_label(start) for item, start in starts.items()}
+
+    return {
+        "simulated_jointly": len(check.checked),
+        "portfolios": [
+            {
+                "items": label(c.portfolio.starts), "model_value": round(c.portfolio.model_value, 2),
+                "simulated_value": c.value.as_dict(), "replications": c.value.replications, "dominated": c.dominated,
+                "chosen": i == check.chosen,
+            }
+            for i, c in enumerate(check.checked)
+        ],
+        "chosen_minus_runner_up": (
+            check.comparison.as_dict() | {"replications": check.comparison.replications, "runner_up": label(check.checked[check.runner_up].portfolio.starts)}
+            if check.comparison is not None and check.runner_up is not None else None
+        ),
+        "stopped": check.stopped,
+        "guarantee": _guarantee(report),
+    }
+
+
+def _guarantee(report: AutomationReport) -> str:
+    """What the check promises, in words."""
+    check = report.check
+    if check.stopped == "bound":
+        return (
+            f"every portfolio not simulated is rated by the model at most {compact_number(check.next_model_value)}, below "
+            f"{compact_number(check.bound)}, the lower end of the chosen portfolio's 95% interval; among the "
+            f"{len(check.checked)} simulated jointly with common random numbers, the chosen one has the highest mean"
+        )
+    if check.stopped == "exhausted":
+        return f"every feasible portfolio ({len(check.checked)}) was simulated jointly; the chosen one has the highest mean"
+    return f"the check stopped at --max-checked ({len(check.checked)} portfolios): portfolios the model rates higher may remain unsimulated"
 
 
 def _row(candidate: Candidate, catalogue: Catalogue, scenario: Scenario) -> dict[str, object]:
@@ -189,10 +238,18 @@ def _summary(report: AutomationReport, catalogue: Catalogue, scenario: Scenario)
             "–" if ratio is None else f"{ratio:.2f}", "yes" if name in starts else "",
         )
     if portfolio and report.confirmed:
-        confirmed = report.confirmed
+        confirmed, check = report.confirmed, report.check
         table.caption = (
             f"model value {compact_number(portfolio.model_value)}; confirmed by {confirmed.replications} fresh "
             f"replications: {compact_number(confirmed.mean)} ({compact_number(confirmed.low)} to "
-            f"{compact_number(confirmed.high)}); spend {compact_number(portfolio.spend)}"
+            f"{compact_number(confirmed.high)}); spend {compact_number(portfolio.spend)}. "
+            f"{len(check.checked)} portfolios simulated jointly; "
         )
+        if check.comparison is not None:
+            comparison = check.comparison
+            table.caption += (
+                f"chosen − runner-up {compact_number(comparison.mean)} ({compact_number(comparison.low)} to "
+                f"{compact_number(comparison.high)}, paired 95%); "
+            )
+        table.caption += f"{report.replications_saved} replications saved by racing ({report.replications_run} run)"
     return table

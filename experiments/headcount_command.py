@@ -69,13 +69,13 @@ def write_report(report: HeadcountReport, options: HeadcountOptions, files: RunF
     files.csv("plan.csv", pd.DataFrame(rows, columns=["month", "role", "territory", "hires"]), people=True)
     if report.scenario is not None:
         files.yaml("scenario.yaml", report.scenario.model_dump(mode="json"))
-    last = report.iterations[-1] if report.iterations else None
     document = {
         "status": report.status,
         "message": report.message,
         "options": asdict(options),
+        "chosen_iteration": None if report.chosen is None else report.chosen + 1,
         "plan_cost_expected": report.plan.expected_cost if report.plan else None,
-        "simulated": asdict(last.check) if last and last.check else None,
+        "simulated": asdict(report.check) if report.check else None,
         "hires": {role: report.plan.total(role) for role in report.plan.headcount} if report.plan else {},
         "expected_headcount_at_month_end": report.plan.headcount if report.plan else {},
         "iterations": [
@@ -83,6 +83,7 @@ def write_report(report: HeadcountReport, options: HeadcountOptions, files: RunF
                 "target_scale": it.target_scale,
                 "expected_bookings": it.expected_bookings,
                 "expected_cost": it.expected_cost,
+                "expected_response_hours": it.expected_response_hours,
                 "simulated": asdict(it.check) if it.check else None,
                 "solver": it.solve.as_dict(),
             }
@@ -97,21 +98,24 @@ def write_report(report: HeadcountReport, options: HeadcountOptions, files: RunF
 
 def _summary(report: HeadcountReport, options: HeadcountOptions) -> Table:
     table = Table(title=f"headcount plan: {report.status}, {report.message}")
-    for column in ("iteration", "target ×", "model bookings", "model cost", "P(reach)", "sim bookings P10–P90", "solve s"):
+    columns = ("iteration", "target ×", "bookings model", "bookings sim", "response h model", "response h sim", "P(reach)", "cost sim", "solve s")
+    for column in columns:
         table.add_column(column, justify="right")
     for number, it in enumerate(report.iterations, 1):
         check = it.check
         table.add_row(
-            str(number), f"{it.target_scale:.3f}",
+            f"{number}{' *' if report.chosen == number - 1 else ''}", f"{it.target_scale:.3f}",
             compact_number(it.expected_bookings) if it.expected_bookings is not None else "–",
-            compact_number(it.expected_cost) if it.expected_cost is not None else "–",
+            compact_number(check.bookings["mean"]) if check else "–",
+            f"{it.expected_response_hours:.1f}" if it.expected_response_hours is not None else "–",
+            f"{check.response_hours:.1f}" if check else "–",
             f"{check.probability:.0%}" if check else "–",
-            f"{compact_number(check.bookings['p10'])}–{compact_number(check.bookings['p90'])}" if check else "–",
-            f"{it.solve.solve_seconds:.1f}",
+            compact_number(check.cost["mean"]) if check else "–",
+            f"{it.solve.solve_seconds:.1f}" if it.check else it.solve.status,
         )
     if report.plan:
         hires = ", ".join(f"{role} {report.plan.total(role)}" for role in report.plan.headcount)
-        table.caption = f"hires: {hires}"
+        table.caption = f"* the plan returned; hires: {hires}"
         if report.naive and report.naive["naive"]:
             naive = report.naive["naive"]
             table.caption += (

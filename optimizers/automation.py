@@ -9,8 +9,23 @@ excludes zero.
 
 The portfolio model (Pyomo, HiGHS through ``optimizers.solve``) picks at most one start per item under the total
 and per-quarter budgets, dependencies (a start needs its prerequisites started by then) and exclusions, maximising
-the sum of values plus the interactions of the pairs chosen together, linearised. The chosen portfolio is then
-simulated again with a fresh seed, so the value reported is not the one the choice was made on.
+the sum of values plus the interactions of the pairs chosen together, linearised.
+
+The model's choice is then checked as a set (``check_portfolios``): three tools relieving one queue are worth less
+(or more) together than their values and pairwise interactions say. The chosen portfolio is simulated jointly, on
+the same random numbers; the model is solved again with that exact set cut off, and the next portfolio it proposes
+is simulated too, until the model rates every portfolio not yet simulated below the lower end of the 95% interval
+of the best simulated one. The best simulated portfolio is chosen, and its paired comparison with the runner-up
+reported.
+
+Replications run in batches, each with a seed of its own derived from the run's, so a portfolio can be simulated a
+batch at a time and stay paired with the others replication by replication. Racing stops simulating a portfolio
+that is clearly dominated: in the valuation, one whose value against its context has a 95% upper bound below zero
+(it loses money); in the check, one whose paired difference with the best simulated portfolio has a 95% upper
+bound below zero. Its estimate stays, with the replications it had.
+
+The chosen portfolio is finally simulated again with a fresh seed, so the value reported is not the one the choice
+was made on.
 """
 
 from __future__ import annotations
@@ -18,7 +33,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import pyomo.environ as pyo
@@ -46,6 +61,8 @@ class AutomationOptions:
     pairs of items together (else the values are taken as additive); an interaction enters the model when its
     interval at ``interaction_confidence`` excludes zero (0: every one measured). The default, 80%, keeps material
     interactions that a 95% test at a few replications would drop (substitutes, complements) and leaves out noise.
+    ``batch``: replications simulated at a time; ``racing``: stop simulating clearly dominated portfolios after
+    ``min_batches`` batches; ``max_checked``: most portfolios the check simulates jointly.
     """
 
     budget: float | None = None
@@ -60,6 +77,10 @@ class AutomationOptions:
     interaction_confidence: float = 0.8
     time_limit: float | None = 30.0
     rel_gap: float = 1e-6
+    batch: int = 5
+    racing: bool = True
+    min_batches: int = 2
+    max_checked: int = 12
 
 
 # ----- simulating portfolios, paired by replication -----
@@ -101,28 +122,75 @@ class Outcome:
     kpis: dict[str, float]
     staffed: np.ndarray
 
+    @classmethod
+    def joined(cls, parts: list["Outcome"]) -> "Outcome":
+        """Batches of one portfolio as one outcome: margins in batch order, means weighted by replications."""
+        sizes = np.array([len(part.margins) for part in parts], dtype=float)
+        return cls(
+            np.concatenate([part.margins for part in parts]),
+            {kpi: float(np.average([part.kpis[kpi] for part in parts], weights=sizes)) for kpi in parts[0].kpis},
+            np.average([part.staffed for part in parts], axis=0, weights=sizes),
+        )
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    """The seed of a batch of replications: the run's own for the first, then one derived from it for each."""
+    return seed if batch == 0 else int(np.random.SeedSequence([seed, batch]).generate_state(1)[0])
+
 
 class Simulations:
-    """Portfolios simulated once each with the same seed and replications, so any two are paired."""
+    """Portfolios simulated in batches of replications with the same batch seeds, so any two are paired replication
+    by replication over the batches both have."""
 
     def __init__(self, scenario: Scenario, catalogue: Catalogue, options: AutomationOptions, seed: int, run: Simulator,
                  on_simulated: Callable[[int], None] | None = None):
         self.scenario, self.catalogue, self.options, self.seed, self.run = scenario, catalogue, options, seed, run
         self.on_simulated = on_simulated
-        self._done: dict[frozenset[tuple[str, int]], Outcome] = {}
+        self.sizes = [min(options.batch, options.replications - start) for start in range(0, options.replications, options.batch)]
+        self._done: dict[frozenset[tuple[str, int]], list[Outcome]] = {}
 
-    def outcome(self, starts: Starts) -> Outcome:
+    def outcome(self, starts: Starts, batches: int | None = None) -> Outcome:
+        """The portfolio over its first ``batches`` batches (default: all), simulating those it lacks."""
         key = frozenset(starts.items())
-        if key not in self._done:
-            results = self.run(apply_portfolio(self.scenario, self.catalogue, starts), self.options.replications, self.seed)
-            self._done[key] = outcome_of(results, self.options.gross_margin)
+        done = self._done.setdefault(key, [])
+        wanted = len(self.sizes) if batches is None else min(batches, len(self.sizes))
+        if len(done) < wanted:
+            scenario = apply_portfolio(self.scenario, self.catalogue, starts)
+            for batch in range(len(done), wanted):
+                done.append(outcome_of(self.run(scenario, self.sizes[batch], batch_seed(self.seed, batch)), self.options.gross_margin))
             if self.on_simulated:
                 self.on_simulated(len(self._done))
-        return self._done[key]
+        return Outcome.joined(done[:wanted])
+
+    def batches(self, starts: Starts) -> int:
+        """Batches simulated so far for a portfolio."""
+        return len(self._done.get(frozenset(starts.items()), []))
 
     def value(self, starts: Starts, context: Starts | None = None) -> Estimate:
-        """Incremental margin of ``starts`` over ``context`` (default: the scenario as it is)."""
-        return Estimate.of(self.outcome(starts).margins - self.outcome(context or {}).margins)
+        """Incremental margin of ``starts`` over ``context`` (default: the scenario as it is), over the batches
+        ``starts`` has (all of them if it was never simulated)."""
+        batches = self.batches(starts) or len(self.sizes)
+        return Estimate.of(self.outcome(starts, batches).margins - self.outcome(context or {}, batches).margins)
+
+    def race(self, starts: Starts, rival: Starts) -> bool:
+        """Simulate ``starts`` batch by batch; with racing, stop once its margin less ``rival``'s, paired, has a
+        95% upper bound below zero after the minimum number of batches. True when it ran to the end."""
+        for batch in range(1, len(self.sizes) + 1):
+            mine = self.outcome(starts, batch).margins
+            if self.options.racing and self.options.min_batches <= batch < len(self.sizes):
+                if Estimate.of(mine - self.outcome(rival, batch).margins).high < 0:
+                    return False
+        return True
+
+    @property
+    def replications_saved(self) -> int:
+        """Replications racing spared: for every portfolio stopped early, those it did not run."""
+        total = sum(self.sizes)
+        return sum(total - sum(self.sizes[: len(done)]) for done in self._done.values())
+
+    @property
+    def replications_run(self) -> int:
+        return sum(sum(self.sizes[: len(done)]) for done in self._done.values())
 
 
 def outcome_of(results: Results, gross_margin: float) -> Outcome:
@@ -199,10 +267,13 @@ def interacting_pairs(catalogue: Catalogue, available: list[str]) -> list[tuple[
 
 
 def value_catalogue(simulations: Simulations) -> Valuation:
-    """Simulate every candidate start of every item, and the pairs, against the same baseline."""
+    """Simulate every candidate start of every item, and the pairs, against the same baseline; with racing, a
+    candidate or pair clearly losing money against its context stops early (items others require never do: their
+    value is part of their dependants')."""
     scenario, catalogue, options = simulations.scenario, simulations.catalogue, simulations.options
     every = start_options(catalogue, scenario, options.start_step)
     starts = {name: months for name, months in every.items() if months}
+    required = {other for name in starts for other in catalogue.prerequisites(name)}
     baseline = simulations.outcome({})
     candidates = []
     for name in starts:
@@ -211,7 +282,11 @@ def value_catalogue(simulations: Simulations) -> Valuation:
         without = simulations.outcome(context)
         for start in starts[name]:
             portfolio = {**context, name: start}
-            with_item = simulations.outcome(portfolio)
+            if name in required:
+                simulations.outcome(portfolio)
+            else:
+                simulations.race(portfolio, context)
+            with_item = simulations.outcome(portfolio, simulations.batches(portfolio))
             candidates.append(Candidate(
                 item=name, start=start, value=simulations.value(portfolio, context),
                 cost=item_cost(scenario, item, start, baseline.staffed),
@@ -221,7 +296,11 @@ def value_catalogue(simulations: Simulations) -> Valuation:
     for a, b in interacting_pairs(catalogue, list(starts)) if options.interactions else []:
         context = context_of(catalogue, starts, [a, b])
         first_a, first_b = {a: starts[a][0]}, {b: starts[b][0]}
-        margins = [simulations.outcome({**context, **part}).margins for part in ({**first_a, **first_b}, first_a, first_b, {})]
+        simulations.race({**context, **first_a, **first_b}, context)
+        batches = simulations.batches({**context, **first_a, **first_b})
+        margins = [
+            simulations.outcome({**context, **part}, batches).margins for part in ({**first_a, **first_b}, first_a, first_b, {})
+        ]
         interactions.append(Interaction((a, b), Estimate.of(margins[0] - margins[1] - margins[2] + margins[3])))
     unavailable = [name for name, months in every.items() if not months]
     return Valuation(candidates, interactions, starts, unavailable, quarter_labels(scenario), baseline.kpis)
@@ -233,6 +312,7 @@ def value_catalogue(simulations: Simulations) -> Valuation:
 def build_model(valuation: Valuation, catalogue: Catalogue, options: AutomationOptions) -> pyo.ConcreteModel:
     model = pyo.ConcreteModel(name="automation")
     add_choices(model, valuation)
+    model.cuts = pyo.ConstraintList()  # portfolios already simulated jointly (``cut_off``)
     add_dependencies(model, valuation, catalogue)
     add_exclusions(model, catalogue)
     add_budgets(model, valuation, options)
@@ -248,6 +328,14 @@ def add_choices(model: pyo.ConcreteModel, valuation: Valuation) -> None:
     model.start = pyo.Var(model.candidates, domain=pyo.Binary)
     model.chosen = pyo.Expression(model.tools, rule=lambda m, item: sum(m.start[item, s] for s in valuation.starts[item]))
     model.one_start = pyo.Constraint(model.tools, rule=lambda m, item: m.chosen[item] <= 1)
+
+
+def cut_off(model: pyo.ConcreteModel, starts: Starts) -> None:
+    """Exclude exactly this portfolio from the model: at least one of its starts dropped or another start added."""
+    chosen = set(starts.items())
+    model.cuts.add(
+        sum(1 - model.start[key] for key in chosen) + sum(model.start[key] for key in model.candidates if key not in chosen) >= 1
+    )
 
 
 def add_dependencies(model: pyo.ConcreteModel, valuation: Valuation, catalogue: Catalogue) -> None:
@@ -332,12 +420,83 @@ def read_portfolio(model: pyo.ConcreteModel) -> Portfolio:
     )
 
 
+# ----- checking the chosen set by joint simulation -----
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A portfolio the check simulated jointly: the model's value, the simulated value against today (over the
+    replications it ran) and whether it was dominated: clearly below the best simulated then (paired 95% upper bound
+    below zero), where racing stops simulating it."""
+
+    portfolio: Portfolio
+    value: Estimate
+    dominated: bool
+
+
+@dataclass(frozen=True)
+class PortfolioCheck:
+    """The portfolios simulated jointly, in the order the model proposed them, the one chosen (the best simulated),
+    the paired comparison of the chosen with the runner-up (chosen − runner-up, 95%), and why the check stopped:
+    ``bound`` (every portfolio not simulated is rated by the model below ``bound``, the lower end of the chosen
+    portfolio's 95% interval), ``exhausted`` (no feasible portfolio left) or ``limit`` (``max_checked`` reached)."""
+
+    checked: list[Checked]
+    chosen: int
+    runner_up: int | None
+    comparison: Estimate | None
+    stopped: Literal["bound", "exhausted", "limit"]
+    bound: float | None
+    next_model_value: float | None
+
+
+def check_portfolios(model: pyo.ConcreteModel, first: Portfolio, simulations: Simulations, options: AutomationOptions) -> PortfolioCheck:
+    """Simulate the model's portfolio jointly, cut it off and solve again, simulating each next proposal (raced
+    against the best so far), until the model rates the best portfolio not yet simulated below the lower end of the
+    best simulated portfolio's 95% interval (at least two are simulated, so there is a runner-up)."""
+    checked: list[Checked] = []
+    best: int | None = None
+    proposal: Portfolio | None = first
+    stopped: Literal["bound", "exhausted", "limit"] = "exhausted"
+    solve_options = SolveOptions(time_limit=options.time_limit, rel_gap=options.rel_gap, explain=False)
+    while proposal is not None:
+        full = best is None or simulations.race(proposal.starts, checked[best].portfolio.starts)
+        if best is None:
+            simulations.outcome(proposal.starts)  # the first, with nothing to race against
+        checked.append(Checked(proposal, simulations.value(proposal.starts), not full))
+        if full and (best is None or checked[-1].value.mean > checked[best].value.mean):
+            best = len(checked) - 1
+        cut_off(model, proposal.starts)
+        if len(checked) >= options.max_checked:
+            stopped = "limit"
+            break
+        result = solve(model, solve_options)
+        proposal = read_portfolio(model) if result.has_solution else None
+        if proposal is not None and len(checked) >= 2 and proposal.model_value < checked[best].value.low:
+            stopped = "bound"
+            break
+    others = [i for i in range(len(checked)) if i != best]
+    runner_up = max(others, key=lambda i: checked[i].value.mean, default=None)
+    comparison = None
+    if runner_up is not None:
+        batches = simulations.batches(checked[runner_up].portfolio.starts)
+        comparison = Estimate.of(
+            simulations.outcome(checked[best].portfolio.starts, batches).margins
+            - simulations.outcome(checked[runner_up].portfolio.starts, batches).margins
+        )
+    return PortfolioCheck(
+        checked, best, runner_up, comparison, stopped, checked[best].value.low,
+        proposal.model_value if proposal is not None and stopped == "bound" else None,
+    )
+
+
 # ----- the whole job -----
 
 
 @dataclass(frozen=True)
 class AutomationReport:
-    """The valuation, the model's choice, and the choice simulated again."""
+    """The valuation, the model's first choice, the check that chose among portfolios simulated jointly, and the
+    chosen portfolio simulated again with fresh random numbers."""
 
     valuation: Valuation
     solve: SolveResult
@@ -347,6 +506,9 @@ class AutomationReport:
     confirmed_kpis: dict[str, dict[str, float]] = field(default_factory=dict)
     seed: int = 0
     confirm_seed: int = 0
+    check: PortfolioCheck | None = None
+    replications_run: int = 0
+    replications_saved: int = 0
 
 
 def plan_automation(
@@ -356,21 +518,25 @@ def plan_automation(
     run: Simulator | None = None,
     on_simulated: Callable[[int], None] | None = None,
 ) -> AutomationReport:
-    """Value the catalogue by simulation, choose the portfolio, and confirm it with fresh random numbers."""
+    """Value the catalogue by simulation, choose the portfolio, check it and its rivals jointly, and confirm the
+    choice with fresh random numbers."""
     run = run or (lambda s, n, seed: simulate(s, n, seed))
     seed = scenario.seed if options.seed is None else options.seed
     confirm_seed = seed + 1 if options.confirm_seed is None else options.confirm_seed
-    valuation = value_catalogue(Simulations(scenario, catalogue, options, seed, run, on_simulated))
+    simulations = Simulations(scenario, catalogue, options, seed, run, on_simulated)
+    valuation = value_catalogue(simulations)
     began = time.perf_counter()
     model = build_model(valuation, catalogue, options)
     result = solve(model, SolveOptions(time_limit=options.time_limit, rel_gap=options.rel_gap), build_seconds=time.perf_counter() - began)
     if not result.has_solution:
         return AutomationReport(valuation, result, None, None, None, seed=seed, confirm_seed=confirm_seed)
-    portfolio = read_portfolio(model)
+    check = check_portfolios(model, read_portfolio(model), simulations, options)
+    portfolio = check.checked[check.chosen].portfolio
     confirm = Simulations(scenario, catalogue, options, confirm_seed, run)
     chosen = confirm.outcome(portfolio.starts)
     kpis = {kpi: {"without": confirm.outcome({}).kpis[kpi], "with": chosen.kpis[kpi]} for kpi in KPIS}
     return AutomationReport(
         valuation, result, portfolio, apply_portfolio(scenario, catalogue, portfolio.starts),
-        confirm.value(portfolio.starts), kpis, seed, confirm_seed,
+        confirm.value(portfolio.starts), kpis, seed, confirm_seed, check,
+        simulations.replications_run, simulations.replications_saved,
     )

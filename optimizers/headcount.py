@@ -2,26 +2,34 @@
 
 A mixed-integer model (Pyomo, solved by HiGHS) chooses whole requisitions per role, territory and month. It plans
 with expectations (``headcount_data``): cohorts that ramp, leave and are backfilled; first-touch hours and
-opportunity slots that turn into expected bookings. The plan is then simulated; while too few replications reach
-the target, the model's target is raised by the shortfall at the asked quantile and solved again.
+opportunity slots that turn into expected bookings. The first-touch queue is part of the model: in each territory
+and month, the share of MQLs' SQL conversion that survives the response-time decay is a concave piecewise-linear
+function of the ramped first-touch reps, tabulated from Erlang C on the working clock (``response_hours``).
+
+The plan is then simulated, and the model corrected: each month's queue load is rescaled so that the model's
+response times for the plans simulated so far are the simulation's, and, once the two agree, while too few replications
+reach the target, the model's target is raised by the shortfall at the asked quantile. A raised target the model
+cannot reach is backed off (bisection between the highest scale solved and the lowest that was not). The best plan
+simulated is returned, with its simulated probability, even when none reaches the asked one.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Literal
 
 import numpy as np
+import pandas as pd
 import pyomo.environ as pyo
 from scipy import stats
 
 from engine import Results, simulate
-from optimizers.headcount_data import HeadcountData, headcount_data
-from optimizers.solve import SolveOptions, SolveResult, solve
+from optimizers.headcount_data import HeadcountData, erlang_c, headcount_data
+from optimizers.solve import Infeasibility, SolveOptions, SolveResult, solve
 from scenarios import Scenario, validate_scenario
-from scenarios.model import spread
+from scenarios.model import ResponseDecay, spread
 
 Simulator = Callable[[Scenario, int, int], Results]
 
@@ -31,7 +39,8 @@ class HeadcountOptions:
     """What to plan for and how hard to try.
 
     ``max_utilization`` keeps the plan from counting on reps being busy every minute (queues explode near 100%);
-    ``planning_response_hours`` is the response time the plan assumes when it discounts conversion for waiting.
+    ``agreement`` is how close (relative) the model's horizon response time must come to the simulation's before
+    the target is raised for safety: while they disagree, the queue is corrected first.
     """
 
     target_bookings: float | None
@@ -40,7 +49,7 @@ class HeadcountOptions:
     objective: Literal["cost", "margin"] = "cost"
     gross_margin: float = 1.0
     max_utilization: float = 0.85
-    planning_response_hours: float = 8.0
+    agreement: float = 0.1
     replications: int = 40
     seed: int | None = None
     max_iterations: int = 8
@@ -57,15 +66,19 @@ def build_model(
     scenario: Scenario,
     target_scale: float = 1.0,
     extra_slot: tuple[str, str] | None = None,
+    queue: QueueView | None = None,
 ) -> pyo.ConcreteModel:
-    """The headcount MIP for the data; ``target_scale`` raises the bookings target (the simulation correction) and
-    ``extra_slot`` (role, month) allows one more requisition there than recruiting capacity does."""
+    """The headcount MIP for the data; ``target_scale`` raises the bookings target (the simulation correction),
+    ``extra_slot`` (role, month) allows one more requisition there than recruiting capacity does, and ``queue``
+    is what the model assumes of the first-touch queue (default: the formula uncorrected, today's staffing)."""
+    queue = queue or initial_queue(data)
     model = pyo.ConcreteModel(name="headcount")
     add_sets(model, data)
     add_hires(model, data, scenario, extra_slot)
     add_staffing(model, data)
     add_first_touch(model, data, options)
     add_opportunities(model, data, options)
+    add_queue(model, data, scenario, queue)
     add_planning_limits(model, data, scenario, extra_slot)
     add_managers(model, data, scenario)
     add_cost(model, data, scenario)
@@ -141,6 +154,30 @@ def add_first_touch(model: pyo.ConcreteModel, data: HeadcountData, options: Head
 
     model.mql_demand = pyo.Constraint(model.segments, model.territories, model.months, rule=demand)
     model.first_touch_hours = pyo.Constraint(model.territories, model.months, rule=hours)
+
+
+def add_queue(model: pyo.ConcreteModel, data: HeadcountData, scenario: Scenario, queue: QueueView) -> None:
+    """SQLs are what the response-time decay leaves of the MQLs' conversion: ``answered[t, k]``, the share that
+    survives the wait, is bounded by the concave envelope of its value at tabulated ramped first-touch reps."""
+    decay = scenario.funnel.response_decay
+    if decay is None:
+        return
+    index = _indexer(data)
+    first = data.roles[0]
+    demand = mql_demand(data, queue.ramped)
+    lines = {(data.territories[t], data.months[k]): edges for (t, k), edges in queue_envelopes(data, queue, decay).items()}
+    rows = [(t, k, j) for (t, k), edges in lines.items() for j in range(len(edges))]
+    model.answered = pyo.Var(model.territories, model.months, bounds=(0.0, 1.0))
+    model.queue_envelope = pyo.Constraint(
+        pyo.Set(initialize=rows, dimen=3, ordered=True),
+        rule=lambda m, t, k, j: m.answered[t, k] <= lines[t, k][j][1] + lines[t, k][j][0] * m.ramped[first, t, k],
+    )
+
+    def answered_sqls(m, segment, territory, month):  # noqa: ANN001, ANN202
+        g, t, k = index.segment[segment], index.territory[territory], index.month[month]
+        return m.accepted[segment, territory, month] <= data.sql_yield[g] * demand[g, t, k] * m.answered[territory, month]
+
+    model.queue_sqls = pyo.Constraint(model.segments, model.territories, model.months, rule=answered_sqls)
 
 
 def add_opportunities(model: pyo.ConcreteModel, data: HeadcountData, options: HeadcountOptions) -> None:
@@ -257,6 +294,122 @@ def _indexer(data: HeadcountData) -> _Index:
     return _Index(*({name: i for i, name in enumerate(names)} for names in (data.roles, data.territories, data.segments, data.months)))
 
 
+# ----- the first-touch queue as the model sees it -----
+
+#: Utilisations of the first-touch reps at which the queue's effect on conversion is tabulated for the model.
+UTILIZATION_GRID = (0.99, 0.97, 0.95, 0.93, 0.91, 0.89, 0.87, 0.85, 0.82, 0.79, 0.76, 0.72, 0.68, 0.63, 0.57, 0.5, 0.4, 0.3, 0.2)
+#: Load factors tried when fitting the per-month correction of the queue to the simulations.
+LOAD_FACTORS = np.round(np.arange(0.5, 2.0001, 0.01), 2)
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """What the model assumes of the first-touch queue: per month, the factor by which the simulated queue behaves
+    as if loaded more (or less) than the formula's offered load (1 before any simulation), and the ramped
+    first-touch reps per territory and month that the outbound MQL demand is reckoned with (the last plan's)."""
+
+    load_factor: np.ndarray  # (month)
+    ramped: np.ndarray  # (territory, month)
+
+
+def initial_queue(data: HeadcountData) -> QueueView:
+    """The formula as it is, with the first-touch staffing the scenario already has and plans."""
+    role = data.roles[0]
+    veterans = data.veterans[0][:, None] * data.veteran_cohorts[role].ramped[None, :]
+    lag, kernel = data.lags[role], data.cohorts[role].ramped
+    hires = np.array([
+        [sum(data.committed[0, t, j] * kernel[k - j - lag] for j in range(0, k - lag + 1)) for k in range(data.horizon)]
+        for t in range(len(data.territories))
+    ])
+    return QueueView(np.ones(data.horizon), veterans + hires)
+
+
+def mql_demand(data: HeadcountData, ramped: np.ndarray) -> np.ndarray:
+    """Expected MQLs by segment, territory and month, with ``ramped`` first-touch reps prospecting."""
+    return data.inbound_mql + data.outbound_mql[:, None, :] * ramped[None, :, :]
+
+
+def queue_waits(data: HeadcountData, queue: QueueView, ramped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """By territory and month with ``ramped`` first-touch reps: the probability that an MQL queues for a rep, and
+    the mean calendar hours (as the lead feels them) that those who queue wait, from Erlang C on the working clock.
+    Where the load reaches the reps, the queue is taken at 99% utilisation (finite, and long); the load is the
+    queue view's, corrected by its factor."""
+    servers = np.maximum(ramped, 1e-6)
+    waiting, wait = erlang_c(servers, np.minimum(offered_load(data, queue), UTILIZATION_GRID[0] * servers))
+    return waiting, data.felt_wait * data.calendar_per_working_hour * data.service_hours * wait
+
+
+def response_hours(data: HeadcountData, queue: QueueView, ramped: np.ndarray) -> np.ndarray:
+    """Mean response time (calendar hours, as the lead feels it) by territory and month with ``ramped`` first-touch
+    reps: the wait for the next opening, plus the queue's."""
+    waiting, wait = queue_waits(data, queue, ramped)
+    return data.felt_wait * float(data.off_hours_waits @ data.off_hours_weights) + waiting * wait
+
+
+def answered_share(data: HeadcountData, queue: QueueView, ramped: np.ndarray, decay: ResponseDecay) -> np.ndarray:
+    """The response-time decay's multiplier averaged over the wait distribution, by territory and month: the wait
+    for the next opening, then no queue (probability 1 − P) or an exponential wait. The mean response time alone
+    would not do: the decay is convex, and a long queue's few very long waits weigh little on conversion."""
+    waiting, wait = queue_waits(data, queue, ramped)
+    rate = math.log(2.0) / decay.half_life_hours
+    opening = 0.5 ** (np.outer(data.felt_wait, data.off_hours_waits) / decay.half_life_hours) @ data.off_hours_weights
+    return decay.floor + (1.0 - decay.floor) * opening * (1.0 - waiting + waiting / (1.0 + wait * rate))
+
+
+def offered_load(data: HeadcountData, queue: QueueView) -> np.ndarray:
+    """First-touch work offered, in fully ramped reps, by territory and month, corrected by the month's factor."""
+    return queue.load_factor * mql_demand(data, queue.ramped).sum(axis=0) * data.handling_hours / data.first_touch_hours
+
+
+def queue_envelopes(data: HeadcountData, queue: QueueView, decay: ResponseDecay) -> dict[tuple[int, int], list[tuple[float, float]]]:
+    """Per territory and month, (slope, intercept) of the lines whose minimum is the concave envelope of the share of
+    conversion answered, as a function of ramped first-touch reps: tabulated at the utilisations of
+    ``UTILIZATION_GRID``, with no reps at all answering at the decay's floor."""
+    load = offered_load(data, queue)
+    reps = np.maximum(load, 1e-6)[None, :, :] / np.asarray(UTILIZATION_GRID)[:, None, None]
+    answered = answered_share(data, queue, reps, decay)
+    envelopes = {}
+    for t, k in np.ndindex(load.shape):
+        if load[t, k] < 1e-6:  # no MQLs to wait: every one answered at the next opening
+            envelopes[t, k] = [(0.0, float(answered[-1, t, k]))]
+            continue
+        points = [(0.0, decay.floor), *zip(reps[:, t, k], answered[:, t, k])]
+        hull: list[tuple[float, float]] = []
+        for point in points:  # the upper hull of points sorted by reps (Andrew's monotone chain)
+            while len(hull) >= 2 and _cross(hull[-2], hull[-1], point) >= 0:
+                hull.pop()
+            hull.append(point)
+        edges = [((y1 - y0) / (x1 - x0), y0 - (y1 - y0) / (x1 - x0) * x0) for (x0, y0), (x1, y1) in zip(hull, hull[1:])]
+        envelopes[t, k] = edges + [(0.0, hull[-1][1])]
+    return envelopes
+
+
+def _cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> float:
+    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+
+def corrected_queue(data: HeadcountData, simulated: list[tuple[np.ndarray, np.ndarray]]) -> QueueView:
+    """The queue fitted, month by month, to every plan simulated so far: ``simulated`` holds each plan's ramped
+    first-touch reps (territory, month) and its simulated mean response time by month (NaN where nothing was
+    touched). Each month's load factor minimises the squared log-difference between the model's mean response time
+    (weighted by territory MQLs) and the simulation's over those plans, so that a staffing level simulated once
+    does not make the model forget another, plus the squared log of the factor itself: a plan whose reps are
+    seldom busy says little about the load (its waits are mostly nights and weekends), and must not move the factor
+    far from 1. Outbound demand is reckoned with the last plan's reps."""
+    errors = np.tile(np.log(LOAD_FACTORS)[:, None] ** 2, (1, data.horizon))
+    for ramped, observed in simulated:
+        weights = np.maximum(mql_demand(data, ramped).sum(axis=0), 1e-12)
+        for i, factor in enumerate(LOAD_FACTORS):
+            model = np.average(response_hours(data, QueueView(np.full(data.horizon, factor), ramped), ramped), axis=0, weights=weights)
+            errors[i] += np.where(np.isfinite(observed), (np.log(model) - np.log(np.maximum(observed, 1e-3))) ** 2, 0.0)
+    return QueueView(LOAD_FACTORS[np.argmin(errors, axis=0)], simulated[-1][0])
+
+
+def model_response_hours(data: HeadcountData, queue: QueueView, ramped: np.ndarray) -> float:
+    """The model's mean response time over the horizon, weighted by the MQLs of each territory and month."""
+    return float(np.average(response_hours(data, queue, ramped), weights=mql_demand(data, ramped).sum(axis=0)))
+
+
 # ----- reading a solved model back, in one place -----
 
 
@@ -268,6 +421,7 @@ class Plan:
     expected_bookings: float
     expected_cost: float
     headcount: dict[str, list[float]]  # expected headcount at month end, per role
+    first_touch_ramped: np.ndarray = field(repr=False)  # (territory, month): expected ramped first-touch reps
 
     def rows(self) -> list[dict[str, object]]:
         return [
@@ -286,11 +440,13 @@ def read_plan(model: pyo.ConcreteModel) -> Plan:
         role: [sum(pyo.value(model.at_month_end[role, t, month]) for t in model.territories) for month in model.months]
         for role in model.roles
     }
+    first = model.roles.first()
     return Plan(
         hires=hires,
         expected_bookings=float(sum(pyo.value(model.bookings[month]) for month in model.months)),
         expected_cost=float(pyo.value(model.total_cost)),
         headcount=headcount,
+        first_touch_ramped=np.array([[pyo.value(model.ramped[first, t, m]) for m in model.months] for t in model.territories]),
     )
 
 
@@ -313,26 +469,40 @@ def apply_plan(scenario: Scenario, hires: dict[tuple[str, str, str], int]) -> Sc
 
 @dataclass(frozen=True)
 class Check:
-    """A plan simulated: the share of replications reaching the target, with a 95% Wilson interval."""
+    """A plan simulated: the share of replications reaching the target, with a 95% Wilson interval, and what the
+    model is checked against: bookings and the mean response time (horizon, and by month)."""
 
     probability: float
     interval: tuple[float, float]
-    bookings: dict[str, float]  # p10, p50, p90 of total bookings
+    bookings: dict[str, float]  # p10, p50, p90 and mean of total bookings
     cost: dict[str, float]
     replications: int
+    response_hours: float  # mean over replications of the horizon's mean response time
+    response_hours_by_month: list[float] = field(repr=False)  # mean over replications; NaN where nothing was touched
 
 
-def check_plan(scenario: Scenario, target: float | None, replications: int, seed: int, run: Simulator) -> tuple[Check, np.ndarray]:
-    results = run(scenario, replications, seed)
-    totals = results.monthly.groupby("replication")[["bookings", "cost"]].sum()
+def check_plan(
+    scenario: Scenario, target: float | None, replications: int, seed: int | tuple[int, ...], run: Simulator
+) -> tuple[Check, np.ndarray]:
+    """Simulate a scenario (``replications`` at each seed given, pooled); the check and every replication's total
+    bookings."""
+    return check_of([run(scenario, replications, one) for one in ((seed,) if isinstance(seed, int) else seed)], target)
+
+
+def check_of(runs: list[Results], target: float | None) -> tuple[Check, np.ndarray]:
+    """The check of simulations of one scenario, pooled; and every replication's total bookings."""
+    totals = pd.concat([results.monthly.groupby("replication")[["bookings", "cost"]].sum() for results in runs])
     bookings = totals["bookings"].to_numpy()
-    reached = int((bookings >= target).sum()) if target is not None else replications
+    count = len(bookings)
+    reached = int((bookings >= target).sum()) if target is not None else count
     return Check(
-        probability=reached / replications,
-        interval=_wilson(reached, replications),
+        probability=reached / count,
+        interval=_wilson(reached, count),
         bookings=_quantiles(bookings),
         cost=_quantiles(totals["cost"].to_numpy()),
-        replications=replications,
+        replications=count,
+        response_hours=float(np.mean([results.summary.loc["response_hours_mean", "mean"] for results in runs])),
+        response_hours_by_month=pd.concat([results.monthly for results in runs]).groupby("month", sort=True)["response_hours_mean"].mean().tolist(),
     ), bookings
 
 
@@ -350,16 +520,30 @@ def _wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, fl
 
 @dataclass(frozen=True)
 class Iteration:
+    """One solve and, when it gave a plan, the plan simulated: the model's response time and bookings beside the
+    simulation's, so that the user sees where they disagree."""
+
     target_scale: float
     solve: SolveResult
     check: Check | None
     expected_bookings: float | None
     expected_cost: float | None
+    expected_response_hours: float | None = None
+
+    def response_agrees(self, tolerance: float) -> bool:
+        """Whether the model's mean response time is within ``tolerance`` (relative) of the simulation's."""
+        if self.check is None or self.expected_response_hours is None:
+            return False
+        return abs(self.expected_response_hours - self.check.response_hours) <= tolerance * self.check.response_hours
 
 
 @dataclass(frozen=True)
 class HeadcountReport:
-    """Everything the headcount planner found: the plan, the scenario it makes, the iterations and why."""
+    """Everything the headcount planner found: the plan, the scenario it makes, the iterations and why.
+
+    ``chosen`` is the iteration whose plan is returned: the cheapest simulated plan reaching the target with the
+    asked probability, else the one reaching it most often.
+    """
 
     status: Literal["met", "not_met", "infeasible", "no_solution"]
     message: str
@@ -369,56 +553,192 @@ class HeadcountReport:
     binding: list[str] = field(default_factory=list)
     marginal_values: list[dict[str, object]] = field(default_factory=list)
     naive: dict[str, object] | None = None
+    chosen: int | None = None
+
+    @property
+    def check(self) -> Check | None:
+        """The returned plan's simulation."""
+        return None if self.chosen is None else self.iterations[self.chosen].check
+
+
+@dataclass
+class _Tried:
+    """A plan solved and simulated, with what the model it came from needs to be explained again."""
+
+    iteration: int
+    plan: Plan
+    scenario: Scenario
+    check: Check
+    scale: float
+    queue: QueueView
+    model: pyo.ConcreteModel = field(repr=False)
 
 
 def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator | None = None) -> HeadcountReport:
-    """Solve, simulate, and raise the model's target until the asked share of replications reaches the target."""
+    """Solve, simulate and correct until the model agrees with the simulation and the asked share of replications
+    reaches the target; back off a raised target the model cannot reach; return the best plan simulated."""
     run = run or (lambda s, n, seed: simulate(s, n, seed))
     seed = scenario.seed if options.seed is None else options.seed
-    data = headcount_data(scenario, options.planning_response_hours)
-    solve_options = SolveOptions(time_limit=options.time_limit, rel_gap=options.rel_gap)
+    data = headcount_data(scenario)
+    queue = initial_queue(data)
     iterations: list[Iteration] = []
-    scale, model, plan, planned = 1.0, None, None, None
+    tried: list[_Tried] = []
+    simulated: list[tuple[np.ndarray, np.ndarray]] = []
+    checked: dict[tuple, tuple[Check, np.ndarray]] = {}
+    unreachable: SolveResult | None = None  # the first solve, when the model could not reach the target at all
+    confirm_seed = int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
+    scale, bracket = 1.0, _Bracket()
     for _ in range(options.max_iterations):
         began = time.perf_counter()
-        model = build_model(data, options, scenario, scale)
+        model = build_model(data, options, scenario, scale, queue=queue)
+        solve_options = SolveOptions(time_limit=options.time_limit, rel_gap=options.rel_gap, explain=not tried)
         result = solve(model, solve_options, build_seconds=time.perf_counter() - began)
         if not result.has_solution:
             iterations.append(Iteration(scale, result, None, None, None))
-            return _unsolved(result, iterations, plan, planned, scale)
+            reach = _reachable_scale(data, options, scenario, queue, solve_options) if not tried and unreachable is None else None
+            if not tried and (result.status != "infeasible" or reach is None):
+                return _unsolved(result, iterations, scale)
+            if reach is not None:  # the model cannot reach the target: plan for the most it can, and simulate that
+                unreachable, bracket.unsolved, scale = result, scale, reach
+                continue
+            if result.status != "infeasible":
+                break
+            bracket.unsolved = min(bracket.unsolved, scale)
+            scale = bracket.inside(scale)  # back off towards the highest scale solved
+            if scale is None:
+                break
+            continue
         plan = read_plan(model)
         planned = apply_plan(scenario, plan.hires)
-        check, bookings = check_plan(planned, options.target_bookings, options.replications, seed, run)
-        iterations.append(Iteration(scale, result, check, plan.expected_bookings, plan.expected_cost))
-        if options.target_bookings is None or check.probability >= options.confidence:
+        key = tuple(sorted(plan.hires.items()))
+        if key not in checked:  # a plan found again is not simulated again
+            runs = [run(planned, options.replications, seed)]
+            if options.target_bookings is not None and check_of(runs, options.target_bookings)[0].probability >= options.confidence:
+                # met: confirmed on as many fresh replications, pooled, so that the luck of one sample of
+                # replications among the plans tried does not choose the plan
+                runs.append(run(planned, options.replications, confirm_seed))
+            checked[key] = check_of(runs, options.target_bookings)
+        check, bookings = checked[key]
+        iteration = Iteration(
+            scale, result, check, plan.expected_bookings, plan.expected_cost,
+            model_response_hours(data, replace(queue, ramped=plan.first_touch_ramped), plan.first_touch_ramped),
+        )
+        iterations.append(iteration)
+        tried.append(_Tried(len(iterations) - 1, plan, planned, check, scale, queue, model))
+        simulated.append((plan.first_touch_ramped, np.asarray(check.response_hours_by_month)))
+        queue = corrected_queue(data, simulated)
+        if options.target_bookings is None:
+            if iteration.response_agrees(options.agreement):
+                break
+            continue
+        met = check.probability >= options.confidence
+        bracket.record(scale, met, len(simulated))
+        if not iteration.response_agrees(options.agreement):
+            continue  # the queue corrected first, at the same target
+        quantile = max(float(np.quantile(bookings, 1 - options.confidence)), 1e-9)
+        step = options.target_bookings / quantile  # the scale that would put the quantile on the target
+        if met and step > 1 / (1 + SCALE_TOLERANCE):
+            break  # the asked quantile reaches the target with little to spare
+        proposed = bracket.inside(scale * (max(step, 1 + SCALE_TOLERANCE) if not met else step))
+        if proposed is None and bracket.met_view < len(simulated):
+            proposed, bracket.met = bracket.met, math.inf  # met with a queue since corrected: solve it again
+        if proposed is None:
             break
-        shortfall = options.target_bookings / max(float(np.quantile(bookings, 1 - options.confidence)), 1e-9)
-        scale *= max(shortfall, 1.02)
-    met = options.target_bookings is None or iterations[-1].check.probability >= options.confidence
-    message = (
-        f"the plan reaches the target in {iterations[-1].check.probability:.0%} of {options.replications} replications"
-        if options.target_bookings is not None else "the plan maximises the expected margin"
-    )
-    if not met:
-        message += f", short of the asked {options.confidence:.0%} after {len(iterations)} iterations"
+        scale = proposed
+    return _report(scenario, data, options, tried, iterations, seed, run, unreachable)
+
+
+def _reachable_scale(
+    data: HeadcountData, options: HeadcountOptions, scenario: Scenario, queue: QueueView, solve_options: SolveOptions
+) -> float | None:
+    """The share of the target that the most bookings the model can plan for make (a hair less, so that the cheapest
+    plan for it is feasible); None when there is no target or no plan at all."""
+    if options.target_bookings is None or options.target_bookings <= 0:
+        return None
+    most = replace(options, target_bookings=None, objective="margin", gross_margin=1e3)  # bookings first, cost breaks ties
+    model = build_model(data, most, scenario, queue=queue)
+    result = solve(model, replace(solve_options, explain=False))
+    if not result.has_solution:
+        return None
+    return 0.999 * read_plan(model).expected_bookings / options.target_bookings
+
+
+#: Relative change of the target scale below which the planner stops adjusting it.
+SCALE_TOLERANCE = 0.01
+
+
+@dataclass
+class _Bracket:
+    """The scales tried so far: the lowest whose plan reached the target with the asked probability (and how many
+    simulations the queue it was solved with had seen), the highest whose plan did not, and the lowest the model
+    could not reach at all."""
+
+    met: float = math.inf
+    unmet: float = 0.0
+    unsolved: float = math.inf
+    met_view: int = 0
+
+    def record(self, scale: float, met: bool, view: int) -> None:
+        if met and scale <= self.met:
+            self.met, self.met_view = scale, view
+        elif not met:
+            self.unmet = max(self.unmet, scale)
+
+    def inside(self, proposed: float) -> float | None:
+        """The proposed scale, or the middle of the bracket when it falls outside; None when the bracket is too
+        narrow to try anything new."""
+        low, high = self.unmet, min(self.met, self.unsolved)
+        if high - low <= SCALE_TOLERANCE * max(low, 1e-9):
+            return None
+        return proposed if low < proposed < high else (low + high) / 2 if math.isfinite(high) else max(proposed, low * (1 + SCALE_TOLERANCE))
+
+
+def _best(tried: list[_Tried], options: HeadcountOptions) -> _Tried:
+    """The cheapest plan simulated that reaches the target with the asked probability, else the most likely to."""
+    if options.target_bookings is None:
+        return tried[-1]
+    meeting = [t for t in tried if t.check.probability >= options.confidence]
+    if meeting:
+        return min(meeting, key=lambda t: t.check.cost["mean"])
+    return max(tried, key=lambda t: (t.check.probability, -t.check.cost["mean"]))
+
+
+def _report(
+    scenario: Scenario, data: HeadcountData, options: HeadcountOptions, tried: list[_Tried], iterations: list[Iteration],
+    seed: int, run: Simulator, unreachable: SolveResult | None = None,
+) -> HeadcountReport:
+    best = _best(tried, options)
+    met = options.target_bookings is None or best.check.probability >= options.confidence
+    if options.target_bookings is None:
+        message = "the plan maximises the expected margin"
+    else:
+        message = (
+            f"the plan reaches the target in {best.check.probability:.0%} of {best.check.replications} replications"
+            + ("" if met else f", short of the asked {options.confidence:.0%}: the best of {len(tried)} plans simulated in {len(iterations)} iterations")
+        )
+    status: Literal["met", "not_met", "infeasible"] = "met" if met else "not_met"
+    if unreachable is not None and not met:
+        status, message = "infeasible", f"{_unsolved(unreachable, [], 1.0).message}; {message}"
+    solve_options = SolveOptions(time_limit=options.time_limit, rel_gap=options.rel_gap)
     return HeadcountReport(
-        status="met" if met else "not_met",
+        status=status,
         message=message,
-        plan=plan,
-        scenario=planned,
+        plan=best.plan,
+        scenario=best.scenario,
         iterations=iterations,
-        binding=binding_constraints(model),
-        marginal_values=marginal_values(data, options, scenario, scale, solve_options),
+        binding=binding_constraints(best.model),
+        marginal_values=marginal_values(data, options, scenario, best.scale, solve_options, best.queue),
         naive=naive_plan(scenario, data, options, seed, run),
+        chosen=best.iteration,
     )
 
 
-def _unsolved(result: SolveResult, iterations: list[Iteration], plan: Plan | None, planned: Scenario | None, scale: float) -> HeadcountReport:
+def _unsolved(result: SolveResult, iterations: list[Iteration], scale: float) -> HeadcountReport:
     if result.status == "infeasible":
         what = "the target cannot be reached" if scale == 1.0 else f"the target raised by {scale - 1:.0%} for safety cannot be reached"
-        why = describe_constraints(result.infeasibility.constraints) if result.infeasibility else "the model is infeasible"
-        return HeadcountReport("infeasible", f"{what}; these limits conflict: {why}", plan, planned, iterations)
-    return HeadcountReport("no_solution", f"no plan found ({result.termination}) within the limits", plan, planned, iterations)
+        why = describe_constraints(conflict_names(result.infeasibility)) if result.infeasibility else "the model is infeasible"
+        return HeadcountReport("infeasible", f"{what}; these limits conflict: {why}", None, None, iterations)
+    return HeadcountReport("no_solution", f"no plan found ({result.termination}) within the limits", None, None, iterations)
 
 
 #: Constraint families in the user's words, with the scenario key or option that relaxes them.
@@ -426,6 +746,7 @@ _FAMILIES = {
     "bookings_target": ("the bookings target", "--target-bookings"),
     "budget": ("the budget", "--budget"),
     "recruiting_capacity": ("recruiting capacity", "roles.<role>.max_hires_per_month"),
+    "hire": ("recruiting capacity per territory", "roles.<role>.max_hires_per_month"),
     "headcount_ceiling": ("headcount ceiling", "roles.<role>.max_headcount"),
     "headcount_floor": ("headcount floor", "roles.<role>.min_headcount"),
     "span_of_control": ("span of control", "roles.<manager>.span_of_control"),
@@ -433,7 +754,15 @@ _FAMILIES = {
     "opportunity_slots": ("opportunity slots", "more opportunity reps or open_opportunity_limit"),
     "mql_demand": ("all MQLs worked (the market is the limit)", "more leads: lead_sources"),
     "sql_supply": ("all SQLs accepted", "funnel.sql_rate"),
+    "queue_sqls": ("SQLs the first-touch queue leaves (response-time decay)", "more first-touch reps"),
+    "queue_envelope": ("first-touch queue", "more first-touch reps"),
 }
+
+
+def conflict_names(infeasibility: Infeasibility) -> list[str]:
+    """The conflicting constraints, and the hire bounds among the conflicting variable bounds (recruiting capacity
+    per territory sits in the bounds of the hires)."""
+    return [*infeasibility.constraints, *(name for name in infeasibility.bounds if name.startswith("hire["))]
 
 
 def describe_constraints(names: list[str] | tuple[str, ...]) -> str:
@@ -448,7 +777,7 @@ def describe_constraints(names: list[str] | tuple[str, ...]) -> str:
         words, relax = _FAMILIES.get(family, (family, None))
         members = [m for m in members if m]
         where = (": " + ", ".join(members[:12]) + (f" and {len(members) - 12} more" if len(members) > 12 else "")) if members else ""
-        if family in ("mql_demand", "sql_supply", "first_touch_hours", "opportunity_slots") and len(members) > 3:
+        if family in ("mql_demand", "sql_supply", "first_touch_hours", "opportunity_slots", "queue_sqls", "queue_envelope") and len(members) > 3:
             where = f" ({len(members)} territory-months)"
         if relax and "<role>" in relax:
             roles = sorted({member.split(" in ")[0] for member in members})
@@ -475,12 +804,13 @@ def binding_constraints(model: pyo.ConcreteModel, tolerance: float = 1e-6) -> li
 
 
 def marginal_values(
-    data: HeadcountData, options: HeadcountOptions, scenario: Scenario, scale: float, solve_options: SolveOptions
+    data: HeadcountData, options: HeadcountOptions, scenario: Scenario, scale: float, solve_options: SolveOptions,
+    queue: QueueView | None = None,
 ) -> list[dict[str, object]]:
     """What one more hire slot would save (cost objective) or earn (margin objective) in each month where
     recruiting capacity binds, from re-solves of the linear relaxation (fast, and free of integer noise)."""
     def relaxed(extra_slot: tuple[str, str] | None) -> pyo.ConcreteModel:
-        model = build_model(data, options, scenario, scale, extra_slot)
+        model = build_model(data, options, scenario, scale, extra_slot, queue)
         pyo.TransformationFactory("core.relax_integer_vars").apply_to(model)
         return model
 

@@ -4,6 +4,12 @@ Everything here is an expectation computed from the scenario alone, as plain arr
 the hires: a cohort kernel says what one requisition (or one rep on staff today) brings month by month, with
 ramp, attrition and the backfill chain; a funnel kernel says what one accepted SQL of a segment holds in
 opportunity slots and books, month by month. Samples use a fixed seed, so the plan is deterministic.
+
+The first-touch queue is seen through ``response_hours``: Erlang C on the reps' working clock (the mean wait of an
+M/M/c queue with the territory-month's MQLs and ramped reps), converted to calendar hours, plus the wait of leads
+arriving at night or at the weekend for the next opening. The planner rescales the offered load by a per-month
+correction measured from the simulation, since attrition, backlogs carried from month to month and uneven arrivals
+make the real queue longer than a steady-state formula says.
 """
 
 from __future__ import annotations
@@ -107,7 +113,12 @@ class HeadcountData:
     outbound_mql: np.ndarray  # (segment, month): MQLs per fully ramped prospecting rep of the first-touch role
     first_touch_hours: np.ndarray  # (month): working hours of one fully ramped first-touch rep, net of time away
     handling_hours: np.ndarray  # (month): mean first-touch hours per MQL
-    sql_yield: np.ndarray  # (segment): SQLs per MQL touched, at the planning response time
+    sql_yield: np.ndarray  # (segment): SQLs per MQL touched at once (the response decay is the queue's)
+    service_hours: np.ndarray  # (month): working hours a first touch takes a fully ramped rep (time away included)
+    off_hours_waits: np.ndarray  # hours from an MQL's arrival to the next opening, over a grid of arrival times
+    off_hours_weights: np.ndarray  # the arrival grid's weights (how many MQLs arrive then)
+    calendar_per_working_hour: np.ndarray  # (month): calendar hours per working hour of the first-touch role
+    felt_wait: np.ndarray  # (month): share of the wait a lead feels (automated first replies feel shorter)
     slots_per_rep: np.ndarray  # (month): opportunity slots of one fully ramped opportunity rep
     funnels: dict[str, SegmentFunnel]
     fixed_cost: np.ndarray  # (month): costs no hiring decision changes (other roles' salaries, automation)
@@ -118,7 +129,7 @@ class HeadcountData:
         return len(self.months)
 
 
-def headcount_data(scenario: Scenario, planning_response_hours: float) -> HeadcountData:
+def headcount_data(scenario: Scenario) -> HeadcountData:
     """The expected-value data of a scenario for the headcount model."""
     horizon = scenario.horizon_months
     lead_role, opportunity_role = scenario.lead_role, scenario.opportunity_role
@@ -152,12 +163,12 @@ def headcount_data(scenario: Scenario, planning_response_hours: float) -> Headco
     calendar = WorkCalendar(scenario.roles[lead_role].working_hours, scenario.start)
     working_hours = calendar.working_days(months[:-1], months[1:]) * 24.0
     handling = np.full(horizon, scenario.roles[lead_role].handling_hours.expected())
+    felt = np.ones(horizon)
     for lever in scenario.automation.values():
         if isinstance(lever, FollowUp):
             handling *= 1.0 - lever.handling_reduction * adoption_by_month(scenario, lever)
-    decay = scenario.funnel.response_decay
-    multiplier = decay.multiplier(planning_response_hours) if decay else 1.0
-    sql_yield = np.array([for_segment(scenario.funnel.sql_rate, g) * multiplier for g in segments])
+            felt *= 1.0 - lever.response_reduction * adoption_by_month(scenario, lever)
+    sql_yield = np.array([for_segment(scenario.funnel.sql_rate, g) for g in segments])
     opp = scenario.roles[opportunity_role]
     rng = np.random.default_rng(scenario.seed)
     funnels = {g: segment_funnel(scenario, g, horizon, rng) for g in segments}
@@ -176,11 +187,58 @@ def headcount_data(scenario: Scenario, planning_response_hours: float) -> Headco
         first_touch_hours=working_hours * (1.0 - away_share_by_month(scenario, lead_role)),
         handling_hours=handling,
         sql_yield=sql_yield,
+        service_hours=handling / (1.0 - away_share_by_month(scenario, lead_role)),
+        **_off_hours_waits(scenario, calendar, months),
+        calendar_per_working_hour=(months[1:] - months[:-1]) * 24.0 / working_hours,
+        felt_wait=felt,
         slots_per_rep=opp.open_opportunity_limit * (1.0 - away_share_by_month(scenario, opportunity_role)),
         funnels=funnels,
         fixed_cost=_fixed_cost(scenario, roles),
         lags={r: scenario.roles[r].hiring_lag_months for r in roles},
     )
+
+
+def _off_hours_waits(scenario: Scenario, calendar: WorkCalendar, months: np.ndarray) -> dict[str, np.ndarray]:
+    """Hours from an MQL's arrival to the first-touch role's next opening, on a grid of arrival times (every quarter
+    hour of the horizon), weighted by the inbound sources' expected arrivals on each day: leads arriving at night or
+    at the weekend wait for Monday morning however many reps there are."""
+    days = np.arange(int(months[-1]))
+    inbound = [index for index, source in enumerate(scenario.lead_sources.values()) if source.produced_by is None]
+    per_day = sum((daily_rate(scenario, index, months) for index in inbound), np.zeros(len(days)))
+    if per_day.sum() <= 0:
+        per_day = np.ones(len(days))
+    times = (days[:, None] + (np.arange(96) + 0.5)[None, :] / 96).ravel()
+    opening = calendar.time_at(calendar.work_before(times), resuming=True)
+    waits = np.round(np.maximum(opening - times, 0.0) * 24.0, 2)
+    values, where = np.unique(waits, return_inverse=True)  # a few hundred distinct waits: a compact distribution
+    weights = np.bincount(where, weights=np.repeat(per_day, 96))
+    return {"off_hours_waits": values, "off_hours_weights": weights / weights.sum()}
+
+
+def erlang_c(servers: np.ndarray, load: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An M/M/c queue with ``load`` (arrival rate × mean service time) offered to ``servers``: the probability that
+    an arrival waits, and the mean wait of those who do, in mean service times. Real-valued servers (ramped reps)
+    interpolate between the whole numbers around them at the same utilisation; where the load reaches the servers,
+    everyone waits forever."""
+    servers, load = np.broadcast_arrays(np.asarray(servers, float), np.asarray(load, float))
+    utilization = load / servers
+    low = np.maximum(np.floor(servers), 1.0)
+    share = np.clip(servers - low, 0.0, 1.0)
+    (p_low, w_low), (p_high, w_high) = (_whole_erlang_c(c, utilization * c) for c in (low, low + 1.0))
+    return (1.0 - share) * p_low + share * p_high, (1.0 - share) * w_low + share * w_high
+
+
+def _whole_erlang_c(servers: np.ndarray, load: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Erlang C for whole numbers of servers, through Erlang B's stable recursion."""
+    blocking = np.ones_like(load)
+    for k in range(1, int(servers.max(initial=1.0)) + 1):
+        step = load * blocking / (k + load * blocking)
+        blocking = np.where(k <= servers, step, blocking)
+    stable = load < servers
+    with np.errstate(divide="ignore", invalid="ignore"):
+        waiting = np.where(stable, servers * blocking / (servers - load * (1.0 - blocking)), 1.0)
+        wait = np.where(stable, 1.0 / (servers - load), np.inf)
+    return waiting, wait
 
 
 def _fixed_cost(scenario: Scenario, plan_roles: list[str]) -> np.ndarray:
