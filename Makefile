@@ -13,21 +13,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The whole story on shipped data, tracked in MLflow (runs/mlflow.db): a sample CRM export, its calibration, the
-# baseline over 18 months, the cheapest hiring plan reaching the bookings target, that plan simulated, HTML reports.
+# The whole story on shipped data, tracked in MLflow (runs/mlflow.db): a sample CRM export (18 months of history),
+# its calibration and open pipeline, a forecast of the next months, the organisation simulated from the export's
+# as-of date, the cheapest hiring plan reaching the bookings target, that plan simulated, HTML reports.
 TRACK := --tracking-uri sqlite:///runs/mlflow.db
 TARGET := 30000000
 run: $(STAMP)
 	mkdir -p runs
 	$(BIN)/salesops generate-crm baseline --seed 3 --out runs/crm
-	$(BIN)/salesops calibrate runs/crm/crm_export.csv --mapping generated --roster runs/crm/roster.csv --out runs/calibration
-	$(BIN)/salesops simulate baseline --replications 20 --seed 1 --workers 2 --out runs/baseline $(TRACK)
-	$(BIN)/salesops optimize headcount baseline --target-bookings $(TARGET) --replications 20 --seed 1 --workers 2 --out runs/plan
+	$(BIN)/salesops calibrate runs/crm/crm_export.csv --mapping generated --roster runs/crm/roster.csv --scenario baseline --out runs/calibration
+	$(BIN)/salesops forecast runs/crm/crm_export.csv --mapping generated --months 6 --replications 100 --workers 2 --out runs/forecast
+	$(BIN)/salesops simulate runs/calibration/scenario.yaml --replications 20 --seed 1 --workers 2 --out runs/today $(TRACK)
+	$(BIN)/salesops optimize headcount runs/calibration/scenario.yaml --target-bookings $(TARGET) --replications 20 --seed 1 --workers 2 --out runs/plan
 	$(BIN)/salesops simulate runs/plan/scenario.yaml --replications 20 --seed 1 --workers 2 --out runs/plan/simulation $(TRACK)
-	$(BIN)/salesops report runs/baseline $(TRACK)
+	$(BIN)/salesops report runs/today $(TRACK)
 	$(BIN)/salesops report runs/plan/simulation $(TRACK)
-	$(BIN)/salesops compare runs/baseline runs/plan/simulation --out runs/comparison.csv
-	@echo "reports: runs/baseline/report.html, runs/plan/simulation/report.html; plan: runs/plan/plan.csv"
+	$(BIN)/salesops compare runs/today runs/plan/simulation --out runs/comparison.csv
+	@echo "reports: runs/today/report.html, runs/plan/simulation/report.html; plan: runs/plan/plan.csv; forecast: runs/forecast/forecast.png"
 	@echo "runs in MLflow: $(BIN)/mlflow ui --backend-store-uri sqlite:///runs/mlflow.db  (then http://127.0.0.1:5000)"
 
 test: $(STAMP)

@@ -231,6 +231,19 @@ figure img{width:100%;height:auto}footer{padding:10px 40px 30px;color:#6b7280;fo
 """
 
 
+def start_description(scenario: dict) -> str:
+    """Where a run started, from its resolved scenario: a snapshot file, a warm-up of so many months, or empty."""
+    state = scenario.get("initial_state") or {}
+    if state.get("pipeline"):
+        return f"Started from the snapshot {Path(state['pipeline']).name}: its open deals, waiting leads and reps."
+    months = state.get("warm_up_months")
+    if months == 0:
+        return "Started from an empty organisation: no open deals, no leads waiting."
+    length = "a warm-up of the automatic length" if months is None else f"a {months}-month warm-up"
+    return (f"Started in steady state: {length} (the organisation as it stands at the start, simulated before it and "
+            "discarded) carried its open deals and waiting leads in.")
+
+
 def _html(run: RunFolder, images: dict[str, tuple[str, bytes]]) -> str:
     kpis, scenario = run.summary["kpis"], run.scenario
     name = html.escape(str(run.summary.get("scenario", run.folder.name)))
@@ -239,6 +252,7 @@ def _html(run: RunFolder, images: dict[str, tuple[str, bytes]]) -> str:
         f"{html.escape(str(scenario.get('description', '')))} · {months[0]} to {months[-1]} · "
         f"{run.summary.get('replications')} replications · seed {run.summary.get('seed')}"
     )
+    started = html.escape(start_description(scenario))
     cards = []
     for key, label, fmt in CARDS:
         stats = kpis.get(key) or {}
@@ -252,7 +266,7 @@ def _html(run: RunFolder, images: dict[str, tuple[str, bytes]]) -> str:
     ]
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{name}: salesops report</title>'
-        f"<style>{STYLE}</style></head><body><header><h1>{name}</h1><p>{subtitle}</p></header><main>"
+        f"<style>{STYLE}</style></head><body><header><h1>{name}</h1><p>{subtitle}</p><p>{started}</p></header><main>"
         f'<div class="cards">{"".join(cards)}</div><div class="plots">{"".join(figures)}</div></main>'
         f"<footer>Horizon totals are means across replications, with P10 and P90. Written by salesops report from "
         f"{html.escape(str(run.folder))}.</footer></body></html>\n"
