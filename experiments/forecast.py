@@ -26,7 +26,9 @@ import pandas as pd
 
 from calibration import Audit, Calibration, CalibrationError, Mapping, RawExport, apply_calibration, audit
 from calibration.calibrate import STEP_TIMESTAMP
-from experiments.runner import run_replications
+from engine import run_replication
+from engine.calendar import month_starts
+from experiments.runner import map_replications
 from scenarios import Scenario, validate_scenario
 from scenarios.snapshot import COLUMNS as SNAPSHOT_COLUMNS, DISCOVERY
 
@@ -77,7 +79,7 @@ def forecast_scenario(cut: Cut, pipeline_file: Path, months: int, seed: int) -> 
     """The calibrated funnel (observed SQL rates, no response decay) on an unconstrained organisation, starting from
     the cut's open deals and waiting leads (``pipeline_file``, written here without territories, owners or reps,
     which the unconstrained organisation does not have), arrivals levelled at the first forecast month."""
-    pipeline = cut.pipeline[cut.pipeline["kind"].isin(["opportunity", "lead"])].copy()
+    pipeline = pd.concat([cut.pipeline[cut.pipeline["kind"].eq(kind)] for kind in ("opportunity", "lead")])  # deals first
     pipeline[["territory", "owner", "role", "tenure_months"]] = np.nan
     age_offset = (cut.start.start_time - pd.Timestamp(cut.as_of) - pd.Timedelta(days=1)) / pd.Timedelta(days=1)
     pipeline["age_days"] = pipeline["age_days"].astype(float) + age_offset
@@ -111,21 +113,51 @@ def run_forecast(cut: Cut, months: int, pipeline_file: Path, replications: int =
                  arrivals_until: pd.Timestamp | None = None) -> Forecast:
     """Simulate ``months`` months from the cut, its pipeline written to ``pipeline_file``; ``arrivals_until`` leaves
     out deals of leads arriving after it (a back-test compares with an export that holds no lead created after its
-    last row)."""
+    last row). Each replication is reduced where it runs (``_replication_figures``), so memory does not grow with
+    replications × open deals."""
     scenario = forecast_scenario(cut, pipeline_file, months, seed)
-    log = run_replications(scenario, replications, seed, workers, keep_log=True).lead_log
     start = pd.Timestamp(scenario.start)
+    until = None if arrivals_until is None else (arrivals_until - start) / pd.Timedelta(days=1)
+    deals = cut.pipeline[cut.pipeline["kind"].eq("opportunity")].reset_index(drop=True)
+    parts = map_replications(_replication_figures, scenario, replications, seed, workers, None, len(deals), until)
     labels = [str(cut.start + i) for i in range(months)]
-    arrived = start + pd.to_timedelta(log["arrival_day"], unit="D")
-    counted = log["state"].eq("won") & ((log["origin"] != "new") | (arrivals_until is None) | (arrived <= (arrivals_until or start)))
-    won = log[counted]
-    month = (start + pd.to_timedelta(won["close_day"], unit="D")).dt.to_period("M").astype(str)
-    grouped = won.assign(month=month).groupby(["replication", "month", "segment"])
-    table = pd.DataFrame({"won": grouped.size(), "bookings": grouped["amount"].sum()})
-    full = pd.MultiIndex.from_product([range(replications), labels, list(scenario.segments)], names=["replication", "month", "segment"])
+    tables = [table.assign(replication=r) for r, (table, _, _) in enumerate(parts)]
+    table = pd.concat(tables).groupby(["replication", "month", "segment"])[list(MEASURES)].sum()
+    full = pd.MultiIndex.from_product([range(replications), range(months), list(scenario.segments)], names=["replication", "month", "segment"])
     by_replication = table.reindex(full, fill_value=0).reset_index()
-    deals = _deal_view(cut, log, start, (cut.start + months).start_time)
-    return Forecast(cut.start, labels, by_replication, _bands(by_replication), deals)
+    by_replication["month"] = np.array(labels)[by_replication["month"]]
+    won_month = np.array([won for _, won, _ in parts])
+    close_month = np.array([close for _, _, close in parts])
+    return Forecast(cut.start, labels, by_replication, _bands(by_replication), _deal_view(cut, deals, won_month, close_month, months))
+
+
+#: Months ahead that a deal's close is placed in (a later close counts as after the horizon).
+_MONTHS_AHEAD = 120
+_LATER = np.iinfo(np.int16).max
+
+
+def _replication_figures(scenario: Scenario, replication: int, seed: int, deals: int, arrivals_until: float | None,
+                         ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """One replication reduced to what a forecast needs: won deals and bookings per month (index from the start) and
+    segment; and per open deal of the pipeline (in its order) the month of its win and of its close, ``_LATER`` when
+    it is not won (closed) within ``_MONTHS_AHEAD`` months."""
+    log = run_replication(scenario, replication, seed, keep_log=True).lead_log
+    bounds = month_starts(scenario.model_copy(update={"horizon_months": _MONTHS_AHEAD}))
+    close = log["close_day"].to_numpy()
+    month = np.where(np.isnan(close) | (close >= bounds[-1]), _LATER, np.searchsorted(bounds, np.nan_to_num(close), side="right") - 1)
+    won = log["state"].eq("won").to_numpy()
+    new = log["origin"].eq("new").to_numpy()
+    counted = won & (month < scenario.horizon_months)
+    if arrivals_until is not None:
+        counted &= ~new | (log["arrival_day"].to_numpy() <= arrivals_until)
+    table = pd.DataFrame({"month": month[counted], "segment": log["segment"].to_numpy()[counted], "won": 1,
+                          "bookings": log["amount"].to_numpy()[counted]}).groupby(["month", "segment"])[list(MEASURES)].sum().reset_index()
+    carried = log["origin"].eq("deal").to_numpy()
+    index = log["snapshot_row"].to_numpy()[carried] - 2  # deals come first in the pipeline file, after its header
+    won_month, close_month = np.full(deals, _LATER, dtype=np.int16), np.full(deals, _LATER, dtype=np.int16)
+    close_month[index] = month[carried]
+    won_month[index] = np.where(won[carried], month[carried], _LATER)
+    return table, won_month, close_month
 
 
 def _bands(by_replication: pd.DataFrame) -> pd.DataFrame:
@@ -138,29 +170,19 @@ def _bands(by_replication: pd.DataFrame) -> pd.DataFrame:
     return bands[["month", "segment"] + [f"{m}_{s}" for m in MEASURES for s in ("mean", *QUANTILES)]]
 
 
-def _deal_view(cut: Cut, log: pd.DataFrame, start: pd.Timestamp, horizon_end: pd.Timestamp) -> pd.DataFrame:
-    """Per open deal of the pipeline: P(won by the end of the first month / its quarter / the next quarter) and
-    the month of its median close (``later`` when most replications close it after the horizon)."""
-    deals = cut.pipeline[cut.pipeline["kind"].eq("opportunity")].reset_index(drop=True)
-    if deals.empty:
-        return deals.reindex(columns=["id", "segment", "stage", "age_days", "amount", "p_won_this_month",
-                                      "p_won_this_quarter", "p_won_next_quarter", "expected_close_month"])
-    carried = log[log["origin"].eq("deal")]
-    rows = carried["snapshot_row"].to_numpy() - 2  # file rows count the header as row 1
-    close = carried["close_day"].to_numpy()
-    won = carried["state"].eq("won").to_numpy()
-    month_end = (cut.start + 1).start_time
-    quarter_end = (pd.Period(cut.start, "Q") + 1).start_time
-    next_quarter_end = (pd.Period(cut.start, "Q") + 2).start_time
-    replications = log["replication"].nunique()
-    view = deals[["id", "segment", "stage", "age_days", "amount"]].copy()
-    for column, end in (("p_won_this_month", month_end), ("p_won_this_quarter", quarter_end), ("p_won_next_quarter", next_quarter_end)):
-        by = won & (close < (end - start) / pd.Timedelta(days=1))
-        view[column] = np.bincount(rows[by], minlength=len(deals)) / replications
-    median_close = pd.Series(close).groupby(rows).median().reindex(range(len(deals)))
-    within = median_close < (horizon_end - start) / pd.Timedelta(days=1)
-    closes = start + pd.to_timedelta(median_close.where(within), unit="D")
-    view["expected_close_month"] = np.where(within, closes.dt.to_period("M").astype(str), "later")
+def _deal_view(cut: Cut, deals: pd.DataFrame, won_month: np.ndarray, close_month: np.ndarray, months: int) -> pd.DataFrame:
+    """Per open deal of the pipeline: P(won by the end of the first month / its quarter / the next quarter), from
+    (replications × deals) win months, and the month by whose end half the replications have closed it (its median
+    close; ``later`` when that is after the horizon)."""
+    view = deals.reindex(columns=["id", "segment", "stage", "age_days", "amount"])
+    first = pd.Period(cut.start, "Q")
+    windows = {"p_won_this_month": 0, "p_won_this_quarter": ((first + 1).start_time.to_period("M") - cut.start).n - 1,
+               "p_won_next_quarter": ((first + 2).start_time.to_period("M") - cut.start).n - 1}
+    for column, last in windows.items():
+        view[column] = (won_month <= last).mean(axis=0) if len(deals) else []
+    closed_by = np.stack([(close_month <= m).mean(axis=0) for m in range(months)]) if len(deals) else np.zeros((months, 0))
+    median = np.where((closed_by >= 0.5).any(axis=0), (closed_by >= 0.5).argmax(axis=0), -1)
+    view["expected_close_month"] = [str(cut.start + int(m)) if m >= 0 else "later" for m in median]
     return view
 
 

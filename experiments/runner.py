@@ -164,10 +164,24 @@ def replicate(
     keep_log: bool = False,
 ) -> list[ReplicationResult]:
     """Replications 0..n-1 in replication order, in ``workers`` processes when more than one; a failure raises."""
-    done: dict[int, ReplicationResult] = {}
-    tasks = {r: (scenario, r, seed, keep_log) for r in range(replications)}
+    return map_replications(run_replication, scenario, replications, seed, workers, on_replication, keep_log)
+
+
+def map_replications(
+    fn: Callable[..., Any],
+    scenario: Scenario,
+    replications: int,
+    seed: int | None = None,
+    workers: int = 1,
+    on_replication: Callable[[int], None] | None = None,
+    *args: Any,
+) -> list[Any]:
+    """``fn(scenario, r, seed, *args)`` for r in 0..n-1, in ``workers`` processes when more than one, returned in
+    replication order: a worker can reduce a replication to what its caller needs. A failure raises."""
+    done: dict[int, Any] = {}
+    tasks = {r: (scenario, r, seed, *args) for r in range(replications)}
     with executor(workers) as pool:
-        for replication, result, error in pool.run(run_replication, tasks):
+        for replication, result, error in pool.run(fn, tasks):
             if error is not None:
                 raise error
             done[replication] = result  # type: ignore[index]
