@@ -21,6 +21,7 @@ from experiments.runner import replicate
 from experiments.sweep_command import TrackOpt, TrackingUriOpt, sweep
 from experiments.territory_command import territories
 from experiments.tracking import make_tracker, track_simulation
+from experiments.web.command import serve
 from scenarios import shipped_scenarios
 
 app = typer.Typer(help="Simulate and optimize a sales organisation.", no_args_is_help=True, add_completion=False)
@@ -88,7 +89,7 @@ def _headline(results: Results, name: str, replications: int, months: int) -> Ta
 
 # The other commands, each in its own module, after simulate and scenarios in the help.
 for name, command in (("generate-crm", generate_crm), ("calibrate", calibrate), ("backtest", backtest),
-                      ("sweep", sweep), ("compare", compare), ("report", report)):
+                      ("sweep", sweep), ("compare", compare), ("report", report), ("serve", serve)):
     app.command(name)(command)
 for name, command in (("headcount", headcount), ("territories", territories), ("automation", automation)):
     optimize_app.command(name)(command)
