@@ -126,7 +126,7 @@ def follow_jobs(app: Dash, context: Context, prefix: str, kind: str, render: Cal
             return progress_bar(job.done, job.total, f"{job.status}: {job.message or job.label}"), no_update, False
         if job.status == "failed":
             return errors(f"{job.id} failed: {job.message}"), None, True
-        return html.Div(f"done in {(job.finished or 0) - job.created:.1f} s: {job.message}; files in {job.folder}", className="hint"), job.id, True
+        return html.Div(f"{job.id} done in {(job.finished or 0) - job.created:.1f} s; files in {job.folder}", className="hint"), job.id, True
 
     @app.callback(Output(f"{prefix}-results", "children"), Input(f"{prefix}-done", "data"))
     def show(done: str | None) -> Any:

@@ -51,7 +51,7 @@ def layout(context: Context, state: dict | None, jobs: dict | None) -> Any:
                 {"label": " contiguous (needs adjacency)", "value": "contiguity"},
                 {"label": " price of balance", "value": "price"},
                 {"label": " simulate today's and the new design with this tab's scenario", "value": "simulate"},
-            ], value=["price"]),
+            ], value=["price"], labelStyle={"display": "flex", "alignItems": "center", "gap": "4px"}),
             html.Label(["Replications per design", dcc.Input(id="terr-replications", type="number", value=3, min=1, max=100, step=1)]),
         ], className="form"),
         html.Button("Design", id="terr-run", className="primary"),
@@ -226,7 +226,7 @@ def design_view(result: dict[str, Any]) -> list[Any]:
         rows = [{"tolerance scale": "no balance" if r["scale"] is None else f"{r['scale']}×", "status": r["status"],
                  "objective": r.get("objective"), "note": r.get("reason", "")} for r in summary["price_of_balance"]]
         parts += [html.H4("Price of balance: the first objective at looser and tighter tolerances"), table(rows, "terr-price")]
-    moved = design.moves[design.moves["moved"]].reset_index()
+    moved = design.moves[design.moves["moved"]].drop(columns="moved").reset_index()
     if len(moved):
         parts += [html.H4(f"Moved units ({len(moved)})"), table(moved.head(200).to_dict("records"), "terr-moves")]
     return parts
