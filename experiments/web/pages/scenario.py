@@ -94,7 +94,7 @@ def tables(state: dict) -> list[Any]:
     parts = [
         html.H3("Hiring plan: requisitions by role, territory and month"),
         html.P("'all' spreads a month's count over the territories by lead share. Double-click a cell to edit.", className="hint"),
-        _grid("hiring-grid", ss.hiring_rows(data), ["role", "territory"], months, 74),
+        _grid("hiring-grid", ss.hiring_rows(data), ["role", "territory"], months, 84),
         html.Div([
             html.Div([html.H3("Headcount at the start"), _grid("headcount-grid", ss.headcount_rows(data), ["role"], territories)], className="half"),
             html.Div([html.H3("Funnel rates by segment"), _grid("rates-grid", ss.rate_rows(data), ["rate"], segments)], className="half"),
