@@ -113,15 +113,15 @@ def hiring_row(page, role: str, territory: str) -> int:
     raise AssertionError(f"no hiring-plan row {role} / {territory}")
 
 
-def run_simulation(page, replications: int) -> str:
-    """Run from the Simulate page and wait for the cards; the bookings card's text."""
+def run_simulation(page, replications: int) -> tuple[str, str]:
+    """Run from the Simulate page and wait for the cards; the bookings card's text and the job's id."""
     go(page, "Simulate")
     page.fill("#sim-replications", str(replications))
     page.click("#sim-run")
     page.wait_for_selector("#sim-message:has-text('started')")
     started = re.search(r"started (\S+):", page.inner_text("#sim-message")).group(1)
     page.wait_for_selector(f"#sim-results:has-text('{started}') #chart-bookings .main-svg")
-    return page.inner_text("#card-bookings")
+    return page.inner_text("#card-bookings"), started
 
 
 def bookings_mean(card: str) -> float:
@@ -134,7 +134,7 @@ def bookings_mean(card: str) -> float:
 def test_editing_the_hiring_plan_changes_the_simulated_kpis_and_charts(page, server):
     page.wait_for_selector("#scenario-status:has-text('valid')")
     shot(page, "1-scenario")
-    before = run_simulation(page, 3)
+    before, first = run_simulation(page, 3)
     shot(page, "2-simulate")
     # hover gives the values: plotly draws a hover label over the bookings chart
     box = page.locator("#chart-bookings .nsewdrag").first.bounding_box()
@@ -147,13 +147,19 @@ def test_editing_the_hiring_plan_changes_the_simulated_kpis_and_charts(page, ser
     edit_cell(page, "hiring-grid", row, "2027-01", "12")
     page.wait_for_selector("#scenario-edits:has-text('--set roles.sdr.hiring_plan.2027-01={north: 12}')")
     assert "valid" in page.inner_text("#scenario-status")
-    after = run_simulation(page, 3)
+    after, _ = run_simulation(page, 3)
     # twelve more SDRs in the busiest territory from February (hiring lag 1), same seed: more outbound meetings
     # (6 a month per ramped SDR) and more first-touch capacity, so more bookings; and their salaries, 12 x 6,000 a
     # month over 17 months (backfilled when they leave), less the ramp-free cost already there: over a million more
     assert bookings_mean(after) > bookings_mean(before), (before, after)
     assert bookings_mean(page.inner_text("#card-cost")) - bookings_mean(cost_before) > 1.0e6
     assert page.locator("#chart-headcount .scatterlayer .trace").count() >= 2
+    # against the first run, paired by replication (same seed): the compare table and the overlaid charts
+    page.locator("#sim-compare").click()
+    page.locator(f"[role=option]:has-text('{first}')").click()
+    page.wait_for_selector("#compare-table tbody tr")
+    cost_row = page.locator("#compare-table tr:has(td:text-is('cost'))").inner_text()
+    assert "*" in cost_row and "+" in cost_row  # more salaries, an interval that excludes 0
     shot(page, "2-simulate-after-edit")
 
 
@@ -221,7 +227,7 @@ def test_two_tabs_keep_their_own_edits_and_a_run_outlives_its_tab(browser, serve
     assert "12/12" in row.inner_text()
     shot(two, "6-runs")
     two.locator("#runs-open").click()
-    two.locator(f".Select-menu-outer :text('{started}'), [role=option]:has-text('{started}')").first.click()
+    two.locator(f"[role=option]:has-text('{started}')").click()
     two.wait_for_selector("#runs-view #chart-bookings .main-svg")
     shot(two, "7-run-opened")
     second.close()

@@ -141,7 +141,7 @@ def comparison_view(a: Path, b: Path) -> list[Any]:
     ]
     note = pairing_note(run_a, run_b)
     charts = [dcc.Graph(figure=figure, config={"displaylogo": False}, className="chart")
-              for _, figure in fan_charts([(f"A {a.name}", bands_a), (f"B {b.name}", bands_b)])]
+              for _, figure in fan_charts([("A", bands_a), ("B", bands_b)])]
     return [
         html.H3(f"B − A, paired by replication (A = {a.name}, B = {b.name})"),
         errors(note, "note") if note else html.Div(),
