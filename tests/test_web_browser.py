@@ -303,3 +303,22 @@ def test_a_territory_case_is_designed_and_mapped_and_bad_csvs_are_refused(page, 
     assert points.count() >= 2 * 36 + moved
     loads = page.inner_text("#terr-price")
     assert "no balance" in loads
+
+
+def test_an_automation_portfolio_is_chosen_within_the_budget_and_a_bad_catalogue_refused(page, server, tmp_path):
+    page.fill("#set-input", "horizon_months=6")  # a short horizon: few candidate starts, short simulations
+    page.click("#set-apply")
+    page.wait_for_selector("#scenario-status:has-text('6 months')")
+    go(page, "Automation")
+    bad = tmp_path / "tools.yaml"
+    bad.write_text("items:\n  a: {effect: {kind: crm_automation, admin_time_freed: 0.3}, monthly_cost: -100, requires: [b]}\n")
+    page.set_input_files("#auto-upload input[type=file]", str(bad))
+    page.wait_for_selector("#auto-message .error")
+    assert "tools.yaml: items.a.monthly_cost: Input should be greater than or equal to 0 (got -100)" in page.inner_text("#auto-message")
+    page.fill("#auto-budget", "60000")
+    page.fill("#auto-replications", "3")
+    page.click("#auto-run")
+    page.wait_for_selector("#auto-results #auto-chart .main-svg", timeout=180_000)
+    shot(page, "9-automation")
+    spend, budget = re.search(r"spend (\S+) of (\S+)", page.inner_text("#auto-results h3")).groups()
+    assert bookings_mean(f"x\n{spend}\n") <= bookings_mean(f"x\n{budget}\n") == 60000

@@ -87,12 +87,12 @@ def job_id(jobs: dict | None, kind: str) -> str | None:
     return (jobs or {}).get(kind)
 
 
-def table(rows: list[dict[str, Any]], table_id: str | None = None, columns: list[str] | None = None) -> html.Table:
-    """A read-only table of rows (dicts), columns in the order of the first row unless given."""
+def table(rows: list[dict[str, Any]], table_id: str | None = None, columns: list[str] | None = None) -> html.Div:
+    """A read-only table of rows (dicts), columns in the order of the first row unless given; scrolls sideways when wide."""
     columns = columns or (list(rows[0]) if rows else [])
     head = html.Thead(html.Tr([html.Th(c) for c in columns]))
     body = html.Tbody([html.Tr([html.Td(_cell(row.get(c))) for c in columns]) for row in rows])
-    return html.Table([head, body], className="data", **({"id": table_id} if table_id else {}))
+    return html.Div(html.Table([head, body], className="data", **({"id": table_id} if table_id else {})), className="table-wrap")
 
 
 def _cell(value: Any) -> str:
