@@ -292,6 +292,8 @@ def test_a_territory_case_is_designed_and_mapped_and_bad_csvs_are_refused(page, 
     shot(page, "8-territories-bad-csv")
     page.set_input_files("#terr-upload-units input[type=file]", str(units))
     page.wait_for_selector("#terr-file-units:has-text('36 rows')")
+    page.get_by_text("simulate today's and the new design").click()
+    page.fill("#terr-replications", "1")
     page.click("#terr-run")
     page.wait_for_selector("#terr-map .main-svg", timeout=120_000)
     shot(page, "4-territories")
@@ -301,8 +303,9 @@ def test_a_territory_case_is_designed_and_mapped_and_bad_csvs_are_refused(page, 
     # the map draws every unit once per panel (today, design) and rings the moved ones
     points = page.locator("#terr-map .scatterlayer .trace .points path")
     assert points.count() >= 2 * 36 + moved
-    loads = page.inner_text("#terr-price")
-    assert "no balance" in loads
+    assert "no balance" in page.inner_text("#terr-price")
+    simulated = page.inner_text("#terr-simulation")
+    assert "today" in simulated and "optimized" in simulated
 
 
 def test_an_automation_portfolio_is_chosen_within_the_budget_and_a_bad_catalogue_refused(page, server, tmp_path):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -26,13 +28,12 @@ def serve(
 
     from experiments.web.app import create_app
 
+    _check_address(host, port)
+    # A tracking server that does not answer must not hold the Runs page for minutes of retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     app = create_app(runs, tracking_uri, jobs)
-    try:
-        server = make_server(host, port, app.server, threaded=True)
-    except OSError as error:
-        fail([f"--host {host} --port {port}: cannot listen there ({error.strerror or error}); pick another --port"])
-    except (ValueError, UnicodeError) as error:
-        fail([f"--host {host}: not an address to listen on ({error})"])
+    server = make_server(host, port, app.server, threaded=True)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     if host not in LOCAL_HOSTS:
         typer.echo(f"warning: listening on {host}: anyone who can reach this machine on port {port} can edit scenarios, "
@@ -51,3 +52,17 @@ def serve(
 def _stop(*_: object) -> None:
     """SIGTERM stops the server as Ctrl-C does."""
     raise KeyboardInterrupt
+
+
+def _check_address(host: str, port: int) -> None:
+    """Exit 2 with one line when the address cannot be listened on (werkzeug would print its own lines and exit 1)."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as error:
+        fail([f"--host {host}: not an address of this machine to listen on ({error})"])
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            fail([f"--host {host} --port {port}: cannot listen there ({error.strerror or error}); pick another --port"])

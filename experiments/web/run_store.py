@@ -39,8 +39,21 @@ def folder_row(folder: Path, root: Path) -> dict[str, Any]:
     }
 
 
+#: The store's listing, kept a few seconds: the Runs page asks every 1.5 s, the store need not answer as often.
+_LISTED: dict[str, tuple[float, list[dict[str, Any]], str | None]] = {}
+LISTING_SECONDS = 10.0
+
+
 def mlflow_rows(uri: str, limit: int = 500) -> tuple[list[dict[str, Any]], str | None]:
-    """Runs of every experiment in the store (newest first), and a problem reading it, if any."""
+    """Runs of every experiment in the store (newest first), and a problem reading it, if any; a listing younger
+    than ``LISTING_SECONDS`` is given again."""
+    listed = _LISTED.get(uri)
+    if listed is None or time.monotonic() - listed[0] > LISTING_SECONDS:
+        listed = _LISTED[uri] = (time.monotonic(), *_read_mlflow(uri, limit))
+    return listed[1], listed[2]
+
+
+def _read_mlflow(uri: str, limit: int) -> tuple[list[dict[str, Any]], str | None]:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
