@@ -7,7 +7,6 @@ Screenshots of every page go to ``runs/screenshots/`` (git-ignored), for people 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal

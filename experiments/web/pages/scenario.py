@@ -20,8 +20,8 @@ def current(state: dict | None) -> dict:
     return state or ss.shipped_state(DEFAULT)
 
 
-def _grid(grid_id: str, rows: list[dict], fixed: list[str], editable: list[str], width: int = 90) -> dag.AgGrid:
-    columns = [{"field": f, "headerName": f, "pinned": "left", "editable": False, "width": 130} for f in fixed]
+def _grid(grid_id: str, rows: list[dict], fixed: list[str], editable: list[str], width: int = 90, fixed_width: int = 130) -> dag.AgGrid:
+    columns = [{"field": f, "headerName": f, "pinned": "left", "editable": False, "width": fixed_width} for f in fixed]
     columns += [{"field": f, "headerName": _header(f), "headerTooltip": f, "editable": True, "width": width} for f in editable]
     return dag.AgGrid(
         id=grid_id, rowData=rows, columnDefs=columns, defaultColDef={"resizable": True, "sortable": False},
@@ -97,7 +97,7 @@ def tables(state: dict) -> list[Any]:
         _grid("hiring-grid", ss.hiring_rows(data), ["role", "territory"], months, 84),
         html.Div([
             html.Div([html.H3("Headcount at the start"), _grid("headcount-grid", ss.headcount_rows(data), ["role"], territories)], className="half"),
-            html.Div([html.H3("Funnel rates by segment"), _grid("rates-grid", ss.rate_rows(data), ["rate"], segments)], className="half"),
+            html.Div([html.H3("Funnel rates by segment"), _grid("rates-grid", ss.rate_rows(data), ["rate"], segments, 110, 160)], className="half"),
         ], className="row top"),
     ]
     tools = ss.tool_rows(data)
