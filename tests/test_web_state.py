@@ -102,3 +102,15 @@ def test_a_job_folder_appears_only_when_the_job_succeeded(tmp_path):
     assert crashed.status == "failed" and crashed.message == "ZeroDivisionError: division by zero"
     # only the finished job's folder exists; nothing half-written is left behind
     assert sorted(p.name for p in (tmp_path / "web").iterdir()) == [done.folder.name]
+
+
+def test_an_uploaded_calibration_is_laid_over_the_tabs_scenario():
+    fragment = '{"scenario": {"funnel": {"sql_rate": {"default": 0.5, "smb": 0.2}}}}'
+    state = ss.uploaded_state("calibration.json", data_url(fragment), ss.shipped_state("baseline"))
+    scenario = ss.resolve(state)
+    assert state["source"] == "baseline (shipped) + calibration.json"
+    # the calibrated funnel key replaces the scenario's whole (no rate of the scenario's is kept beside it) ...
+    assert scenario.funnel.sql_rate == {"default": 0.5, "smb": 0.2}
+    # ... and what the calibration does not give stays as the scenario has it
+    assert scenario.funnel.mql_rate == load_scenario("baseline").funnel.mql_rate
+    assert scenario.roles == load_scenario("baseline").roles
