@@ -59,13 +59,12 @@ def _run_options(context: Context) -> list[dict[str, str]]:
 
 def simulation_work(scenario: Scenario, replications: int, seed: int, source: str, edits: list[str], tracking_uri: str | None):
     """The job: replications in order, the files ``salesops simulate`` writes, the MLflow run when tracking."""
-    def work(job: Job, folder: Path) -> Results:
+    def work(job: Job, folder: Path) -> None:
         runs = replicate(scenario, replications, seed, 1, lambda r: job.advance(1, f"replication {job.done + 1} of {replications}"))
         results = Results.from_replications(runs)
         paths = write_results(results, scenario, seed, folder) | {"replications.csv": write_replications(runs, folder)}
         track_simulation(make_tracker(False, tracking_uri), source, edits, scenario, seed, results, list(paths.values()), job.folder or folder)
-        job.message = f"{replications} replications of {scenario.name}"
-        return results
+        job.message = f"{replications} replications of {scenario.name}"  # the page reads the files, not this process's memory
 
     return work
 
