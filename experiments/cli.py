@@ -22,6 +22,7 @@ from experiments.runner import interrupt_on_sigterm, replicate
 from experiments.sweep_command import TrackOpt, TrackingUriOpt, sweep
 from experiments.territory_command import territories
 from experiments.tracking import make_tracker, track_simulation
+from experiments.web.command import serve
 from experiments.winloss_command import winloss
 from scenarios import shipped_scenarios
 
@@ -107,7 +108,8 @@ def _headline(results: Results, name: str, replications: int, months: int) -> Ta
 
 # The other commands, each in its own module, after simulate and scenarios in the help.
 for name, command in (("generate-crm", generate_crm), ("calibrate", calibrate), ("forecast", forecast),
-                      ("backtest", backtest), ("winloss", winloss), ("sweep", sweep), ("compare", compare), ("report", report)):
+                      ("backtest", backtest), ("winloss", winloss), ("sweep", sweep), ("compare", compare), ("report", report),
+                      ("serve", serve)):
     app.command(name)(command)
 for name, command in (("headcount", headcount), ("territories", territories), ("automation", automation)):
     optimize_app.command(name)(command)
