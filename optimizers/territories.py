@@ -286,28 +286,27 @@ def measure_design(inputs: TerritoryInputs, spec: DesignSpec, assignment: pd.Ser
     if centres is not None or not inputs.place_centres:
         homes = rep_of[known].map(centres).map({u: i for i, u in enumerate(units.index)}) if centres is not None else rep_of[known].map({r: i for i, r in enumerate(reps.index)})
         distance = float((inputs.distance[homes.to_numpy(dtype=int), np.flatnonzero(known)] * weight[known]).sum())
-    shares = reps["weight"] / reps["weight"].sum()
+    shares = (reps["weight"] / reps["weight"].sum()).to_numpy()
+    code = pd.Categorical(rep_of, categories=reps.index).codes
+    counts = np.bincount(code[known], minlength=len(reps))
+    totals = {a: np.bincount(code[known], weights=units[a].to_numpy(dtype=float)[known], minlength=len(reps)) for a in inputs.attributes}
+    tolerance = {b.attribute: b.tolerance for b in spec.balance}
+    caps = {c.attribute: c.limit for c in spec.caps}
     loads: dict[str, dict[str, object]] = {}
     violations: list[dict[str, object]] = []
-    tolerance = {b.attribute: b.tolerance for b in spec.balance}
-    for rep in reps.index:
-        mine = (rep_of == rep).to_numpy()
-        entry: dict[str, object] = {"units": int(mine.sum())}
+    for r, rep in enumerate(reps.index):
+        entry: dict[str, object] = {"units": int(counts[r])}
         if centres is not None:
             entry["centre"] = centres.get(rep)
         for attribute in inputs.attributes:
-            load = float(units[attribute].to_numpy(dtype=float)[mine].sum())
-            share = float(units[attribute].sum() * shares[rep])
+            load, share = float(totals[attribute][r]), float(units[attribute].sum() * shares[r])
             ratio = load / share if share else None
             entry[attribute] = {"load": load, "share": share, "ratio": ratio}
-            if attribute in tolerance and share and ratio is not None and abs(ratio - 1) > tolerance[attribute] * (1 + 1e-9) + 1e-12:
-                side = "upper" if ratio > 1 else "lower"
+            if attribute in tolerance and ratio is not None and abs(ratio - 1) > tolerance[attribute] * (1 + 1e-9) + 1e-12:
                 bound = 1 + tolerance[attribute] if ratio > 1 else 1 - tolerance[attribute]
-                violations.append({"rep": rep, "attribute": attribute, "bound": side, "limit": share * bound, "load": load, "ratio": ratio})
-        for cap in spec.caps:
-            load = entry[cap.attribute]["load"] if cap.attribute in entry else 0.0
-            if load > cap.limit * (1 + 1e-9):
-                violations.append({"rep": rep, "attribute": cap.attribute, "bound": "cap", "limit": cap.limit, "load": load, "ratio": None})
+                violations.append({"rep": rep, "attribute": attribute, "bound": "upper" if ratio > 1 else "lower", "limit": share * bound, "load": load, "ratio": ratio})
+            if attribute in caps and load > caps[attribute] * (1 + 1e-9):
+                violations.append({"rep": rep, "attribute": attribute, "bound": "cap", "limit": caps[attribute], "load": load, "ratio": None})
         loads[rep] = entry
     return {
         "total_distance": distance,

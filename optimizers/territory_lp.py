@@ -42,6 +42,8 @@ REACH_MULTIPLE = 2.0
 PRICE_BLOCK = 4096
 #: Pricing rounds before giving up on proving the LP over every pair (the bound stays valid, only weaker).
 MAX_ROUNDS = 60
+#: Most pairs the proving MIP takes; beyond, the cheapest ones, and the gap is the Lagrangian bound's alone.
+PROOF_PAIRS = 1_000_000
 #: Units left free per rep in the rounded LP's neighbourhood MIP, tried in turn until one is feasible.
 NEIGHBOURHOODS = (5, 10, 20)
 
@@ -175,15 +177,17 @@ def solve_assignment(data: AssignmentData, cost: Cost, held: tuple[Held, ...], o
     if incumbent is not None and _gap(incumbent.objective, bound) <= (options.rel_gap or 0.0):
         result = replace(incumbent, bound=None)  # the neighbourhood's own bound says nothing of the whole
     elif lp.status == "optimal" or lp.status == "infeasible" and data.allowed is not None:
-        # every pair that can be in a solution better than the incumbent (all of them without one)
+        # every pair that can be in a solution better than the incumbent (all of them without one), if not too many
         threshold = np.inf if incumbent is None else incumbent.objective - bound + 1e-9 * max(1.0, abs(incumbent.objective))
-        pairs = _below(data, cost, held, duals, threshold) if duals else _all_pairs(data)
+        pairs, complete = _below(data, cost, held, duals, threshold, PROOF_PAIRS) if duals else (_listed_pairs(data), True)
         start = None
         if chosen is not None:
             pairs.add(chosen, np.arange(data.shape[1]))
             start = (chosen[pairs.u] == pairs.s).astype(float)
-        search["proof_pairs"] = int(len(pairs.s))
+        search["proof_pairs"], search["proof_complete"] = int(len(pairs.s)), complete
         result = run(_matrix(data, cost, held, pairs, integer=True), replace(options, time_limit=_left(deadline, 1.0)), start)
+        if not complete:  # the MIP left out pairs that could improve: its bound is not the whole problem's
+            result = replace(result, bound=None, status="feasible" if result.has_solution else result.status)
         if result.has_solution and (incumbent is None or result.objective <= incumbent.objective):
             chosen = _chosen(pairs, result.values, data.shape[1])
         elif incumbent is not None:  # HiGHS stopped before matching the incumbent it was given
@@ -200,13 +204,11 @@ def solve_assignment(data: AssignmentData, cost: Cost, held: tuple[Held, ...], o
     return Outcome(chosen, replace(result, build_seconds=elapsed - spent[0], solve_seconds=spent[0]), duals, search)
 
 
-def _all_pairs(data: AssignmentData) -> _Columns:
-    """Every allowed pair."""
-    if data.allowed is not None:
-        columns = _Columns(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
-        columns.add(*data.allowed)
-        return columns
-    return _below(data, Cost(), (), {f.name: np.zeros(data.shape[0]) for f in data.families}, np.inf)
+def _listed_pairs(data: AssignmentData) -> _Columns:
+    """Every allowed pair, when they are listed."""
+    columns = _Columns(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+    columns.add(*data.allowed)
+    return columns
 
 
 def _left(deadline: float | None, share: float) -> float | None:
@@ -228,9 +230,7 @@ def _first_columns(data: AssignmentData) -> _Columns:
     its nearest units until they carry ``REACH_MULTIPLE`` × its share of each balanced attribute."""
     n_reps, n_units = data.shape
     if data.allowed is not None:
-        columns = _Columns(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
-        columns.add(*data.allowed)
-        return columns
+        return _listed_pairs(data)
     free = ~data.locked
     k = min(FIRST_NEAREST, n_reps)
     nearest = np.argpartition(data.distance, k - 1, axis=0)[:k] if k < n_reps else np.tile(np.arange(n_reps)[:, None], (1, n_units))
@@ -291,23 +291,34 @@ def _per_unit_min(data: AssignmentData, cost: Cost, held: tuple[Held, ...], dual
     return best
 
 
-def _below(data: AssignmentData, cost: Cost, held: tuple[Held, ...], duals: dict[str, np.ndarray], threshold: float) -> _Columns:
-    """Every allowed pair whose reduced cost (against its unit's best) is at most ``threshold``."""
+def _below(data: AssignmentData, cost: Cost, held: tuple[Held, ...], duals: dict[str, np.ndarray], threshold: float, limit: int) -> tuple[_Columns, bool]:
+    """Every allowed pair whose reduced cost (against its unit's best) is at most ``threshold``; when there are
+    more than ``limit``, the ``limit`` cheapest (and False: the set is not complete)."""
     n_reps, _ = data.shape
-    columns = _Columns(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     if data.allowed is not None:
         s, u = data.allowed
         value = _reduced(data, cost, held, duals, s, u)
-        best = _per_unit_min(data, cost, held, duals)
-        keep = value - best[u] <= threshold
-        columns.add(s[keep], u[keep])
-        return columns
-    reps = np.arange(n_reps)[:, None]
-    for u, allowed in _blocks(data):
-        value = np.where(allowed, _reduced(data, cost, held, duals, reps, u[None, :]), np.inf)
-        rows, cols = np.nonzero(value - value.min(axis=0)[None, :] <= threshold)
-        columns.add(rows.astype(np.int64), u[cols].astype(np.int64))
-    return columns
+        best = np.full(data.shape[1], np.inf)
+        np.minimum.at(best, u, value)
+        extra = value - best[u]
+        keep = extra <= threshold
+        found.append((extra[keep], s[keep], u[keep]))
+    else:
+        reps = np.arange(n_reps)[:, None]
+        for u, allowed in _blocks(data):
+            value = np.where(allowed, _reduced(data, cost, held, duals, reps, u[None, :]), np.inf)
+            extra = value - value.min(axis=0)[None, :]
+            rows, cols = np.nonzero(extra <= threshold)
+            found.append((extra[rows, cols], rows.astype(np.int64), u[cols].astype(np.int64)))
+    extra, s, u = (np.concatenate(parts) for parts in zip(*found))
+    complete = len(extra) <= limit
+    if not complete:
+        keep = np.argpartition(extra, limit - 1)[:limit]
+        s, u = s[keep], u[keep]
+    columns = _Columns(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+    columns.add(s, u)
+    return columns, complete
 
 
 def _chosen(columns: _Columns, values: np.ndarray, n_units: int) -> np.ndarray:
