@@ -525,7 +525,8 @@ def check_feasibility(problem: _Problem) -> None:
     limits += [(c.attribute, np.full(len(problem.servers), c.limit), "the cap") for c in problem.spec.caps]
     for attribute, upper, what in limits:
         values = problem.values[attribute]
-        for u, unit in enumerate(problem.units):
+        for u in np.flatnonzero(values > upper.min() * (1 + 1e-9)):  # a lighter unit fits every rep
+            unit = problem.units[u]
             reachable = upper[problem.options[u]]
             if values[u] > reachable.max() * (1 + 1e-9):
                 best = problem.options[u][int(np.argmax(reachable))]
@@ -537,13 +538,13 @@ def check_feasibility(problem: _Problem) -> None:
                     f"(largest {reachable.max():,.6g}, {what}){need}"
                 )
         if not problem.centres_mode:
-            locked = units["locked"].to_numpy()
-            for s, rep in enumerate(problem.servers):
-                mine = [u for u in range(len(problem.units)) if locked[u] and problem.owner[u] == s]
-                load = values[mine].sum()
-                if load > upper[s] * (1 + 1e-9):
-                    names = ", ".join(repr(problem.units[u]) for u in mine[:5]) + (" …" if len(mine) > 5 else "")
-                    messages.append(f"rep {rep!r}: locked units {names} carry {attribute} {load:,.6g}, above {what} {upper[s]:,.6g}")
+            locked = np.flatnonzero(units["locked"].to_numpy())
+            owners = np.array([problem.owner[u] for u in locked], dtype=int)
+            carried = np.bincount(owners, weights=values[locked], minlength=len(problem.servers))
+            for s in np.flatnonzero(carried > upper * (1 + 1e-9)):
+                mine = locked[owners == s]
+                names = ", ".join(repr(problem.units[u]) for u in mine[:5]) + (" …" if len(mine) > 5 else "")
+                messages.append(f"rep {problem.servers[s]!r}: locked units {names} carry {attribute} {carried[s]:,.6g}, above {what} {upper[s]:,.6g}")
     if messages:
         raise DesignInfeasible("no balanced design exists: " + "; ".join(messages))
 
@@ -554,29 +555,30 @@ def _unreachable_lower_bounds(problem: _Problem) -> list[str]:
     if problem.centres_mode:
         return []
     locked = problem.inputs.units["locked"].to_numpy()
-    offered: set[int] = set()
-    candidates: list[list[int]] = [[] for _ in problem.servers]
-    for u, servers in enumerate(problem.options):
-        offered.update(servers)
-        for s in servers:
-            if not locked[u] or problem.owner[u] == s:
-                candidates[s].append(u)
+    n_servers = len(problem.servers)
+    everywhere = np.array([len(servers) == n_servers for servers in problem.options])  # locked units: their owner only
+    offered = np.zeros(n_servers, dtype=bool)
+    offered[:] = everywhere.any()
+    reach = {b.attribute: np.full(n_servers, problem.values[b.attribute][everywhere].sum()) for b in problem.spec.balance}
+    for u in np.flatnonzero(~everywhere):
+        offered[problem.options[u]] = True
+        for attribute, total in reach.items():
+            total[problem.options[u]] += problem.values[attribute][u]
     nearest = problem.spec.nearest
     restricted = nearest is not None and nearest < len(problem.servers)
     messages = []
     for s, rep in enumerate(problem.servers):
-        if s not in offered:
+        if not offered[s]:
             if problem.spec.balance:
                 messages.append(f"rep {rep!r} is no unit's nearest {nearest} (nor any unit's owner), so it can get no units; raise --nearest")
             continue
         for balance in problem.spec.balance:
             lower = _bounds(problem, balance)[0][s]
-            reach = float(problem.values[balance.attribute][candidates[s]].sum())
-            if reach < lower * (1 - 1e-9):
+            if reach[balance.attribute][s] < lower * (1 - 1e-9):
                 remedies = (["raise --nearest"] if restricted else []) + (["unlock units"] if locked.any() else [])
                 remedies.append(f"loosen --balance {balance.attribute}")
                 messages.append(
-                    f"rep {rep!r} can reach at most {reach:,.6g} of {balance.attribute} from its candidate units, "
+                    f"rep {rep!r} can reach at most {reach[balance.attribute][s]:,.6g} of {balance.attribute} from its candidate units, "
                     f"below its lower bound {lower:,.6g} (its share −{balance.tolerance:.0%}): {' or '.join(remedies)}"
                 )
     return messages

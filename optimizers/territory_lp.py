@@ -170,7 +170,7 @@ def solve_assignment(data: AssignmentData, cost: Cost, held: tuple[Held, ...], o
             heuristic = run(_matrix(data, cost, held, pairs, integer=True, fixed=fixed), heuristic_options)
             if heuristic.has_solution:
                 incumbent, chosen = heuristic, _chosen(pairs, heuristic.values, data.shape[1])
-                search["heuristic_free_units"], search["heuristic_objective"] = int((~fixed).sum()), heuristic.objective
+                search["neighbourhood_units"], search["heuristic_objective"] = int(len(np.unique(pairs.u[~fixed]))), heuristic.objective
                 break
             if heuristic.status != "infeasible" or (deadline is not None and time.perf_counter() > deadline):
                 break
