@@ -452,3 +452,13 @@ def test_an_exact_share_that_integers_cannot_meet_ends_within_its_time_limit_wit
     assert len(errors) == 1 and "Traceback" not in result.output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["status"] in ("infeasible", "no_solution") and summary["time_limit_seconds"] == 3
+
+
+def test_locked_units_heavier_than_their_owners_bound_are_named_before_solving(tmp_path):
+    pd.DataFrame({"id": ["a", "b", "c", "d"], "workload": [10, 10, 10, 10], "lat": [40, 40.1, 40.2, 40.3], "lon": -75.0,
+                  "owner": ["r1", "r1", "r1", "r2"], "locked": ["yes", "yes", "yes", ""]}).to_csv(tmp_path / "units.csv", index=False)
+    pd.DataFrame({"id": ["r1", "r2"], "lat": [40, 40.3], "lon": [-75, -75]}).to_csv(tmp_path / "reps.csv", index=False)
+    result = optimize(tmp_path, "--balance", "workload:20%")
+    assert result.exit_code == 1, result.output
+    assert "rep 'r1': locked units 'a', 'b', 'c' carry workload 30, above its share +20% 24" in result.output
+    assert "Traceback" not in result.output
