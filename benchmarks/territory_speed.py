@@ -93,9 +93,14 @@ def pmed_row(name: str) -> dict[str, object]:
 
 def _measured(job: tuple, queue: multiprocessing.Queue) -> None:
     """Run one case and send its figures with this process's wall and CPU seconds and peak memory."""
+    from optimizers.territories import DesignInfeasible
+
     function, args = job
     wall, cpu = time.perf_counter(), time.process_time()
-    row = function(*args)
+    try:
+        row = function(*args)
+    except DesignInfeasible as error:  # e.g. no design within the time limit: a figure too
+        row = {"status": "no design", "reason": str(error)[:80]}
     row.update({"wall s": time.perf_counter() - wall, "CPU s": time.process_time() - cpu, "peak MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
     queue.put(row)
 

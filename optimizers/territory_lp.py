@@ -15,9 +15,10 @@ them. Its LP relaxation is nearly integral (a basic solution splits at most one 
 3. **The LP rounded and repaired**: every unit fixed to its largest LP pair except a neighbourhood (the units the LP
    splits and each territory's border units, those cheapest to move), which a small MIP re-assigns; a larger
    neighbourhood is tried when that one is infeasible.
-4. **A MIP proving the gap**: every pair with ``rc_us ≤ incumbent − LB`` (no other pair can be in a better
-   solution), warm-started from the incumbent. Its bound is valid over all allowed pairs, so its status and gap
-   are the design's.
+4. **A MIP proving the gap**, when the incumbent is not yet within the asked gap of ``LB``: every pair with
+   ``rc_us ≤ incumbent − LB`` (no other pair can be in a better solution), warm-started from the incumbent. Its
+   bound is then valid over all allowed pairs. Past ``PROOF_PAIRS`` pairs it keeps the cheapest, and the gap
+   reported is against ``LB`` alone.
 
 The coupling rows keep the names that ``territories`` explains (``balance_upper_workload[3]``), so an infeasible
 model is explained as before.
@@ -40,6 +41,8 @@ FIRST_NEAREST = 8
 REACH_MULTIPLE = 2.0
 #: Units handled per block when pricing every pair (bounds memory to a block × reps).
 PRICE_BLOCK = 4096
+#: Pairs of most negative reduced cost added per unit in a pricing round.
+PRICED_PER_UNIT = 3
 #: Pricing rounds before giving up on proving the LP over every pair (the bound stays valid, only weaker).
 MAX_ROUNDS = 60
 #: Most pairs the proving MIP takes; beyond, the cheapest ones, and the gap is the Lagrangian bound's alone.
@@ -117,6 +120,8 @@ class Outcome:
 
 @dataclass
 class _Columns:
+    """Pairs (rep ``s``, unit ``u``), kept sorted by unit then rep, without repeats."""
+
     s: np.ndarray
     u: np.ndarray
 
@@ -132,15 +137,15 @@ class _Names:
     """``x[u,s]`` column names, made only when asked for (an explanation), not for every column."""
 
     def __init__(self, columns: _Columns, slacks: int = 0):
-        self._columns, self._slacks = columns, slacks
+        self._s, self._u, self._slacks = columns.s, columns.u, slacks  # the arrays as they are now
 
     def __len__(self) -> int:
-        return len(self._columns.s) + self._slacks
+        return len(self._s) + self._slacks
 
     def __getitem__(self, j: int) -> str:
-        if j >= len(self._columns.s):
-            return f"slack[{j - len(self._columns.s)}]"
-        return f"x[{self._columns.u[j]},{self._columns.s[j]}]"
+        if j >= len(self._s):
+            return f"slack[{j - len(self._s)}]"
+        return f"x[{self._u[j]},{self._s[j]}]"
 
 
 def solve_assignment(data: AssignmentData, cost: Cost, held: tuple[Held, ...], options: SolveOptions) -> Outcome:
@@ -195,11 +200,16 @@ def solve_assignment(data: AssignmentData, cost: Cost, held: tuple[Held, ...], o
     else:  # the LP found no design in time, or phase 1 proved the restricted pairs infeasible
         result = run(_matrix(data, cost, held, columns, integer=True), replace(options, time_limit=_left(deadline, 1.0)))
         chosen = _chosen(columns, result.values, data.shape[1]) if result.has_solution else None
+        if result.has_solution and data.allowed is None:  # a design over the LP's pairs only: no proof
+            result = replace(result, bound=None, status="feasible")
     if result.has_solution:
         best = max(bound, result.bound if result.bound is not None else -np.inf)
-        gap = _gap(result.objective, best)
-        optimal = gap <= (options.rel_gap or 0.0) + 1e-12 or result.status == "optimal"
-        result = replace(result, bound=best, gap=gap, status="optimal" if optimal else "feasible", termination="optimal" if optimal else result.termination)
+        gap = _gap(result.objective, best) if np.isfinite(best) else None
+        optimal = gap is not None and (gap <= (options.rel_gap or 0.0) + 1e-12 or result.status == "optimal")
+        result = replace(
+            result, bound=best if gap is not None else None, gap=gap, status="optimal" if optimal else "feasible",
+            termination="optimal" if optimal else result.termination,
+        )
     elapsed = time.perf_counter() - started
     return Outcome(chosen, replace(result, build_seconds=elapsed - spent[0], solve_seconds=spent[0]), duals, search)
 
@@ -373,9 +383,12 @@ def _column_generation(
     deadline: float | None,
 ) -> tuple[SolveResult, int, int]:
     """The LP over every allowed pair; ``columns`` grows in place. Returns the last LP, pricing rounds and phase-1
-    rounds. An infeasible result means no allowed pair makes the relaxation feasible."""
+    rounds. An infeasible result means no allowed pair makes the relaxation feasible. Pricing stops when a round
+    no longer lowers the LP (degenerate pairs of reduced cost −1e-9 can go on for many rounds); the Lagrangian
+    bound is over every pair whatever the round it stops at."""
     lp_options = SolveOptions(rel_gap=None, threads=options.threads, explain=False)
     rounds = phase_one = 0
+    previous: float | None = None
     while True:
         lp = run(_matrix(data, cost, held, columns, integer=False), replace(lp_options, time_limit=_left(deadline, 1.0)))
         if lp.status == "infeasible" and data.allowed is None:
@@ -388,23 +401,28 @@ def _column_generation(
             continue
         if lp.status != "optimal" or lp.duals is None or data.allowed is not None or rounds >= MAX_ROUNDS:
             return lp, rounds, phase_one
+        if previous is not None and previous - lp.objective <= 1e-7 * max(1.0, abs(lp.objective)):
+            return lp, rounds, phase_one  # no progress: the bound below is over every pair all the same
+        previous = lp.objective
         rounds += 1
         if not _price(data, cost, held, _duals(data, held, lp.duals), lp.duals[: data.shape[1]], columns):
             return lp, rounds, phase_one
 
 
 def _price(data: AssignmentData, cost: Cost, held: tuple[Held, ...], duals: dict[str, np.ndarray], unit_duals: np.ndarray, columns: _Columns) -> int:
-    """Add, per unit, its allowed pair of most negative reduced cost (if below −tolerance); returns how many."""
+    """Add, per unit, its ``PRICED_PER_UNIT`` allowed pairs of most negative reduced cost (those below −tolerance);
+    returns how many were added."""
     n_reps, _ = data.shape
     reps = np.arange(n_reps)[:, None]
+    k = min(PRICED_PER_UNIT, n_reps)
     s_new, u_new = [], []
     for u, allowed in _blocks(data):
         value = np.where(allowed, _reduced(data, cost, held, duals, reps, u[None, :]), np.inf) - unit_duals[u][None, :]
-        best = value.argmin(axis=0)
+        best = np.argpartition(value, k - 1, axis=0)[:k] if k < n_reps else np.tile(np.arange(n_reps)[:, None], (1, len(u)))
         scale = 1e-9 * np.maximum(1.0, np.abs(unit_duals[u]))
-        negative = value[best, np.arange(len(u))] < -scale
+        negative = np.take_along_axis(value, best, axis=0) < -scale[None, :]
         s_new.append(best[negative])
-        u_new.append(u[negative])
+        u_new.append(np.broadcast_to(u[None, :], best.shape)[negative])
     return columns.add(np.concatenate(s_new).astype(np.int64), np.concatenate(u_new).astype(np.int64))
 
 
