@@ -11,7 +11,7 @@ import pytest
 
 from optimizers import territory_lp as lp
 from optimizers.solve import SolveOptions, solve
-from optimizers.territories import Balance, DesignSpec, _assignment_data, _cost, _problem
+from optimizers.territories import Balance, DesignSpec, _assignment_data, _problem
 from optimizers.territory_inputs import TerritoryInputs, haversine_km
 
 COUNTIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "us-county-centers-of-population-2020" / "CenPop2020_Mean_CO.txt"
