@@ -1,28 +1,41 @@
-"""Territory design speed: build and solve times, gap reached in a time limit, Pyomo against a matrix build.
+"""Territory design speed: today's Pyomo model against the array model, at 10,000 × 100 and 50,000 × 500.
 
 Synthetic instances draw unit locations from the US county population centres (seeded) with lognormal workloads;
-reps live at randomly chosen units; balance workload within ±10%; compactness weighted by workload. Larger
-OR-Library p-median instances check optimality at scale. Run: ``.venv/bin/python benchmarks/territory_speed.py``.
+reps live at randomly chosen units; balance workload within ±10%; compactness weighted by workload. Each case runs
+in its own process, so that its peak memory is its own. Rows:
+
+- ``today``: the Pyomo MIP on each unit's 10 nearest reps, solved by HiGHS within the time limit (its gap is
+  over those pairs only);
+- ``arrays``: the design as ``salesops optimize territories`` solves it now (``optimizers/territory_lp.py``): every
+  rep allowed, column generation, the gap proven against a bound over every pair.
+
+Wall-clock and CPU seconds are both printed with the load average, as the machine is shared. OR-Library pmed20 and
+pmed30 (p-median, the Pyomo model) check optimality at scale with ``--pmed``.
+Run: ``.venv/bin/python benchmarks/territory_speed.py [--sizes 10000x100:60,50000x500:600] [--today-limit S] [--pmed]``.
 """
 
 from __future__ import annotations
 
+import argparse
+import multiprocessing
+import os
+import resource
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import pyomo.environ as pyo
 import pandas as pd
 
-from optimizers.solve import MatrixModel, SolveOptions, solve
+from optimizers.solve import SolveOptions, solve
 from optimizers.territories import Balance, DesignSpec, _problem, build_model, design_territories
 from optimizers.territory_inputs import TerritoryInputs, haversine_km, read_orlib_pmed
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 COUNTIES = DATA / "us-county-centers-of-population-2020" / "CenPop2020_Mean_CO.txt"
 PMED_OPTIMA = {"pmed20": 1789, "pmed30": 1989}
-TIME_LIMIT = 60.0
+GAP = 0.01
+TODAY_NEAREST = 10
 
 
 def synthetic(units: int, reps: int, seed: int) -> TerritoryInputs:
@@ -39,57 +52,93 @@ def synthetic(units: int, reps: int, seed: int) -> TerritoryInputs:
     return TerritoryInputs(frame, rep_frame, ("workload",), distance)
 
 
-def territory_rows(units: int, reps: int, nearest: int | None) -> dict[str, object]:
+def spec(nearest: int | None = None) -> DesignSpec:
+    return DesignSpec(balance=(Balance("workload", 0.10),), weight="workload", nearest=nearest)
+
+
+def today_row(units: int, reps: int, limit: float) -> dict[str, object]:
+    """The model as it was solved before the array model: Pyomo, each unit's 10 nearest reps, one HiGHS run."""
+    import pyomo.environ as pyo
+
     inputs = synthetic(units, reps, seed=units + reps)
-    spec = DesignSpec(balance=(Balance("workload", 0.10),), weight="workload", nearest=nearest)
-    problem = _problem(inputs, spec)
     started = time.perf_counter()
-    model = build_model(problem)
+    model = build_model(_problem(inputs, spec(TODAY_NEAREST)))
     model.objective = pyo.Objective(expr=model.objective_terms["compactness"])
-    pyomo_build = time.perf_counter() - started
-    started = time.perf_counter()
-    matrix = MatrixModel.from_pyomo(model)
-    matrix_compile = time.perf_counter() - started
-    options = SolveOptions(time_limit=TIME_LIMIT, rel_gap=1e-4)
-    via_pyomo = solve(model, options, pyomo_build)
-    via_matrix = solve(matrix, options, pyomo_build + matrix_compile)
+    build = time.perf_counter() - started
+    result = solve(model, SolveOptions(time_limit=limit, rel_gap=GAP), build)
+    return {"pairs": len(model.x), "status": result.status, "gap": result.gap, "objective": result.objective, "build s": build, "solve s": result.solve_seconds}
+
+
+def arrays_row(units: int, reps: int, limit: float) -> dict[str, object]:
+    """The design as the command solves it now: every rep allowed, the gap proven over every pair."""
+    inputs = synthetic(units, reps, seed=units + reps)
+    design = design_territories(inputs, spec(), SolveOptions(time_limit=limit, rel_gap=GAP))
+    search = design.search[-1]
     return {
-        "instance": f"{units} units × {reps} reps" + (f", {nearest} nearest" if nearest else ", all reps"),
-        "variables": len(matrix.c),
-        "pyomo build s": pyomo_build,
-        "to arrays s": matrix_compile,
-        "solve via Pyomo s": via_pyomo.solve_seconds,
-        "status": via_pyomo.status,
-        "gap": via_pyomo.gap,
-        "solve via highspy s": via_matrix.solve_seconds,
-        "gap (highspy)": via_matrix.gap,
+        "pairs": units * reps, "status": design.result.status, "gap": design.result.gap, "objective": design.result.objective,
+        "build s": design.result.build_seconds, "solve s": design.result.solve_seconds,
+        "LP pairs": search.get("lp_pairs"), "pricing rounds": search.get("pricing_rounds"),
     }
 
 
 def pmed_row(name: str) -> dict[str, object]:
     path = DATA / "orlib-pmed" / f"{name}.txt"
     inputs = read_orlib_pmed(path.read_text(), path.name)
-    n, p = len(inputs.units), len(inputs.reps)
-    design = design_territories(inputs, DesignSpec(), SolveOptions(rel_gap=0.0, time_limit=300))
+    design = design_territories(inputs, DesignSpec(), SolveOptions(rel_gap=0.0, time_limit=600))
     return {
-        "instance": f"{name} (n={n}, p={p})",
-        "variables": n * n + n,
-        "pyomo build s": design.result.build_seconds,
-        "solve via Pyomo s": design.result.solve_seconds,
-        "status": design.result.status,
-        "gap": design.result.gap,
-        "objective": design.compactness,
-        "published optimum": PMED_OPTIMA[name],
+        "pairs": len(inputs.units) ** 2, "status": design.result.status, "gap": design.result.gap, "objective": design.compactness,
+        "build s": design.result.build_seconds, "solve s": design.result.solve_seconds, "published optimum": PMED_OPTIMA[name],
     }
 
 
+def _measured(job: tuple, queue: multiprocessing.Queue) -> None:
+    """Run one case and send its figures with this process's wall and CPU seconds and peak memory."""
+    from optimizers.territories import DesignInfeasible
+
+    function, args = job
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        row = function(*args)
+    except DesignInfeasible as error:  # e.g. no design within the time limit: a figure too
+        row = {"status": "no design", "reason": str(error)[:80]}
+    row.update({"wall s": time.perf_counter() - wall, "CPU s": time.process_time() - cpu, "peak MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    queue.put(row)
+
+
+def measured(function, *args) -> dict[str, object]:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_measured, args=((function, args), queue))
+    process.start()
+    row = queue.get()
+    process.join()
+    return row
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000x100:60,50000x500:600", help="UNITSxREPS:SECONDS, comma-separated")
+    parser.add_argument("--today-limit", type=float, default=None, help="cap today's solve at this many seconds (default: the size's)")
+    parser.add_argument("--pmed", action="store_true", help="also solve OR-Library pmed20 and pmed30 to their published optima")
+    args = parser.parse_args()
     if not COUNTIES.exists():
         sys.exit(f"needs the shared data folder: {COUNTIES}")
-    rows = [territory_rows(2000, 50, None), territory_rows(2000, 50, 10), territory_rows(10000, 100, 10)]
-    rows += [pmed_row(name) for name in PMED_OPTIMA]
-    table = pd.DataFrame(rows).set_index("instance")
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:,.4g}".format):
+    print(f"load average at start: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores", flush=True)
+    rows = []
+    for size in args.sizes.split(","):
+        shape, _, seconds = size.partition(":")
+        units, reps = (int(n) for n in shape.split("x"))
+        limit = float(seconds)
+        today_limit = min(limit, args.today_limit) if args.today_limit else limit
+        rows.append({"instance": f"{units} × {reps}", "model": f"today: Pyomo, {TODAY_NEAREST} nearest, {today_limit:g} s", **measured(today_row, units, reps, today_limit)})
+        print(rows[-1], flush=True)
+        rows.append({"instance": f"{units} × {reps}", "model": f"arrays: every rep, {limit:g} s", **measured(arrays_row, units, reps, limit)})
+        print(rows[-1], flush=True)
+    if args.pmed:
+        rows += [{"instance": name, "model": "p-median, Pyomo", **measured(pmed_row, name)} for name in PMED_OPTIMA]
+    print(f"load average at end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    table = pd.DataFrame(rows).set_index(["instance", "model"])
+    with pd.option_context("display.width", 250, "display.max_columns", 20, "display.float_format", "{:,.4g}".format):
         print(table.to_string())
 
 

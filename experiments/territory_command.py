@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 #: Tolerance multipliers for the price of balance (None: no balance at all).
 PRICE_SCALES = (None, 2.0, 1.0, 0.5)
+#: Seconds per solve unless --time-limit says otherwise: a design always ends, with the best found and its gap.
+DEFAULT_TIME_LIMIT = 120.0
 
 
 def territories(
@@ -42,7 +44,7 @@ def territories(
     lex_slack: Annotated[float, typer.Option(min=0.0, help="lexicographic: let earlier objectives worsen by this fraction")] = 0.0,
     contiguity: Annotated[bool, typer.Option("--contiguity", help="keep each territory connected over --adjacency")] = False,
     nearest: Annotated[Optional[int], typer.Option(min=1, help="offer each unit only its K nearest reps (plus its owner)")] = None,
-    time_limit: Annotated[Optional[float], typer.Option(min=0.0, help="seconds per solve")] = None,
+    time_limit: Annotated[float, typer.Option(min=0.0, help="seconds per solve (each objective stage, each price-of-balance re-solve)")] = DEFAULT_TIME_LIMIT,
     gap: Annotated[float, typer.Option(min=0.0, help="relative MIP gap to stop at")] = 1e-4,
     solver_log: Annotated[bool, typer.Option("--solver-log", help="show HiGHS's log")] = False,
     price: Annotated[bool, typer.Option("--price-of-balance/--no-price-of-balance", help="re-solve without balance and at 2, 1 and ½ times the tolerances")] = True,
@@ -64,9 +66,10 @@ def territories(
     with edge_errors(), output_folder(out, "optimize territories") as files:
         inputs = _read(units, reps, distances, adjacency, attributes)
         options = SolveOptions(time_limit=time_limit, rel_gap=gap, log=solver_log, echo=_echo_to_stderr if solver_log else None)
-        design = _design(inputs, spec, options, files)
+        typer.echo(f"time limit {time_limit:g} s per solve" + (" (the default; --time-limit to change)" if time_limit == DEFAULT_TIME_LIMIT else ""))
+        design = _design(inputs, spec, options, files, time_limit)
         files.csv("assignment.csv", design.moves.reset_index(), people=True)
-        summary = _summary(inputs, spec, design)
+        summary = _summary(inputs, spec, design, time_limit)
         if price and spec.balance:
             from optimizers.territories import price_of_balance
 
@@ -85,9 +88,12 @@ def territories(
             draw_map(inputs, design, files.stage("map.png"))
         written = files.commit()
     result = design.result
+    today = summary["today"]
+    before = f" (today {today['total_distance']:,.6g}, {len(today['balance_violations'])} bounds broken)" if today and today["total_distance"] is not None else ""
+    stopped = " at the time limit" if result.termination == "time_limit" else ""
     typer.echo(
-        f"{result.status}: {', '.join(spec.objective)} {result.objective:,.6g} (gap {result.gap or 0:.2%}), "
-        f"distance {design.compactness:,.6g}, {int(design.moves['moved'].sum())} units moved, "
+        f"{result.status}{stopped}: {', '.join(spec.objective)} {result.objective:,.6g} (gap {result.gap or 0:.2%}), "
+        f"distance {design.compactness:,.6g}{before}, {int(design.moves['moved'].sum())} units moved, "
         f"built in {sum(s.build_seconds for s in design.solves):.2f} s, solved in {sum(s.solve_seconds for s in design.solves):.2f} s"
     )
     typer.echo(f"wrote {', '.join(str(path) for path in written)}")
@@ -139,8 +145,9 @@ def _read(units: Path, reps: Path, distances: Path | None, adjacency: Path | Non
         _fail(*error.problems)
 
 
-def _design(inputs: TerritoryInputs, spec: DesignSpec, options: SolveOptions, files: RunFiles) -> Design:
-    """The solved design; a design that cannot be asked for exits 2, one that cannot exist writes why and exits 1."""
+def _design(inputs: TerritoryInputs, spec: DesignSpec, options: SolveOptions, files: RunFiles, time_limit: float) -> Design:
+    """The solved design; a design that cannot be asked for exits 2; one that cannot exist, or that the time limit
+    stopped before any was found, writes why and exits 1."""
     from optimizers.territories import DesignError, DesignInfeasible, design_territories
 
     try:
@@ -148,9 +155,11 @@ def _design(inputs: TerritoryInputs, spec: DesignSpec, options: SolveOptions, fi
     except DesignError as error:
         _fail(str(error))
     except DesignInfeasible as error:
-        files.json("summary.json", {"status": "infeasible", "explanation": str(error), "solver": error.result.as_dict() if error.result else None})
+        status = error.result.status if error.result is not None and error.result.status != "infeasible" else "infeasible"
+        solver = error.result.as_dict() if error.result else None
+        files.json("summary.json", {"status": status, "explanation": str(error), "time_limit_seconds": time_limit, "solver": solver})
         files.commit()  # the explanation replaces an earlier design's files
-        fail([f"infeasible: {error}"], code=1)
+        fail([f"{'infeasible: ' if status == 'infeasible' else ''}{error}"], code=1)
 
 
 def _score(
@@ -201,18 +210,14 @@ def _pair(text: str, option: str, percent: bool = False) -> tuple[str, float]:
     return name, value
 
 
-def _summary(inputs: TerritoryInputs, spec: DesignSpec, design: Design) -> dict[str, object]:
-    reps = inputs.reps
-    loads = {}
-    for rep in reps.index:
-        entry: dict[str, object] = {"units": int((design.assignment == rep).sum())}
-        if design.centres is not None:
-            entry["centre"] = design.centres[rep]
-        for attribute in inputs.attributes:
-            total = inputs.units[attribute].sum()
-            share = total * reps.at[rep, "weight"] / reps["weight"].sum()
-            entry[attribute] = {"load": design.loads.at[rep, attribute], "share": share, "ratio": design.loads.at[rep, attribute] / share if share else None}
-        loads[rep] = entry
+def _summary(inputs: TerritoryInputs, spec: DesignSpec, design: Design, time_limit: float | None) -> dict[str, object]:
+    """The design and today's (from the units' owners, when any unit has one) on the same measures, with the
+    solver's report."""
+    from optimizers.territories import measure_design
+
+    measures = measure_design(inputs, spec, design.assignment, design.centres)
+    owners = inputs.units["owner"]
+    today = measure_design(inputs, spec, owners.dropna()) if owners.notna().any() else None
     return {
         "status": design.result.status,
         "objective": {"order": list(spec.objective), "value": design.result.objective, "stages": [s.objective for s in design.solves]},
@@ -222,8 +227,12 @@ def _summary(inputs: TerritoryInputs, spec: DesignSpec, design: Design) -> dict[
         "units_moved": int(design.moves["moved"].sum()),
         "balance": {b.attribute: b.tolerance for b in spec.balance},
         "caps": {c.attribute: c.limit for c in spec.caps},
-        "rep_loads": loads,
+        "rep_loads": measures["rep_loads"],
+        "balance_violations": measures["balance_violations"],
+        "today": today,
+        "time_limit_seconds": time_limit,
         "solver": [s.as_dict() for s in design.solves],
+        "search": list(design.search),
         "gap": design.result.gap,
         "build_seconds": sum(s.build_seconds for s in design.solves),
         "solve_seconds": sum(s.solve_seconds for s in design.solves),

@@ -102,7 +102,8 @@ class SolveResult:
     ``unbounded``, ``no_solution`` (stopped by a limit before finding one, or before telling infeasible from
     unbounded) or ``error``. ``termination`` is the solver's own reason. ``objective`` and ``bound`` are the
     incumbent and best bound (None when not finite), ``gap`` their relative difference. Times are wall-clock
-    seconds; ``values`` holds the column values of a ``MatrixModel`` solve.
+    seconds; ``values`` holds the column values of a ``MatrixModel`` solve, ``duals`` its row duals (with
+    ``c − Aᵀ·duals`` the reduced costs) when the solve has them.
     """
 
     status: Status
@@ -115,6 +116,7 @@ class SolveResult:
     log: str | None = None
     infeasibility: Infeasibility | None = None
     values: np.ndarray | None = field(default=None, repr=False, compare=False)
+    duals: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def has_solution(self) -> bool:
@@ -186,13 +188,16 @@ class MatrixModel:
         )
 
 
-def solve(model: pyo.ConcreteModel | MatrixModel, options: SolveOptions = SolveOptions(), build_seconds: float = 0.0) -> SolveResult:
+def solve(
+    model: pyo.ConcreteModel | MatrixModel, options: SolveOptions = SolveOptions(), build_seconds: float = 0.0, start: np.ndarray | None = None
+) -> SolveResult:
     """Solve with HiGHS and report what happened; for a Pyomo model, load its solution only if one exists.
 
     ``build_seconds`` is the caller's model construction time, carried into the result so that build and solve
-    times are reported side by side.
+    times are reported side by side. ``start``: column values of a known feasible point of a ``MatrixModel``, given
+    to HiGHS as its first incumbent (a warm start).
     """
-    result = _run(model, options, build_seconds)
+    result = _run(model, options, build_seconds, start=start)
     if result.termination == "infeasible_or_unbounded":
         result = _decide(model, options, result)
     if result.status == "infeasible" and options.explain:
@@ -201,9 +206,11 @@ def solve(model: pyo.ConcreteModel | MatrixModel, options: SolveOptions = SolveO
     return result
 
 
-def _run(model: pyo.ConcreteModel | MatrixModel, options: SolveOptions, build_seconds: float, presolve: bool = True) -> SolveResult:
+def _run(
+    model: pyo.ConcreteModel | MatrixModel, options: SolveOptions, build_seconds: float, presolve: bool = True, start: np.ndarray | None = None
+) -> SolveResult:
     if isinstance(model, MatrixModel):
-        return _solve_matrix(model, options, build_seconds, presolve)
+        return _solve_matrix(model, options, build_seconds, presolve, start)
     return _solve_pyomo(model, options, build_seconds, presolve)
 
 
@@ -257,11 +264,16 @@ def _solve_pyomo(model: pyo.ConcreteModel, options: SolveOptions, build_seconds:
     return _result(termination, has_solution, objective, results.objective_bound, build_seconds, elapsed, log)
 
 
-def _solve_matrix(model: MatrixModel, options: SolveOptions, build_seconds: float, presolve: bool = True) -> SolveResult:
+def _solve_matrix(model: MatrixModel, options: SolveOptions, build_seconds: float, presolve: bool = True, start: np.ndarray | None = None) -> SolveResult:
     started = time.perf_counter()
     highs = _load(model, options)
     if not presolve:
         highs.setOptionValue("presolve", "off")
+    if start is not None:
+        solution = highspy.HighsSolution()
+        solution.col_value = np.asarray(start, dtype=float)
+        solution.value_valid = True
+        highs.setSolution(solution)
     log: list[str] = []
     if options.log or options.echo is not None:
         highs.cbLogging += lambda event: _log_line(event.message, log if options.log else None, options.echo)
@@ -273,19 +285,22 @@ def _solve_matrix(model: MatrixModel, options: SolveOptions, build_seconds: floa
     has_solution = info.primal_solution_status == 2
     objective = info.objective_function_value if has_solution else None
     bound = info.mip_dual_bound if model.integer.any() else (objective if termination == "optimal" else None)
-    values = np.asarray(highs.getSolution().col_value) if has_solution else None
-    return _result(termination, has_solution, objective, bound, build_seconds, elapsed, "".join(log) if options.log else None, values)
+    solution = highs.getSolution()
+    values = np.asarray(solution.col_value) if has_solution else None
+    duals = np.asarray(solution.row_dual) if solution.dual_valid else None
+    return _result(termination, has_solution, objective, bound, build_seconds, elapsed, "".join(log) if options.log else None, values, duals)
 
 
 def _result(
     termination: str, has_solution: bool, objective: float | None, bound: float | None, build_seconds: float,
-    solve_seconds: float, log: str | None, values: np.ndarray | None = None,
+    solve_seconds: float, log: str | None, values: np.ndarray | None = None, duals: np.ndarray | None = None,
 ) -> SolveResult:
     """The SolveResult of a finished solve, whichever way the model was passed to HiGHS."""
     bound = None if bound is None or not math.isfinite(bound) else bound
     return SolveResult(
         status=_status(termination, has_solution), termination=termination, objective=objective, bound=bound,
         gap=_gap(objective, bound), build_seconds=build_seconds, solve_seconds=solve_seconds, log=log, values=values,
+        duals=duals,
     )
 
 

@@ -22,6 +22,7 @@ from scipy.optimize import linear_sum_assignment
 
 from optimizers.solve import SolveOptions, SolveResult, solve
 from optimizers.territory_inputs import TerritoryInputs
+from optimizers.territory_lp import AssignmentData, Cost, Held, RowFamily, solve_assignment
 
 OBJECTIVES = ("compactness", "disruption", "weighted")
 #: Relative slack added to a lexicographic stage's bound so that the next stage stays numerically feasible.
@@ -91,7 +92,8 @@ class Design:
 
     ``assignment``: unit → rep. ``centres``: rep → centre unit when the design placed them (else None).
     ``loads``: rep × attribute totals. ``moves``: per unit, previous rep, moved flag and the reason.
-    ``solves``: one SolveResult per stage (two for a lexicographic objective).
+    ``solves``: one SolveResult per stage (two for a lexicographic objective). ``search``: per stage solved as
+    arrays, how the search went (pairs priced, the LP bound, the heuristic's objective).
     """
 
     assignment: pd.Series
@@ -101,6 +103,7 @@ class Design:
     compactness: float
     disruption: float | None
     solves: tuple[SolveResult, ...]
+    search: tuple[dict[str, object], ...] = ()
 
     @property
     def result(self) -> SolveResult:
@@ -128,9 +131,21 @@ class _Problem:
 
 
 def design_territories(inputs: TerritoryInputs, spec: DesignSpec, options: SolveOptions = SolveOptions()) -> Design:
-    """Solve a design; raises DesignInfeasible (naming units, reps and attributes) when none exists."""
+    """Solve a design; raises DesignInfeasible (naming units, reps and attributes) when none exists.
+
+    Placed reps without contiguity (the assignment model) are solved as arrays by column generation with a bound
+    over every allowed pair (``territory_lp``), which scales to tens of thousands of units; picking centres
+    (p-median) and contiguity use the Pyomo model.
+    """
     problem = _problem(inputs, spec)
     check_feasibility(problem)
+    if problem.centres_mode or spec.contiguity:
+        return _design_with_pyomo(problem, options)
+    return _design_with_arrays(problem, options)
+
+
+def _design_with_pyomo(problem: _Problem, options: SolveOptions) -> Design:
+    spec = problem.spec
     solves: list[SolveResult] = []
     started = time.perf_counter()
     model = build_model(problem)
@@ -141,11 +156,78 @@ def design_territories(inputs: TerritoryInputs, spec: DesignSpec, options: Solve
         model.objective = pyo.Objective(expr=model.objective_terms[objective], sense=pyo.minimize)
         result = solve(model, options, time.perf_counter() - started)
         solves.append(result)
-        if result.status == "infeasible":
-            raise DesignInfeasible(_infeasibility_message(problem, result), result)
-        if not result.has_solution:
-            raise DesignInfeasible(_no_solution_message(result), result)
-    return _read_design(problem, model, tuple(solves))
+        _raise_without_solution(problem, result)
+    chosen = np.full(len(problem.units), -1)
+    for (u, s), var in model.x.items():
+        if var.value is not None and var.value > 0.5:
+            chosen[u] = s
+    return _read_design(problem, chosen, tuple(solves))
+
+
+def _design_with_arrays(problem: _Problem, options: SolveOptions) -> Design:
+    spec = problem.spec
+    data = _assignment_data(problem)
+    solves: list[SolveResult] = []
+    held: tuple[Held, ...] = ()
+    searches: list[dict[str, object]] = []
+    for stage, objective in enumerate(spec.objective):
+        if stage:
+            reached = solves[-1].objective
+            bound = reached * (1 + spec.lex_slack) + LEX_TOLERANCE * max(1.0, abs(reached))
+            held += (Held(f"hold_{spec.objective[stage - 1]}", _cost(problem, spec.objective[stage - 1]), bound),)
+        outcome = solve_assignment(data, _cost(problem, objective), held, options)
+        solves.append(outcome.result)
+        _raise_without_solution(problem, outcome.result)
+        searches.append(outcome.search)
+    return _read_design(problem, outcome.chosen, tuple(solves), outcome.duals, tuple(searches))
+
+
+def _raise_without_solution(problem: _Problem, result: SolveResult) -> None:
+    if result.status == "infeasible":
+        raise DesignInfeasible(_infeasibility_message(problem, result), result)
+    if not result.has_solution:
+        raise DesignInfeasible(_no_solution_message(result), result)
+
+
+def _assignment_data(problem: _Problem) -> AssignmentData:
+    """The problem as the array model's data: distances, weights, owners, and per-rep rows for balance and caps."""
+    spec, n_reps = problem.spec, len(problem.servers)
+    families = []
+    for balance in spec.balance:
+        share = problem.share[balance.attribute]
+        if not (share > 0).all():
+            continue  # an attribute that is zero everywhere balances itself
+        name = _component(balance.attribute)
+        values, scale = problem.values[balance.attribute], 1.0 / share
+        families.append(RowFamily(f"balance_upper_{name}", values, scale, np.full(n_reps, -np.inf), np.full(n_reps, 1 + balance.tolerance)))
+        families.append(RowFamily(f"balance_lower_{name}", values, scale, np.full(n_reps, 1 - balance.tolerance), np.full(n_reps, np.inf)))
+    for cap in spec.caps:
+        families.append(RowFamily(f"cap_{_component(cap.attribute)}", problem.values[cap.attribute], np.ones(n_reps), np.full(n_reps, -np.inf), np.full(n_reps, cap.limit)))
+    locked = problem.inputs.units["locked"].to_numpy(dtype=bool)
+    owner = np.array([-1 if o is None else o for o in problem.owner])
+    allowed = None
+    if spec.nearest is not None and spec.nearest < n_reps:
+        units = np.concatenate([np.full(len(servers), u) for u, servers in enumerate(problem.options)])
+        allowed = (np.concatenate([np.asarray(servers) for servers in problem.options]).astype(np.int64), units.astype(np.int64))
+    weight = problem.values[spec.weight] if spec.weight else np.ones(len(problem.units))
+    return AssignmentData(problem.distance, weight, _disruption_cost(problem), owner, locked, tuple(families), allowed)
+
+
+def _cost(problem: _Problem, objective: str) -> Cost:
+    """An objective as the array model's linear cost; ``weighted`` divides each part by its reference value."""
+    if objective == "compactness":
+        return Cost(compactness=1.0)
+    if objective == "disruption":
+        return Cost(disruption=1.0)
+    compact_ref, disruption_ref = _references(problem)
+    share = problem.spec.disruption_share
+    return Cost(compactness=(1 - share) / compact_ref, disruption=share / disruption_ref)
+
+
+def _references(problem: _Problem) -> tuple[float, float]:
+    """What ``weighted`` divides compactness and disruption by: every unit at its nearest server, every unit moved."""
+    weight = problem.values[problem.spec.weight] if problem.spec.weight else np.ones(len(problem.units))
+    return max(float((weight * problem.distance.min(axis=0)).sum()), 1.0), max(float(_disruption_cost(problem).sum()), 1.0)
 
 
 def _hold(model: pyo.ConcreteModel, previous: str, reached: float, slack: float) -> None:
@@ -191,6 +273,49 @@ def price_of_balance(
     return rows
 
 
+def measure_design(inputs: TerritoryInputs, spec: DesignSpec, assignment: pd.Series, centres: pd.Series | None = None) -> dict[str, object]:
+    """A design's measures, the same for today's (the units' owners) and a new one: total distance (each unit's
+    distance to its rep's home, or centre, times ``spec.weight`` when given, as compactness counts it; None when
+    reps have no place), units without a rep, each rep's units and loads against its share, and the balance and
+    cap bounds it breaks. ``assignment``: unit → rep (missing: no rep)."""
+    units, reps = inputs.units, inputs.reps
+    rep_of = assignment.reindex(units.index)
+    known = rep_of.notna().to_numpy()
+    weight = units[spec.weight].to_numpy(dtype=float) if spec.weight else np.ones(len(units))
+    distance = None
+    if centres is not None or not inputs.place_centres:
+        homes = rep_of[known].map(centres).map({u: i for i, u in enumerate(units.index)}) if centres is not None else rep_of[known].map({r: i for i, r in enumerate(reps.index)})
+        distance = float((inputs.distance[homes.to_numpy(dtype=int), np.flatnonzero(known)] * weight[known]).sum())
+    shares = (reps["weight"] / reps["weight"].sum()).to_numpy()
+    code = pd.Categorical(rep_of, categories=reps.index).codes
+    counts = np.bincount(code[known], minlength=len(reps))
+    totals = {a: np.bincount(code[known], weights=units[a].to_numpy(dtype=float)[known], minlength=len(reps)) for a in inputs.attributes}
+    tolerance = {b.attribute: b.tolerance for b in spec.balance}
+    caps = {c.attribute: c.limit for c in spec.caps}
+    loads: dict[str, dict[str, object]] = {}
+    violations: list[dict[str, object]] = []
+    for r, rep in enumerate(reps.index):
+        entry: dict[str, object] = {"units": int(counts[r])}
+        if centres is not None:
+            entry["centre"] = centres.get(rep)
+        for attribute in inputs.attributes:
+            load, share = float(totals[attribute][r]), float(units[attribute].sum() * shares[r])
+            ratio = load / share if share else None
+            entry[attribute] = {"load": load, "share": share, "ratio": ratio}
+            if attribute in tolerance and ratio is not None and abs(ratio - 1) > tolerance[attribute] * (1 + 1e-9) + 1e-12:
+                bound = 1 + tolerance[attribute] if ratio > 1 else 1 - tolerance[attribute]
+                violations.append({"rep": rep, "attribute": attribute, "bound": "upper" if ratio > 1 else "lower", "limit": share * bound, "load": load, "ratio": ratio})
+            if attribute in caps and load > caps[attribute] * (1 + 1e-9):
+                violations.append({"rep": rep, "attribute": attribute, "bound": "cap", "limit": caps[attribute], "load": load, "ratio": None})
+        loads[rep] = entry
+    return {
+        "total_distance": distance,
+        "units_without_rep": int((~known).sum()),
+        "rep_loads": loads,
+        "balance_violations": violations,
+    }
+
+
 # ----- the problem in arrays -----
 
 
@@ -231,18 +356,19 @@ def _problem(inputs: TerritoryInputs, spec: DesignSpec) -> _Problem:
     for name, column in values.items():
         total = column.sum()
         share[name] = np.full(len(servers), total / len(reps_frame)) if inputs.place_centres else total * weights / weights.sum()
-    options = _options(distance, owner, spec.nearest)
+    options = _options(distance, owner, units_frame["locked"].to_numpy(dtype=bool), spec.nearest)
     roots = [servers.index(s) if inputs.place_centres else _root(reps_frame, s, units, distance[i]) for i, s in enumerate(servers)]
     return _Problem(inputs, spec, units, servers, distance, options, owner, values, share, roots)
 
 
-def _options(distance: np.ndarray, owner: list[int | None], nearest: int | None) -> list[list[int]]:
-    """Per unit, the servers it may be assigned to: all, or the k nearest plus its owner."""
+def _options(distance: np.ndarray, owner: list[int | None], locked: np.ndarray, nearest: int | None) -> list[list[int]]:
+    """Per unit, the servers it may be assigned to: its owner when locked, else all, or the k nearest plus its owner."""
     n_servers, n_units = distance.shape
     if nearest is None or nearest >= n_servers:
-        return [list(range(n_servers))] * n_units
+        every = list(range(n_servers))
+        return [[owner[u]] if locked[u] else every for u in range(n_units)]
     closest = np.argpartition(distance, nearest - 1, axis=0)[:nearest].T
-    return [sorted(set(closest[u].tolist()) | ({owner[u]} if owner[u] is not None else set())) for u in range(n_units)]
+    return [[owner[u]] if locked[u] else sorted(set(closest[u].tolist()) | ({owner[u]} if owner[u] is not None else set())) for u in range(n_units)]
 
 
 def _root(reps: pd.DataFrame, rep: str, units: list[str], distance_row: np.ndarray) -> int:
@@ -269,7 +395,6 @@ def build_model(problem: _Problem) -> pyo.ConcreteModel:
         add_balance(model, problem, balance)
     for cap in problem.spec.caps:
         add_cap(model, problem, cap)
-    add_locks(model, problem)
     if problem.spec.contiguity:
         add_contiguity(model, problem)
     add_objective_terms(model, problem)
@@ -333,12 +458,6 @@ def add_cap(model: pyo.ConcreteModel, problem: _Problem, cap: Cap) -> None:
         model.S, rule=lambda m, s: _row(_load(m, problem, cap.attribute, s) <= cap.limit)))
 
 
-def add_locks(model: pyo.ConcreteModel, problem: _Problem) -> None:
-    """Locked units stay with their owner."""
-    locked = [u for u, flag in enumerate(problem.inputs.units["locked"]) if flag]
-    model.lock = pyo.Constraint(locked, rule=lambda m, u: m.x[u, problem.owner[u]] == 1)
-
-
 def add_contiguity(model: pyo.ConcreteModel, problem: _Problem) -> None:
     """A unit joins a territory only next to a unit of it nearer the territory's root.
 
@@ -377,8 +496,7 @@ def add_objective_terms(model: pyo.ConcreteModel, problem: _Problem) -> None:
     if any(o is not None for o in problem.owner):
         cost = _disruption_cost(problem)
         disruption = float(cost.sum()) - pyo.quicksum(cost[u] * model.x[u, o] for u, o in enumerate(problem.owner) if o is not None)
-        compact_ref = max(float((weight * problem.distance.min(axis=0)).sum()), 1.0)
-        disruption_ref = max(float(cost.sum()), 1.0)
+        compact_ref, disruption_ref = _references(problem)
         terms["disruption"] = disruption
         terms["weighted"] = (1 - spec.disruption_share) * compactness / compact_ref + spec.disruption_share * disruption / disruption_ref
     model.objective_terms = terms
@@ -407,7 +525,8 @@ def check_feasibility(problem: _Problem) -> None:
     limits += [(c.attribute, np.full(len(problem.servers), c.limit), "the cap") for c in problem.spec.caps]
     for attribute, upper, what in limits:
         values = problem.values[attribute]
-        for u, unit in enumerate(problem.units):
+        for u in np.flatnonzero(values > upper.min() * (1 + 1e-9)):  # a lighter unit fits every rep
+            unit = problem.units[u]
             reachable = upper[problem.options[u]]
             if values[u] > reachable.max() * (1 + 1e-9):
                 best = problem.options[u][int(np.argmax(reachable))]
@@ -419,13 +538,13 @@ def check_feasibility(problem: _Problem) -> None:
                     f"(largest {reachable.max():,.6g}, {what}){need}"
                 )
         if not problem.centres_mode:
-            locked = units["locked"].to_numpy()
-            for s, rep in enumerate(problem.servers):
-                mine = [u for u in range(len(problem.units)) if locked[u] and problem.owner[u] == s]
-                load = values[mine].sum()
-                if load > upper[s] * (1 + 1e-9):
-                    names = ", ".join(repr(problem.units[u]) for u in mine[:5]) + (" …" if len(mine) > 5 else "")
-                    messages.append(f"rep {rep!r}: locked units {names} carry {attribute} {load:,.6g}, above {what} {upper[s]:,.6g}")
+            locked = np.flatnonzero(units["locked"].to_numpy())
+            owners = np.array([problem.owner[u] for u in locked], dtype=int)
+            carried = np.bincount(owners, weights=values[locked], minlength=len(problem.servers))
+            for s in np.flatnonzero(carried > upper * (1 + 1e-9)):
+                mine = locked[owners == s]
+                names = ", ".join(repr(problem.units[u]) for u in mine[:5]) + (" …" if len(mine) > 5 else "")
+                messages.append(f"rep {problem.servers[s]!r}: locked units {names} carry {attribute} {carried[s]:,.6g}, above {what} {upper[s]:,.6g}")
     if messages:
         raise DesignInfeasible("no balanced design exists: " + "; ".join(messages))
 
@@ -436,29 +555,30 @@ def _unreachable_lower_bounds(problem: _Problem) -> list[str]:
     if problem.centres_mode:
         return []
     locked = problem.inputs.units["locked"].to_numpy()
-    offered: set[int] = set()
-    candidates: list[list[int]] = [[] for _ in problem.servers]
-    for u, servers in enumerate(problem.options):
-        offered.update(servers)
-        for s in servers:
-            if not locked[u] or problem.owner[u] == s:
-                candidates[s].append(u)
+    n_servers = len(problem.servers)
+    everywhere = np.array([len(servers) == n_servers for servers in problem.options])  # locked units: their owner only
+    offered = np.zeros(n_servers, dtype=bool)
+    offered[:] = everywhere.any()
+    reach = {b.attribute: np.full(n_servers, problem.values[b.attribute][everywhere].sum()) for b in problem.spec.balance}
+    for u in np.flatnonzero(~everywhere):
+        offered[problem.options[u]] = True
+        for attribute, total in reach.items():
+            total[problem.options[u]] += problem.values[attribute][u]
     nearest = problem.spec.nearest
     restricted = nearest is not None and nearest < len(problem.servers)
     messages = []
     for s, rep in enumerate(problem.servers):
-        if s not in offered:
+        if not offered[s]:
             if problem.spec.balance:
                 messages.append(f"rep {rep!r} is no unit's nearest {nearest} (nor any unit's owner), so it can get no units; raise --nearest")
             continue
         for balance in problem.spec.balance:
             lower = _bounds(problem, balance)[0][s]
-            reach = float(problem.values[balance.attribute][candidates[s]].sum())
-            if reach < lower * (1 - 1e-9):
+            if reach[balance.attribute][s] < lower * (1 - 1e-9):
                 remedies = (["raise --nearest"] if restricted else []) + (["unlock units"] if locked.any() else [])
                 remedies.append(f"loosen --balance {balance.attribute}")
                 messages.append(
-                    f"rep {rep!r} can reach at most {reach:,.6g} of {balance.attribute} from its candidate units, "
+                    f"rep {rep!r} can reach at most {reach[balance.attribute][s]:,.6g} of {balance.attribute} from its candidate units, "
                     f"below its lower bound {lower:,.6g} (its share −{balance.tolerance:.0%}): {' or '.join(remedies)}"
                 )
     return messages
@@ -485,9 +605,9 @@ def _readable(problem: _Problem, name: str) -> str:
     unit = (lambda k: repr(problem.units[k]))
     server = (lambda k: f"{'centre' if problem.centres_mode else 'rep'} {problem.servers[k]!r}")
     if family == "assign":
+        if problem.inputs.units["locked"].iat[keys[0]]:
+            return f"locked unit {unit(keys[0])} stays with {problem.servers[problem.owner[keys[0]]]!r}"
         return f"unit {unit(keys[0])} goes to one of its {len(problem.options[keys[0]])} allowed reps"
-    if family == "lock":
-        return f"locked unit {unit(keys[0])} stays with {problem.servers[problem.owner[keys[0]]]!r}"
     if family == "contiguity":
         return f"unit {unit(keys[0])} joins {server(keys[1])} only next to its territory"
     for prefix, sign in (("balance_upper_", 1), ("balance_lower_", -1), ("cap_", 0)):
@@ -506,11 +626,9 @@ def _readable(problem: _Problem, name: str) -> str:
 # ----- reading the solution back, in one place -----
 
 
-def _read_design(problem: _Problem, model: pyo.ConcreteModel, solves: tuple[SolveResult, ...]) -> Design:
-    chosen = np.full(len(problem.units), -1)
-    for (u, s), var in model.x.items():
-        if var.value is not None and var.value > 0.5:
-            chosen[u] = s
+def _read_design(
+    problem: _Problem, chosen: np.ndarray, solves: tuple[SolveResult, ...], duals: dict[str, np.ndarray] | None = None, search: tuple[dict, ...] = ()
+) -> Design:
     reps = list(problem.inputs.reps.index)
     centres = None
     if problem.centres_mode:
@@ -529,8 +647,8 @@ def _read_design(problem: _Problem, model: pyo.ConcreteModel, solves: tuple[Solv
     owners = problem.inputs.units["owner"]
     moved = owners.notna().to_numpy() & (owners.to_numpy() != rep_names)
     disruption = float(_disruption_cost(problem)[moved].sum()) if owners.notna().any() and not problem.centres_mode else None
-    moves = explain_moves(problem, assignment, loads, server_of_rep)
-    return Design(assignment, centres, loads, moves, compactness, disruption, solves)
+    moves = explain_moves(problem, assignment, loads, server_of_rep, duals)
+    return Design(assignment, centres, loads, moves, compactness, disruption, solves, search)
 
 
 def _label_centres(problem: _Problem, chosen: np.ndarray, open_centres: list[int]) -> dict[int, str]:
@@ -547,18 +665,24 @@ def _label_centres(problem: _Problem, chosen: np.ndarray, open_centres: list[int
     return {open_centres[i]: reps[j] for i, j in zip(rows, cols)}
 
 
-def explain_moves(problem: _Problem, assignment: pd.Series, loads: pd.DataFrame, server_of_rep: dict[str, int]) -> pd.DataFrame:
-    """For each unit: previous rep, whether it moved and why (the constraint or distance that moving back breaks)."""
+def explain_moves(
+    problem: _Problem, assignment: pd.Series, loads: pd.DataFrame, server_of_rep: dict[str, int], duals: dict[str, np.ndarray] | None = None
+) -> pd.DataFrame:
+    """For each unit: previous rep, whether it moved and why (the constraint or distance that moving back breaks).
+
+    ``duals``: the coupling rows' LP duals by row family (when the design was solved as arrays); a unit moved to a
+    farther rep names the balance bounds they show binding."""
     owners = problem.inputs.units["owner"]
+    locked = problem.inputs.units["locked"].to_numpy()
     reasons = []
     for u, unit in enumerate(problem.units):
         previous, rep = owners.iat[u], assignment.iat[u]
         if not isinstance(previous, str):
             reasons.append("new: no previous owner")
         elif previous == rep:
-            reasons.append("locked" if problem.inputs.units["locked"].iat[u] else "")
+            reasons.append("locked" if locked[u] else "")
         else:
-            reasons.append(_why_moved(problem, u, previous, rep, loads, server_of_rep))
+            reasons.append(_why_moved(problem, u, previous, rep, loads, server_of_rep, duals or {}))
     previous = owners.where(owners.notna(), "")
     return pd.DataFrame({
         "rep": assignment.to_numpy(),
@@ -568,27 +692,72 @@ def explain_moves(problem: _Problem, assignment: pd.Series, loads: pd.DataFrame,
     }, index=assignment.index)
 
 
-def _why_moved(problem: _Problem, u: int, previous: str, rep: str, loads: pd.DataFrame, server_of_rep: dict[str, int]) -> str:
+def precise(value: float) -> str:
+    """A number with four significant digits and no exponent (``0.03124``, ``12.35``, ``1,234``), so that
+    distances that differ are told apart."""
+    if value == 0 or not np.isfinite(value):
+        return f"{value:g}"
+    decimals = max(0, 3 - int(np.floor(np.log10(abs(value)))))
+    return f"{value:,.{decimals}f}"
+
+
+def _distance_unit(problem: _Problem) -> str:
+    return " km" if problem.inputs.distance_source == "great-circle km" else ""
+
+
+def _why_moved(
+    problem: _Problem, u: int, previous: str, rep: str, loads: pd.DataFrame, server_of_rep: dict[str, int], duals: dict[str, np.ndarray]
+) -> str:
     reasons = []
+    back, here = server_of_rep.get(previous), server_of_rep[rep]
     for balance in problem.spec.balance:
         attribute, value = balance.attribute, problem.values[balance.attribute][u]
         share = problem.share[attribute]
-        back, here = server_of_rep.get(previous), server_of_rep[rep]
         if back is not None and loads.at[previous, attribute] + value > share[back] * (1 + balance.tolerance) * (1 + 1e-9):
             pct = (loads.at[previous, attribute] + value) / share[back]
-            reasons.append(f"balance {attribute}: kept, {previous} would carry {pct:.0%} of its share (max {1 + balance.tolerance:.0%})")
+            reasons.append(f"balance {attribute}: kept, {previous} would carry {pct:.1%} of its share (upper bound {1 + balance.tolerance:.0%})")
         if loads.at[rep, attribute] - value < share[here] * (1 - balance.tolerance) * (1 - 1e-9):
             pct = (loads.at[rep, attribute] - value) / share[here]
-            reasons.append(f"balance {attribute}: without it {rep} would carry {pct:.0%} of its share (min {1 - balance.tolerance:.0%})")
+            reasons.append(f"balance {attribute}: without it {rep} would carry {pct:.1%} of its share (lower bound {1 - balance.tolerance:.0%})")
     for cap in problem.spec.caps:
         if loads.at[previous, cap.attribute] + problem.values[cap.attribute][u] > cap.limit:
             reasons.append(f"cap {cap.attribute}: kept, {previous} would exceed {cap.limit:,.6g}")
-    if previous not in server_of_rep:
+    if back is None:
         reasons.append(f"{previous} has no territory in this design")
         return "; ".join(reasons)
-    gain = problem.distance[server_of_rep[previous], u] - problem.distance[server_of_rep[rep], u]
+    gain = problem.distance[back, u] - problem.distance[here, u]
+    unit = _distance_unit(problem)
     if gain > 0:
-        reasons.append(f"compactness: {rep} is {gain:,.1f} nearer")
+        reasons.append(f"compactness: {rep} is {precise(gain)}{unit} nearer")
     elif not reasons:
-        reasons.append(f"chain of moves: {rep} is {-gain:,.1f} farther, but moving it back alone breaks no balance; it makes room elsewhere" + (" or keeps territories contiguous" if problem.spec.contiguity else ""))
+        bounds = _forcing_bounds(problem, back, here, previous, rep, loads, duals)
+        if bounds:
+            reasons.append(f"balance: {rep} is {precise(-gain)}{unit} farther, forced by {bounds}: moving it back alone breaks no bound, but the moves that would then keep it cost more")
+        else:
+            reasons.append(f"chain of moves: {rep} is {precise(-gain)}{unit} farther, but moving it back alone breaks no bound; it makes room elsewhere" + (" or keeps territories contiguous" if problem.spec.contiguity else ""))
     return "; ".join(reasons)
+
+
+def _forcing_bounds(problem: _Problem, back: int, here: int, previous: str, rep: str, loads: pd.DataFrame, duals: dict[str, np.ndarray]) -> str:
+    """The balance bounds behind a move to a farther rep: ``rep``'s lower bounds and ``previous``'s upper bounds that
+    the LP's duals show binding; without duals, the tightest of them (the least room left, as a share)."""
+    found: list[tuple[float, str]] = []
+    for balance in problem.spec.balance:
+        attribute, share = balance.attribute, problem.share[balance.attribute]
+        name = _component(attribute)
+        for server, who, side, bound in ((here, rep, "lower", 1 - balance.tolerance), (back, previous, "upper", 1 + balance.tolerance)):
+            ratio = loads.at[who, attribute] / share[server]
+            text = f"{who}'s {side} bound on {attribute} ({bound:.0%} of its share; it carries {ratio:.1%})"
+            y = duals.get(f"balance_{side}_{name}")
+            if y is not None:
+                if abs(y[server]) > 1e-9 * max(1.0, float(np.abs(y).max())):
+                    found.append((-abs(y[server]), text))
+            else:
+                found.append((abs(ratio - bound), text))
+    if not found:
+        return ""
+    if not duals:
+        return min(found)[1]
+    return " and ".join(text for _, text in sorted(found))
+
+

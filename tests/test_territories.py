@@ -339,3 +339,126 @@ def test_registering_the_command_loads_neither_pyomo_nor_matplotlib():
     code = "import sys, experiments.territory_command; print(sorted(m for m in ('pyomo', 'matplotlib', 'highspy') if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"
+
+
+# ----- today's design on the same measures; reasons that tell moves apart -----
+
+
+def great_circle_km(lat1, lon1, lat2, lon2):
+    """The haversine formula on a sphere of the mean Earth radius (6371.0088 km), written here independently."""
+    p1, p2, dp, dl = np.radians(lat1), np.radians(lat2), np.radians(lat2 - lat1), np.radians(lon2 - lon1)
+    return 2 * 6371.0088 * np.arcsin(np.sqrt(np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2))
+
+
+def test_todays_distance_and_loads_in_summary_equal_what_the_input_files_give(tmp_path):
+    write_state(tmp_path)
+    result = optimize(tmp_path, "--balance", "population:10%", "--no-price-of-balance")
+    assert result.exit_code == 0, result.output
+    units = pd.read_csv(tmp_path / "units.csv", dtype={"id": str})
+    reps = pd.read_csv(tmp_path / "reps.csv", dtype={"home_unit": str}).set_index("id")
+    home = units.set_index("id").loc[reps.loc[units["owner"], "home_unit"]]
+    distance = great_circle_km(home["lat"].to_numpy(), home["lon"].to_numpy(), units["lat"].to_numpy(), units["lon"].to_numpy()).sum()
+    today = json.loads((tmp_path / "out" / "summary.json").read_text())["today"]
+    assert today["total_distance"] == pytest.approx(distance, rel=1e-9)
+    loads = units.groupby("owner")["population"].sum()
+    share = units["population"].sum() / len(reps)
+    broken = set()
+    for rep in reps.index:
+        entry = today["rep_loads"][rep]
+        assert entry["units"] == (units["owner"] == rep).sum()
+        assert entry["population"]["load"] == pytest.approx(loads[rep]) and entry["population"]["share"] == pytest.approx(share)
+        if abs(loads[rep] / share - 1) > 0.1:
+            broken.add((rep, "upper" if loads[rep] > share else "lower"))
+    assert {(v["rep"], v["bound"]) for v in today["balance_violations"]} == broken and broken
+    assert "today" in result.output and "time limit 120 s per solve" in result.output
+
+
+def test_moved_units_reasons_tell_close_distances_apart(tmp_path):
+    # two reps 1 km apart; units owned by the far rep, 0.031 km and 0.034 km nearer the other (no balance)
+    pd.DataFrame({"id": ["r1", "r2"], "lat": [40.0, 40.0], "lon": [-75.0, -74.98823]}).to_csv(tmp_path / "reps.csv", index=False)
+    lons = [-74.99393, -74.99389, -74.99420]
+    pd.DataFrame({"id": ["a", "b", "c"], "workload": [1, 1, 1], "lat": 40.0, "lon": lons, "owner": "r1"}).to_csv(tmp_path / "units.csv", index=False)
+    result = optimize(tmp_path, "--cap", "workload:10")
+    assert result.exit_code == 0, result.output
+    moves = pd.read_csv(tmp_path / "out" / "assignment.csv", dtype=str).set_index("unit")
+    gains = {u: great_circle_km(40.0, -75.0, 40.0, lon) - great_circle_km(40.0, -74.98823, 40.0, lon) for u, lon in zip("abc", lons)}
+    for unit, gain in gains.items():
+        if gain > 0:
+            reason = moves.at[unit, "reason"]
+            number = float(reason.split(" is ")[1].split(" km")[0].replace(",", ""))
+            assert number == pytest.approx(gain, rel=1e-3), reason
+    told = [moves.at[u, "reason"] for u, g in gains.items() if g > 0]
+    assert len(told) >= 2 and len(set(told)) == len(told)
+
+
+def test_a_unit_moved_to_a_farther_rep_names_the_bound_that_forced_it(tmp_path):
+    write_state(tmp_path)
+    result = optimize(tmp_path, "--balance", "population:10%", "--no-price-of-balance")
+    assert result.exit_code == 0, result.output
+    units = pd.read_csv(tmp_path / "units.csv", dtype={"id": str}).set_index("id")
+    reps = pd.read_csv(tmp_path / "reps.csv", dtype={"home_unit": str}).set_index("id")
+    moves = pd.read_csv(tmp_path / "out" / "assignment.csv", dtype={"unit": str}).set_index("unit")
+    moved = moves[moves["moved"]]
+
+    def km(rep, unit):
+        home = units.loc[reps.at[rep, "home_unit"]]
+        return great_circle_km(home["lat"], home["lon"], units.at[unit, "lat"], units.at[unit, "lon"])
+
+    farther = [u for u in moved.index if km(moved.at[u, "rep"], u) > km(moved.at[u, "previous_rep"], u)]
+    assert farther  # balance moves some counties away from their nearest rep here
+    for unit in farther:
+        assert "bound" in moved.at[unit, "reason"] and "population" in moved.at[unit, "reason"], moved.at[unit, "reason"]
+
+
+# ----- the array model: exact where the Pyomo model is, an honest gap where it stops early -----
+
+
+def pyomo_optimum(inputs: TerritoryInputs, spec: DesignSpec) -> float:
+    import pyomo.environ as pyo
+
+    from optimizers.solve import solve
+    from optimizers.territories import _problem, build_model
+
+    model = build_model(_problem(inputs, spec))
+    model.objective = pyo.Objective(expr=model.objective_terms[spec.objective[0]], sense=pyo.minimize)
+    result = solve(model, EXACT)
+    assert result.status == "optimal"
+    return result.objective
+
+
+@pytest.mark.parametrize("tolerance", [0.05, 0.1, 0.3])
+def test_array_designs_reach_the_optimum_of_the_pyomo_model(tmp_path, tolerance):
+    inputs = county_inputs(tmp_path)
+    spec = DesignSpec(balance=(Balance("population", tolerance),))
+    design = design_territories(inputs, spec, EXACT)
+    assert design.result.status == "optimal"
+    assert design.compactness == pytest.approx(pyomo_optimum(inputs, spec), rel=1e-9)
+
+
+def test_a_design_stopped_at_a_loose_gap_reports_a_bound_below_the_optimum(tmp_path):
+    inputs = county_inputs(tmp_path)
+    spec = DesignSpec(balance=(Balance("population", 0.05),))
+    optimum = pyomo_optimum(inputs, spec)
+    design = design_territories(inputs, spec, SolveOptions(rel_gap=0.2))
+    assert design.result.bound <= optimum * (1 + 1e-9) and design.result.objective >= optimum * (1 - 1e-9)
+    assert design.result.gap == pytest.approx((design.result.objective - design.result.bound) / design.result.objective)
+
+
+def test_an_exact_share_that_integers_cannot_meet_ends_within_its_time_limit_with_one_line(tmp_path):
+    write_state(tmp_path)
+    result = optimize(tmp_path, "--balance", "population:0", "--time-limit", "3", "--no-price-of-balance")
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["status"] in ("infeasible", "no_solution") and summary["time_limit_seconds"] == 3
+
+
+def test_locked_units_heavier_than_their_owners_bound_are_named_before_solving(tmp_path):
+    pd.DataFrame({"id": ["a", "b", "c", "d"], "workload": [10, 10, 10, 10], "lat": [40, 40.1, 40.2, 40.3], "lon": -75.0,
+                  "owner": ["r1", "r1", "r1", "r2"], "locked": ["yes", "yes", "yes", ""]}).to_csv(tmp_path / "units.csv", index=False)
+    pd.DataFrame({"id": ["r1", "r2"], "lat": [40, 40.3], "lon": [-75, -75]}).to_csv(tmp_path / "reps.csv", index=False)
+    result = optimize(tmp_path, "--balance", "workload:20%")
+    assert result.exit_code == 1, result.output
+    assert "rep 'r1': locked units 'a', 'b', 'c' carry workload 30, above its share +20% 24" in result.output
+    assert "Traceback" not in result.output

@@ -14,7 +14,8 @@ import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dcc, html, no_update
 from plotly.subplots import make_subplots
 
-from experiments.territory_command import PRICE_SCALES, _simulated_totals, _summary, _write_summary
+from experiments.output import strict_json, write_atomically
+from experiments.territory_command import PRICE_SCALES, _simulated_totals, _summary
 from experiments.web import scenario_state as ss
 from experiments.web.app import Context, Page, errors, follow_jobs, job_area, table
 from experiments.web.charts import COLORS, base_layout
@@ -100,8 +101,8 @@ def territory_work(inputs: Any, attribute: str, tolerance: float, objective: str
         except DesignInfeasible as error:
             raise JobError(f"infeasible: {error}") from None
         design.moves.reset_index().to_csv(folder / "assignment.csv", index=False)
-        summary = _summary(inputs, spec, design)
-        _write_summary(summary, folder)
+        summary = _summary(inputs, spec, design, time_limit)
+        write_atomically(folder / "summary.json", strict_json(summary))
         scores = None
         if "price" in flags:
             job.advance(1, "pricing the balance: re-solving at other tolerances")
@@ -111,7 +112,7 @@ def territory_work(inputs: Any, attribute: str, tolerance: float, objective: str
             scores = _simulate(scenario, inputs, design, attribute, replications)
             scores.to_csv(folder / "simulation.csv", index=False)
             summary["simulation"] = {"scenario": scenario.name, "replications": replications, "by_design": _simulated_totals(scores)}
-        _write_summary(summary, folder)
+        write_atomically(folder / "summary.json", strict_json(summary))
         job.message = f"{design.result.status}: {int(design.moves['moved'].sum())} units moved"
         return {"inputs": inputs, "design": design, "summary": summary, "scores": scores, "attribute": attribute, "tolerance": tolerance}
 
