@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine import Results
-from experiments.output import write_replications, write_results
+from experiments.output import output_folder, simulation_files
 from experiments.runner import replicate
 from experiments.tracking import MlflowTracker, track_simulation
 from experiments.web.run_store import mlflow_rows, simulation_folders
@@ -16,9 +16,11 @@ def simulate_into(folder: Path, tracker=None) -> None:
     scenario = load_scenario("mmc", ["horizon_months=1"])
     runs = replicate(scenario, 2, 1)
     results = Results.from_replications(runs)
-    paths = write_results(results, scenario, 1, folder) | {"replications.csv": write_replications(runs, folder)}
+    with output_folder(folder, "simulate") as files:
+        simulation_files(files, results, runs, scenario, 1)
+        paths = files.commit()
     if tracker is not None:
-        track_simulation(tracker, "mmc", ["horizon_months=1"], scenario, 1, results, list(paths.values()), folder)
+        track_simulation(tracker, "mmc", ["horizon_months=1"], scenario, 1, results, paths, folder)
 
 
 def test_only_finished_simulation_folders_are_listed(tmp_path):

@@ -12,7 +12,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 from engine import Results
 from experiments.compare import CompareError, load_run, paired_differences, pairing_note
 from experiments.console import compact_number
-from experiments.output import write_replications, write_results
+from experiments.output import output_folder, simulation_files
 from experiments.report import ReportError, RunFolder
 from experiments.runner import replicate
 from experiments.tracking import make_tracker, track_simulation
@@ -62,8 +62,10 @@ def simulation_work(scenario: Scenario, replications: int, seed: int, source: st
     def work(job: Job, folder: Path) -> None:
         runs = replicate(scenario, replications, seed, 1, lambda r: job.advance(1, f"replication {job.done + 1} of {replications}"))
         results = Results.from_replications(runs)
-        paths = write_results(results, scenario, seed, folder) | {"replications.csv": write_replications(runs, folder)}
-        track_simulation(make_tracker(False, tracking_uri), source, edits, scenario, seed, results, list(paths.values()), job.folder or folder)
+        with output_folder(folder, "simulate") as files:  # the same complete set as salesops simulate writes
+            simulation_files(files, results, runs, scenario, seed)
+            paths = files.commit()
+        track_simulation(make_tracker(False, tracking_uri), source, edits, scenario, seed, results, paths, job.folder or folder)
         job.message = f"{replications} replications of {scenario.name}"  # the page reads the files, not this process's memory
 
     return work
