@@ -7,7 +7,6 @@ report.html (with its plots), each atomically; tracked in MLflow on request.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
@@ -22,16 +21,14 @@ from calibration.attributes import attribute_cells, attribute_column, named_attr
 from calibration.performance import deal_table, performance
 from calibration.winloss import analyse_export, cycle_days
 from experiments.calibration_commands import _fail
-from experiments.cells import write_atomically
+from experiments.console import edge_errors
+from experiments.output import RunFiles, output_folder
 from experiments.tracking import OUT_TAG, RunRecord, make_tracker
 from scenarios.json_values import json_ready
 
 console = Console()
 #: The files the command writes in its folder, and its plots in plots/ (removed before a run writes its own).
-OUTPUTS = ("winloss.json", "drivers.csv", "performance.csv", "lost_reasons.csv", "report.html")
-PLOTS = ("drivers.png", "calibration.png", "funnel_*.png", "trend_*.png", "lost_reasons.png")
 #: Characters that make a spreadsheet read a cell as a formula.
-FORMULA_START = ("=", "+", "-", "@")
 
 
 def winloss(
@@ -65,7 +62,8 @@ def winloss(
              if getattr(model.columns, kind) is not None or (kind == "territory" and territory is not None)}
     table, trend = performance(deal_table(used, cycle_days(used), territory), units, period)
     summary = _summary(checked, result, table, trend, units, territory_by, period)
-    paths = _write(out, result, table, summary)
+    with edge_errors(), output_folder(out, "winloss") as files:
+        paths = _write(files, result, table, summary)
     track_winloss(track, tracking_uri, export, mapping, summary, list(paths.values()), out)
     _print(summary, result)
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}", highlight=False)
@@ -97,30 +95,21 @@ def _summary(checked, result, table, trend, units: dict, territory_by: str | Non
     })
 
 
-def _write(out: Path, result, table, summary: dict) -> dict[str, Path]:
-    """drivers.csv, performance.csv, lost_reasons.csv (if any), report.html with its plots, and winloss.json last:
-    the files of an earlier run go first, so that none is left stale and winloss.json marks a complete set."""
-    from experiments.winloss_report import write_winloss_report  # matplotlib loads only when writing the report
+def _write(files: RunFiles, result, table, summary: dict) -> dict[str, Path]:
+    """drivers.csv, performance.csv, lost_reasons.csv (if any), report.html with its plots and winloss.json, published
+    as one set (no file of an earlier run survives)."""
+    from experiments.winloss_report import winloss_report  # matplotlib loads only when writing the report
 
-    for stale in [out / name for name in OUTPUTS] + [p for pattern in PLOTS for p in (out / "plots").glob(pattern)]:
-        stale.unlink(missing_ok=True)
-    paths = {"drivers.csv": write_atomically(out / "drivers.csv", _csv(result.levels)),
-             "performance.csv": write_atomically(out / "performance.csv", _csv(table))}
+    files.csv("drivers.csv", result.levels, people=True)
+    files.csv("performance.csv", table, people=True)
     if result.lost_reasons is not None:
-        paths["lost_reasons.csv"] = write_atomically(out / "lost_reasons.csv", _csv(result.lost_reasons))
-    report, plots = write_winloss_report(out, summary, result.levels, table, result.lost_reasons)
-    paths["report.html"] = report
-    paths |= {f"plots/{plot.name}": plot for plot in plots}
-    paths["winloss.json"] = write_atomically(out / "winloss.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    return paths
-
-
-def _csv(frame) -> str:
-    """CSV text for people: a text cell that a spreadsheet would run as a formula starts with a quote."""
-    text = frame.copy()
-    for column in text.columns[text.dtypes.map(lambda t: t == object or str(t) in ("str", "string"))]:
-        text[column] = text[column].map(lambda v: f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_START) else v)
-    return text.to_csv(index=False)
+        files.csv("lost_reasons.csv", result.lost_reasons, people=True)
+    page, images = winloss_report(summary, result.levels, table, result.lost_reasons)
+    files.write("report.html", page)
+    for name, png in images.items():
+        files.write(f"plots/{name}.png", png)
+    files.json("winloss.json", summary)
+    return {str(path.relative_to(files.folder)): path for path in files.commit()}
 
 
 def p_text(p: float) -> str:

@@ -6,13 +6,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from calibration.performance import ALARM, WARNING, funnel_limits
-from experiments.cells import write_atomically
 from experiments.report import COLORS, STYLE, _axes  # the simulate report's look; it sets matplotlib headless (Agg)
 from experiments.winloss_command import p_text
 
@@ -23,9 +21,9 @@ TREND_LINES = 8
 FLAG_COLORS = {"below": COLORS[4], "above": COLORS[2], "low": COLORS[1], "high": COLORS[5], "within": "#6b7280"}
 
 
-def write_winloss_report(out: Path, summary: dict, levels: pd.DataFrame, performance: pd.DataFrame,
-                         lost_reasons: pd.DataFrame | None) -> tuple[Path, list[Path]]:
-    """report.html and plots/*.png in ``out``; their paths."""
+def winloss_report(summary: dict, levels: pd.DataFrame, performance: pd.DataFrame,
+                   lost_reasons: pd.DataFrame | None) -> tuple[str, dict[str, bytes]]:
+    """The report page (plots embedded) and its plots as PNG, by name."""
     figures = {"drivers": ("Drivers: odds ratios with 95% intervals", _drivers(levels))}
     if summary["holdout"].get("done"):
         figures["calibration"] = ("Held-out calibration", _calibration(summary["holdout"]))
@@ -37,18 +35,13 @@ def write_winloss_report(out: Path, summary: dict, levels: pd.DataFrame, perform
             figures[f"trend_{kind}"] = (f"Won rate by {kind} over time", _trend(periods, kind, summary["trends"]))
     if lost_reasons is not None:
         figures["lost_reasons"] = ("Lost reasons", _lost(lost_reasons))
-    images, paths = {}, []
+    images = {}
     for name, (title, figure) in figures.items():
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
         plt.close(figure)
         images[name] = (title, buffer.getvalue())
-        path = out / "plots" / f"{name}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(buffer.getvalue())
-        paths.append(path)
-    report = write_atomically(out / "report.html", _html(summary, images))
-    return report, paths
+    return _html(summary, images), {name: png for name, (_, png) in images.items()}
 
 
 def _drivers(levels: pd.DataFrame):
