@@ -586,7 +586,8 @@ def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator
         result = solve(model, solve_options, build_seconds=time.perf_counter() - began)
         if not result.has_solution:
             iterations.append(Iteration(scale, result, None, None, None))
-            reach = _reachable_scale(data, options, scenario, queue, solve_options) if not tried and unreachable is None else None
+            first_infeasible = not tried and unreachable is None and result.status == "infeasible"
+            reach = _reachable_scale(data, options, scenario, queue, solve_options) if first_infeasible else None
             if not tried and (result.status != "infeasible" or reach is None):
                 return _unsolved(result, iterations, scale)
             if reach is not None:  # the model cannot reach the target: plan for the most it can, and simulate that
