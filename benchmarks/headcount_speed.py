@@ -70,8 +70,8 @@ def run_engine(scenario, replications, seed):  # noqa: ANN001, ANN201
 
 def target_figures(factors: list[float], replications: int, fresh_replications: int) -> None:
     """For each target (× the baseline's simulated median bookings): the plan, simulated again with a new seed and
-    ``fresh_replications`` replications, against the hand-made plan (4 SDRs a month for as few months as reach it),
-    and the model against the simulation for the plan returned."""
+    ``fresh_replications`` replications, against the hand-made plan (4 SDRs a month for as few months as reach the
+    target on those same replications), and the model against the simulation for the plan returned."""
     baseline = load_scenario("baseline")
     median = float(np.median(simulate(baseline, 40, seed=1).monthly.groupby("replication")["bookings"].sum()))
     print(f"baseline median bookings {median / 1e6:.2f}M (40 replications, seed 1); plans with {replications} replications "
@@ -83,12 +83,11 @@ def target_figures(factors: list[float], replications: int, fresh_replications: 
         seconds = time.perf_counter() - began
         fresh, _ = check_plan(report.scenario, target, fresh_replications, 2027, run_engine)
         chosen = report.iterations[report.chosen]
-        hand = hand_made_plan(baseline, target, replications, 1, run_engine)
+        hand = hand_made_plan(baseline, target, fresh_replications, 2027, run_engine)
         if hand is None:
             compared = "no hand-made plan reaches it"
         else:
-            hand_fresh, _ = check_plan(apply_plan(baseline, hand[0]), target, fresh_replications, 2027, run_engine)
-            compared = f"hand-made {sum(hand[0].values())} SDRs: P {hand_fresh.probability:.3f}, cost {hand_fresh.cost['mean'] / 1e6:.3f}M"
+            compared = f"hand-made {sum(hand[0].values())} SDRs: P {hand[1].probability:.3f}, cost {hand[1].cost['mean'] / 1e6:.3f}M"
         print(
             f"  ×{factor:.2f} target {target / 1e6:.2f}M: {report.status} in {len(report.iterations)} iterations, {seconds:.0f} s; "
             f"hires {', '.join(f'{role} {report.plan.total(role)}' for role in report.plan.headcount)}; "

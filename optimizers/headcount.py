@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Literal
 
 import numpy as np
-import pandas as pd
 import pyomo.environ as pyo
 from scipy import stats
 
@@ -481,28 +480,20 @@ class Check:
     response_hours_by_month: list[float] = field(repr=False)  # mean over replications; NaN where nothing was touched
 
 
-def check_plan(
-    scenario: Scenario, target: float | None, replications: int, seed: int | tuple[int, ...], run: Simulator
-) -> tuple[Check, np.ndarray]:
-    """Simulate a scenario (``replications`` at each seed given, pooled); the check and every replication's total
-    bookings."""
-    return check_of([run(scenario, replications, one) for one in ((seed,) if isinstance(seed, int) else seed)], target)
-
-
-def check_of(runs: list[Results], target: float | None) -> tuple[Check, np.ndarray]:
-    """The check of simulations of one scenario, pooled; and every replication's total bookings."""
-    totals = pd.concat([results.monthly.groupby("replication")[["bookings", "cost"]].sum() for results in runs])
+def check_plan(scenario: Scenario, target: float | None, replications: int, seed: int, run: Simulator) -> tuple[Check, np.ndarray]:
+    """Simulate a scenario; the check and every replication's total bookings."""
+    results = run(scenario, replications, seed)
+    totals = results.monthly.groupby("replication")[["bookings", "cost"]].sum()
     bookings = totals["bookings"].to_numpy()
-    count = len(bookings)
-    reached = int((bookings >= target).sum()) if target is not None else count
+    reached = int((bookings >= target).sum()) if target is not None else replications
     return Check(
-        probability=reached / count,
-        interval=_wilson(reached, count),
+        probability=reached / replications,
+        interval=_wilson(reached, replications),
         bookings=_quantiles(bookings),
         cost=_quantiles(totals["cost"].to_numpy()),
-        replications=count,
-        response_hours=float(np.mean([results.summary.loc["response_hours_mean", "mean"] for results in runs])),
-        response_hours_by_month=pd.concat([results.monthly for results in runs]).groupby("month", sort=True)["response_hours_mean"].mean().tolist(),
+        replications=replications,
+        response_hours=float(results.summary.loc["response_hours_mean", "mean"]),
+        response_hours_by_month=results.monthly.groupby("month", sort=True)["response_hours_mean"].mean().tolist(),
     ), bookings
 
 
@@ -595,7 +586,8 @@ def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator
         result = solve(model, solve_options, build_seconds=time.perf_counter() - began)
         if not result.has_solution:
             iterations.append(Iteration(scale, result, None, None, None))
-            reach = _reachable_scale(data, options, scenario, queue, solve_options) if not tried and unreachable is None else None
+            first_infeasible = not tried and unreachable is None and result.status == "infeasible"
+            reach = _reachable_scale(data, options, scenario, queue, solve_options) if first_infeasible else None
             if not tried and (result.status != "infeasible" or reach is None):
                 return _unsolved(result, iterations, scale)
             if reach is not None:  # the model cannot reach the target: plan for the most it can, and simulate that
@@ -612,12 +604,11 @@ def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator
         planned = apply_plan(scenario, plan.hires)
         key = tuple(sorted(plan.hires.items()))
         if key not in checked:  # a plan found again is not simulated again
-            runs = [run(planned, options.replications, seed)]
-            if options.target_bookings is not None and check_of(runs, options.target_bookings)[0].probability >= options.confidence:
-                # met: confirmed on as many fresh replications, pooled, so that the luck of one sample of
-                # replications among the plans tried does not choose the plan
-                runs.append(run(planned, options.replications, confirm_seed))
-            checked[key] = check_of(runs, options.target_bookings)
+            checked[key] = check_plan(planned, options.target_bookings, options.replications, seed, run)
+            if options.target_bookings is not None and checked[key][0].probability >= options.confidence:
+                # met: judged again on as many fresh replications, which decide, so that neither the luck of the
+                # planning replications nor that of one sample among the plans tried chooses the plan
+                checked[key] = check_plan(planned, options.target_bookings, options.replications, confirm_seed, run)
         check, bookings = checked[key]
         iteration = Iteration(
             scale, result, check, plan.expected_bookings, plan.expected_cost,
