@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -73,6 +74,10 @@ def for_people(frame: pd.DataFrame) -> pd.DataFrame:
 def _temporary(path: Path) -> Path:
     """A hidden name beside ``path``, keeping its suffix (writers such as matplotlib go by it)."""
     return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+#: The names ``_temporary`` gives.
+TEMPORARY = re.compile(r"^\..+\.\d+\.tmp(\.[^.]*)?$")
 
 
 def _write_file(path: Path, data: str | bytes) -> None:
@@ -254,6 +259,9 @@ def output_folder(out: Path, command: str, extend: bool = False) -> Iterator[Run
             os.fsync(handle.fileno())
         except OSError as error:
             raise OutputError(f"{out}: cannot write in this folder ({error.strerror or error})", 2) from None
+        for leftover in [*out.glob(".*.tmp*"), *out.glob("*/.*.tmp*")]:  # staged by a writer killed outright
+            if TEMPORARY.match(leftover.name):  # (holding the lock, no other writer is running)
+                leftover.unlink(missing_ok=True)
         files = RunFiles(out, command, extend)
         try:
             yield files
