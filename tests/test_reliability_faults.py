@@ -219,9 +219,9 @@ def test_a_new_set_removes_the_stale_files_of_the_previous_one(tmp_path):
     failed.write("report.json", '{"status": "infeasible"}\n'), failed.commit()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["complete.json", "report.json"]
     check_complete(tmp_path)
-    (tmp_path / ".summary.99999.tmp.json").write_text("{")  # staged by a writer killed outright
+    (tmp_path / ".summary.json.99999.tmp").write_text("{")  # staged by a writer killed outright
     with output.output_folder(tmp_path, "simulate"):
-        assert not (tmp_path / ".summary.99999.tmp.json").exists()
+        assert not (tmp_path / ".summary.json.99999.tmp").exists()
     (tmp_path / "report.json").write_text("{}")  # changed after the fact
     with pytest.raises(OutputError, match="differs from the run recorded"):
         check_complete(tmp_path)
