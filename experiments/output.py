@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -70,9 +71,14 @@ def for_people(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _temporary(path: Path) -> Path:
-    """A hidden name beside ``path``, keeping its suffix (writers such as matplotlib go by it)."""
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+def _temporary(path: Path, keep_suffix: bool = False) -> Path:
+    """A hidden name beside ``path`` that no ``*.csv`` or ``*.json`` pattern matches, unless ``keep_suffix`` (for
+    writers such as matplotlib that go by the suffix)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix if keep_suffix else ''}")
+
+
+#: The names ``_temporary`` gives.
+TEMPORARY = re.compile(r"^\..+\.\d+\.tmp(\.[^.]*)?$")
 
 
 def _write_file(path: Path, data: str | bytes) -> None:
@@ -153,17 +159,18 @@ class RunFiles:
         """Where ``name`` will be once committed."""
         return self.folder / name
 
-    def stage(self, name: str) -> Path:
-        """The temporary path to write ``name`` to, for writers that want a path; published by ``commit``."""
+    def stage(self, name: str, keep_suffix: bool = True) -> Path:
+        """The temporary path to write ``name`` to, for writers that want a path (it keeps the suffix, which they
+        may go by); published by ``commit``."""
         final = self.folder / name
         final.parent.mkdir(parents=True, exist_ok=True)
-        temporary = _temporary(final)
+        temporary = _temporary(final, keep_suffix)
         self.staged[name] = temporary
         return temporary
 
     def write(self, name: str, data: str | bytes) -> Path:
         """Stage ``name`` with ``data``."""
-        temporary = self.stage(name)
+        temporary = self.stage(name, keep_suffix=False)
         try:
             _write_file(temporary, data)
         except OSError as error:
@@ -173,7 +180,7 @@ class RunFiles:
     def csv(self, name: str, frame: pd.DataFrame, people: bool = False, **options: Any) -> Path:
         """Stage a CSV (``index=False`` unless ``options`` say otherwise); ``people``: formula cells neutralised."""
         options.setdefault("index", False)
-        temporary = self.stage(name)
+        temporary = self.stage(name, keep_suffix=False)
         try:
             (for_people(frame) if people else frame).to_csv(temporary, **options)
             with open(temporary, "rb") as handle:
@@ -254,6 +261,9 @@ def output_folder(out: Path, command: str, extend: bool = False) -> Iterator[Run
             os.fsync(handle.fileno())
         except OSError as error:
             raise OutputError(f"{out}: cannot write in this folder ({error.strerror or error})", 2) from None
+        for leftover in [*out.glob(".*.tmp*"), *out.glob("*/.*.tmp*")]:  # staged by a writer killed outright
+            if TEMPORARY.match(leftover.name):  # (holding the lock, no other writer is running)
+                leftover.unlink(missing_ok=True)
         files = RunFiles(out, command, extend)
         try:
             yield files

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from hypothesis import given, note
+from hypothesis import event, given, note
 from hypothesis import strategies as st
 
 from experiments.output import check_complete
@@ -102,7 +102,9 @@ def test_generated_scenario_documents_end_cleanly(document):
         out = Path(folder) / "out"
         result = invoke("simulate", path, "-n", "2", "--max-leads", FUZZ_MAX_LEADS, "--out", out)
         note(result.output[-400:])
-        if assert_clean_ending(result, out) == "ok":
+        outcome = assert_clean_ending(result, out)
+        event(f"exit {result.exit_code}")
+        if outcome == "ok":
             assert_no_lead_lost(out)
 
 
@@ -121,7 +123,9 @@ def test_generated_set_values_end_cleanly(path, value):
         result = invoke("simulate", "baseline", "-n", "1", "--set", "horizon_months=2", "--set", f"{'.'.join(path)}={value}",
                         "--max-leads", FUZZ_MAX_LEADS, "--out", out)
         note(result.output[-400:])
-        if assert_clean_ending(result, out) == "ok":
+        outcome = assert_clean_ending(result, out)
+        event(f"exit {result.exit_code}")
+        if outcome == "ok":
             assert_no_lead_lost(out)
 
 
@@ -168,6 +172,7 @@ def test_generated_crm_exports_end_cleanly_and_account_for_every_row(export):
         result = invoke("calibrate", path, "--mapping", "generated", "--out", out)
         note(result.output[-400:])
         outcome = assert_clean_ending(result, out, people_csv=("quarantine.csv",))
+        event(f"exit {result.exit_code}")
         if (out / "audit.json").exists() and (out / "complete.json").exists():
             audit = strict_json(out / "audit.json")
             assert audit["rows_in"] == rows, "a row lost silently"
@@ -223,6 +228,7 @@ def test_generated_territory_files_end_cleanly(files):
                         "--no-price-of-balance", "--time-limit", "10")
         note(result.output[-400:])
         assert_clean_ending(result, out, people_csv=("assignment.csv",))
+        event(f"exit {result.exit_code}")
 
 
 # ----- the reproductions, one per class -----
