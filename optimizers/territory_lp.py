@@ -4,8 +4,8 @@ Each unit goes to one rep; per-rep rows (balance bounds, caps) and held objectiv
 them. Its LP relaxation is nearly integral (a basic solution splits at most one unit per binding row), so:
 
 1. **The LP over every allowed pair, by column generation.** It starts from each unit's nearest reps, plus, for
-   every rep, its nearest units until they carry twice its share of each balanced attribute (so that lower bounds
-   are reachable), solves the LP on those pairs with HiGHS and prices every allowed pair with the row duals,
+   every rep, its nearest units not claimed by another rep until they carry its lower bound of each balanced
+   attribute (so that every lower bound is reachable, even for reps close together), solves the LP on those pairs with HiGHS and prices every allowed pair with the row duals,
    adding those with negative reduced cost, until none is left. A restricted LP that is infeasible gets a phase 1
    (slacks on the coupling rows, priced the same way) to find the pairs that make it feasible, or to prove that no
    allowed pair can.
@@ -37,8 +37,9 @@ from optimizers.solve import MatrixModel, SolveOptions, SolveResult, solve
 
 #: Each unit's nearest reps offered in the first LP when every rep is allowed.
 FIRST_NEAREST = 8
-#: Units (by nearness) offered to each rep until they carry this multiple of its balance share.
-REACH_MULTIPLE = 2.0
+#: Units (by nearness, none claimed by another rep) offered to each rep until they carry this multiple of its
+#: balance lower bound: reps close together then reach their lower bounds from different units.
+REACH_MULTIPLE = 1.0
 #: Units handled per block when pricing every pair (bounds memory to a block × reps).
 PRICE_BLOCK = 4096
 #: Pairs of most negative reduced cost added per unit in a pricing round.
@@ -237,7 +238,8 @@ def _gap(objective: float, bound: float) -> float:
 
 def _first_columns(data: AssignmentData) -> _Columns:
     """The first LP's pairs: every allowed pair when they are listed; else each unit's nearest reps and, per rep,
-    its nearest units until they carry ``REACH_MULTIPLE`` × its share of each balanced attribute."""
+    its nearest units not claimed by another rep until they carry ``REACH_MULTIPLE`` × its lower bound of each
+    balanced attribute (a transportation-style start: every lower bound is reachable from disjoint units)."""
     n_reps, n_units = data.shape
     if data.allowed is not None:
         return _listed_pairs(data)
@@ -252,11 +254,14 @@ def _first_columns(data: AssignmentData) -> _Columns:
         if not np.isfinite(family.lower).any():
             continue
         need = REACH_MULTIPLE * family.lower / np.where(family.scale > 0, family.scale, 1.0)
-        carried = np.cumsum(family.values[units][order], axis=1)
-        reach = np.minimum(np.sum(carried < need[:, None], axis=1) + 1, len(units))
-        for rep in range(n_reps):
-            u.append(units[order[rep, : reach[rep]]])
-            s.append(np.full(reach[rep], rep))
+        claimed = np.zeros(len(units), dtype=bool)
+        for rep in np.argsort(-need):  # each rep claims its nearest units that no other rep has claimed
+            mine = order[rep][~claimed[order[rep]]]
+            carried = np.cumsum(family.values[units][mine])
+            take = mine[: min(int(np.sum(carried < need[rep])) + 1, len(mine))]
+            claimed[take] = True
+            u.append(units[take])
+            s.append(np.full(len(take), rep))
     locked = np.flatnonzero(data.locked)
     s.append(data.owner[locked])
     u.append(locked)
