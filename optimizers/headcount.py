@@ -631,7 +631,7 @@ def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator
         if met and step > 1 / (1 + SCALE_TOLERANCE):
             break  # the asked quantile reaches the target with little to spare
         proposed = bracket.inside(scale * (max(step, 1 + SCALE_TOLERANCE) if not met else step))
-        if proposed is None and bracket.met_view < len(simulated):
+        if proposed is None and math.isfinite(bracket.met) and bracket.met_view < len(simulated):
             proposed, bracket.met = bracket.met, math.inf  # met with a queue since corrected: solve it again
         if proposed is None:
             break
