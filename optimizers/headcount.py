@@ -603,7 +603,8 @@ def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator
         plan = read_plan(model)
         planned = apply_plan(scenario, plan.hires)
         key = tuple(sorted(plan.hires.items()))
-        if key not in checked:  # a plan found again is not simulated again
+        repeated = key in checked
+        if not repeated:  # a plan found again is not simulated again
             checked[key] = check_plan(planned, options.target_bookings, options.replications, seed, run)
             if options.target_bookings is not None and checked[key][0].probability >= options.confidence:
                 # met: judged again on as many fresh replications, which decide, so that neither the luck of the
@@ -624,14 +625,14 @@ def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator
             continue
         met = check.probability >= options.confidence
         bracket.record(scale, met, len(simulated))
-        if not iteration.response_agrees(options.agreement):
-            continue  # the queue corrected first, at the same target
+        if not iteration.response_agrees(options.agreement) and not repeated:
+            continue  # the queue corrected first, at the same target (a plan found again cannot correct it more)
         quantile = max(float(np.quantile(bookings, 1 - options.confidence)), 1e-9)
         step = options.target_bookings / quantile  # the scale that would put the quantile on the target
         if met and step > 1 / (1 + SCALE_TOLERANCE):
             break  # the asked quantile reaches the target with little to spare
         proposed = bracket.inside(scale * (max(step, 1 + SCALE_TOLERANCE) if not met else step))
-        if proposed is None and bracket.met_view < len(simulated):
+        if proposed is None and math.isfinite(bracket.met) and bracket.met_view < len(simulated):
             proposed, bracket.met = bracket.met, math.inf  # met with a queue since corrected: solve it again
         if proposed is None:
             break
