@@ -100,7 +100,7 @@ def test_generated_scenario_documents_end_cleanly(document):
         path = Path(folder) / "scenario.yaml"
         path.write_text(document, encoding="utf-8")
         out = Path(folder) / "out"
-        result = invoke("simulate", path, "-n", "2", "--max-leads", FUZZ_MAX_LEADS, "--out", out)
+        result = invoke("simulate", path, "-n", "2", "--lead-log", "--max-leads", FUZZ_MAX_LEADS, "--out", out)
         note(result.output[-400:])
         outcome = assert_clean_ending(result, out)
         event(f"exit {result.exit_code}")
@@ -109,10 +109,14 @@ def test_generated_scenario_documents_end_cleanly(document):
 
 
 def assert_no_lead_lost(out: Path) -> None:
-    """Every lead of every replication ends in exactly one state (no silent loss)."""
+    """Every lead of every replication, and every item carried in from before the start, ends in exactly one state
+    (no silent loss): the states count the lead log's rows, and the new ones are the leads counted."""
     states = pd.read_csv(out / "states.csv").set_index("replication")
     totals = pd.read_csv(out / "replications.csv").set_index("replication")
-    assert (states.sum(axis=1) == totals["leads"]).all()
+    log = pd.read_csv(out / "leads.csv", usecols=["replication", "origin"])
+    rows = log.groupby("replication").size().reindex(states.index, fill_value=0)
+    new = log[log["origin"].eq("new")].groupby("replication").size().reindex(states.index, fill_value=0)
+    assert (states.sum(axis=1) == rows).all() and (new == totals["leads"]).all()
 
 
 @FUZZ_SETTINGS
@@ -120,7 +124,7 @@ def assert_no_lead_lost(out: Path) -> None:
 def test_generated_set_values_end_cleanly(path, value):
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "out"
-        result = invoke("simulate", "baseline", "-n", "1", "--set", "horizon_months=2", "--set", f"{'.'.join(path)}={value}",
+        result = invoke("simulate", "baseline", "-n", "1", "--lead-log", "--set", "horizon_months=2", "--set", f"{'.'.join(path)}={value}",
                         "--max-leads", FUZZ_MAX_LEADS, "--out", out)
         note(result.output[-400:])
         outcome = assert_clean_ending(result, out)
