@@ -190,7 +190,7 @@ def add_opportunities(model: pyo.ConcreteModel, data: HeadcountData, options: He
 
     def slots(m, territory, month):  # noqa: ANN001, ANN202
         k = index.month[month]
-        held = sum(
+        held = data.carried_slots[index.territory[territory], k] + sum(
             m.accepted[g, territory, data.months[j]] * data.funnels[g].holding[k - j]
             for g in m.segments for j in range(k + 1)
         )
@@ -198,7 +198,7 @@ def add_opportunities(model: pyo.ConcreteModel, data: HeadcountData, options: He
 
     def bookings(m, month):  # noqa: ANN001, ANN202
         k = index.month[month]
-        return sum(
+        return data.carried_bookings[k] + sum(
             m.accepted[g, t, data.months[j]] * data.funnels[g].bookings[k - j]
             for g in m.segments for t in m.territories for j in range(k + 1)
         )

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.automation import adoption_by_month, away_share_by_month, lever_cost_by_month
-from engine.calendar import WorkCalendar, month_starts
+from engine.calendar import WorkCalendar, month_starts, total_days_in_months
+from engine.initial import carried_work
 from engine.leads import daily_rate, stage_paths, territory_shares
 from scenarios.model import DAYS_PER_MONTH, FollowUp, Role, Scenario, for_segment
 
@@ -121,6 +122,8 @@ class HeadcountData:
     felt_wait: np.ndarray  # (month): share of the wait a lead feels (automated first replies feel shorter)
     slots_per_rep: np.ndarray  # (month): opportunity slots of one fully ramped opportunity rep
     funnels: dict[str, SegmentFunnel]
+    carried_bookings: np.ndarray  # (month): expected bookings of the deals open on the first day
+    carried_slots: np.ndarray  # (territory, month): expected slots those deals hold, month average
     fixed_cost: np.ndarray  # (month): costs no hiring decision changes (other roles' salaries, automation)
     lags: dict[str, int]
 
@@ -193,9 +196,33 @@ def headcount_data(scenario: Scenario) -> HeadcountData:
         felt_wait=felt,
         slots_per_rep=opp.open_opportunity_limit * (1.0 - away_share_by_month(scenario, opportunity_role)),
         funnels=funnels,
+        **_carried(scenario, months, territories),
         fixed_cost=_fixed_cost(scenario, roles),
         lags={r: scenario.roles[r].hiring_lag_months for r in roles},
     )
+
+
+#: Replications of the first day's open work averaged for the expectation model.
+CARRIED_SAMPLES = 8
+
+
+def _carried(scenario: Scenario, months: np.ndarray, territories: list[str]) -> dict[str, np.ndarray]:
+    """Expected bookings by month, and slots held by territory and month, of the deals open on the first day (the
+    snapshot's, or the warm-up's), from their drawn fates averaged over a few replications: they do not depend on
+    the plan, but the plan's months must not count on them twice."""
+    horizon = len(months) - 1
+    bookings, slots = np.zeros(horizon), np.zeros((len(territories), horizon))
+    for replication in range(CARRIED_SAMPLES):
+        work = carried_work(scenario, scenario.seed, replication)
+        if work is None:
+            continue
+        month = np.searchsorted(months, work.deal_holding, side="right") - 1
+        won = work.deal_won & (month < horizon)
+        bookings += np.bincount(month[won], weights=work.deal_amount[won], minlength=horizon)[:horizon]
+        for t in range(len(territories)):
+            mine = work.deal_territory == t
+            slots[t] += total_days_in_months(np.zeros(mine.sum()), np.minimum(work.deal_holding[mine], months[-1]), months)
+    return {"carried_bookings": bookings / CARRIED_SAMPLES, "carried_slots": slots / CARRIED_SAMPLES / np.diff(months)}
 
 
 def _off_hours_waits(scenario: Scenario, calendar: WorkCalendar, months: np.ndarray) -> dict[str, np.ndarray]:
