@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from experiments.automation_command import write_report
+from experiments.output import output_folder
 from experiments.console import compact_number
 from experiments.runner import run_replications
 from experiments.web import scenario_state as ss
@@ -81,7 +82,9 @@ def automation_work(scenario: Scenario, catalogue: Any, options: Any):
                                      lambda done: setattr(job, "message", f"{done} portfolios simulated"))
         except CatalogueError as error:
             raise JobError("; ".join(f"{error.source}: {p}" for p in error.problems)) from None
-        write_report(report, catalogue, options, scenario, folder)
+        with output_folder(folder, "optimize automation") as files:  # the same complete set as the command's
+            write_report(report, catalogue, options, scenario, files)
+            files.commit()
         if report.portfolio is None:
             raise JobError(f"no portfolio found: the solver stopped with {report.solve.termination}")
         job.message = f"{len(report.portfolio.starts)} of {len(catalogue.items)} tools chosen"

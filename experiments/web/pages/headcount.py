@@ -12,6 +12,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from experiments.console import compact_number
 from experiments.headcount_command import write_report
+from experiments.output import output_folder
 from experiments.runner import run_replications
 from experiments.web import scenario_state as ss
 from experiments.web.app import Context, Page, errors, follow_jobs, job_area, table
@@ -58,7 +59,9 @@ def headcount_work(scenario: Scenario, options: Any):
 
         job.message = "solving"
         report = plan_headcount(scenario, options, run)
-        write_report(report, options, folder)
+        with output_folder(folder, "optimize headcount") as files:  # the same complete set as the command's
+            write_report(report, options, files)
+            files.commit()
         job.message = report.message
         return report
 
