@@ -162,7 +162,8 @@ class Calibration:
             later = reached[step]
         return reached
 
-    def _step_time(self, used: pd.DataFrame, step: str) -> pd.Series:
+    def step_time(self, used: pd.DataFrame, step: str) -> pd.Series:
+        """When each row reached a funnel step: its creation for the entry step, its close for ``won``."""
         return used["created_at"] if step == self.entry_ else (used["closed_at"] if step == "won" else used[STEP_TIMESTAMP[step]])
 
     def _span(self, used: pd.DataFrame, a: str, b: str) -> dict:
@@ -174,8 +175,8 @@ class Calibration:
         outcome = pd.Series(np.select([passed, lost_here], [WON, LOST], OPEN), index=used.index)
         span: dict = {"from": a, "to": b}
         if self.dated_:
-            start = self._step_time(used, a)
-            end = self._step_time(used, b).where(passed, used["closed_at"].where(lost_here))
+            start = self.step_time(used, a)
+            end = self.step_time(used, b).where(passed, used["closed_at"].where(lost_here))
             durations = (end.where(passed | lost_here, self.known_until_) - start) / DAY
         elif b == "won" and used["cycle_days"].notna().any():
             durations = used["cycle_days"]
@@ -277,7 +278,7 @@ class Calibration:
         if resolved.sum() < 50 or reached["sql"][resolved].nunique() < 2:
             documented["why"] = "fewer than 50 touched rows with a known qualification, or no variation"
             return documented
-        start = self._step_time(used, before_sql)
+        start = self.step_time(used, before_sql)
         hours = ((used["first_response_at"] - start) / pd.Timedelta(hours=1)).clip(lower=0)
         fit = ResponseDecayFit(self.confidence).fit(hours[resolved].to_numpy(), reached["sql"][resolved].to_numpy(),
                                                     used["segment"][resolved].to_numpy())
@@ -459,7 +460,7 @@ class Calibration:
             reached = self._reached(used)
             closing_step = self.observed_steps_[-2]
             stage_of = pd.Series(STAGE_NAME, index=used.index).where(reached[closing_step])
-            entered_at = self._step_time(used, closing_step).where(reached[closing_step])
+            entered_at = self.step_time(used, closing_step).where(reached[closing_step])
             if closing_step == "opportunity" and "sql" in self.observed_steps_:
                 discovery = reached["sql"] & ~reached["opportunity"]
                 stage_of = stage_of.mask(discovery, "discovery")

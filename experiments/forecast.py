@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from calibration import Audit, Calibration, CalibrationError, Mapping, RawExport, apply_calibration, audit
-from calibration.calibrate import STEP_TIMESTAMP
+from calibration.calibrate import STAGE_NAME
 from engine import run_replication
 from engine.calendar import month_starts
 from experiments.runner import map_replications
@@ -267,7 +267,7 @@ def weighted_pipeline(cut: Cut) -> pd.DataFrame:
     once if older), with its amount or, without one, the segment's mean won amount. Per close month: won, bookings."""
     used, fitted = cut.checked.used, cut.calibration
     closing = fitted.observed_steps_[-2]
-    entered_at = {"close": _step_time(used, fitted, closing), DISCOVERY: _step_time(used, fitted, "sql") if "sql" in fitted.observed_steps_ else None}
+    entered_at = {STAGE_NAME: fitted.step_time(used, closing), DISCOVERY: fitted.step_time(used, "sql") if "sql" in fitted.observed_steps_ else None}
     won, closed = used["outcome"].eq("won"), used["outcome"].isin(["won", "lost"])
     mean_amount = used["amount"][won & (used["amount"] > 0)].groupby(used["segment"]).mean() if "amount" in used else pd.Series(dtype=float)
     deals = cut.pipeline[cut.pipeline["kind"].eq("opportunity")]
@@ -290,10 +290,6 @@ def weighted_pipeline(cut: Cut) -> pd.DataFrame:
     early = table.index < first  # closing before the first forecast month: due now, counted in it
     table.loc[first] = table[early].sum() + (table.loc[first] if first in table.index else 0.0)
     return table[~table.index.isin(table.index[early])]
-
-
-def _step_time(used: pd.DataFrame, fitted: Calibration, step: str) -> pd.Series:
-    return used["created_at"] if step == fitted.entry_ else used[STEP_TIMESTAMP[step]]
 
 
 def accuracy_by_horizon(monthly: pd.DataFrame) -> dict:

@@ -154,6 +154,8 @@ def _backtest_figure(result: Backtest) -> plt.Figure:
         ax.plot(x, part["weighted_pipeline"], color="#d97706", linestyle="--", label="weighted pipeline")
         ax.plot(x, part["moving_average"], color="#6b7280", linestyle=":", label="3-month average")
         ax.plot(x, part["actual"], color="#111827", marker="o", label="actual")
+        # a naive forecast far off the mark would flatten the rest: the axis follows the actual and the band
+        ax.set_ylim(0, 1.5 * max(part["actual"].max(), part["p90"].max(), 1.0))
         ax.set_title(f"won deals, cut {cut}", loc="left", fontsize=10, fontweight="bold")
         ax.set_xticks(list(x), part["month"], rotation=45, ha="right", fontsize=8)
         ax.spines[["top", "right"]].set_visible(False)
@@ -184,10 +186,11 @@ def _backtest_html(result: Backtest, plot: Path) -> str:
     image = base64.b64encode(plot.read_bytes()).decode()
     cuts = ", ".join(html.escape(c) for c in result.monthly["cut"].unique())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Forecast back-test</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#111827}}table{{border-collapse:collapse}}
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#111827}}img{{max-width:100%}}table{{border-collapse:collapse}}
 td,th{{padding:.25rem .6rem;border-bottom:1px solid #e5e7eb;text-align:right}}td:nth-child(-n+2),th:nth-child(-n+2){{text-align:left}}</style>
 </head><body><h1>Forecast back-test</h1><p>Cuts: {cuts}. Each forecast was fitted only on what was known before its cut;
-horizon 1 is the month that begins at the cut.</p><img alt="actual against forecast per cut" src="data:image/png;base64,{image}">
+horizon 1 is the month that begins at the cut. Each panel's axis follows the actual figures and the band; a naive
+forecast far above them runs off the top.</p><img alt="actual against forecast per cut" src="data:image/png;base64,{image}">
 <h2>Accuracy by horizon month</h2><table><tr><th>measure</th><th>method</th><th>horizon</th><th>MAPE</th><th>bias</th>
 <th>inside P10–P90</th><th>pinball loss</th><th>months</th></tr>{''.join(rows)}</table></body></html>
 """
