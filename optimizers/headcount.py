@@ -579,6 +579,7 @@ def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator
     unreachable: SolveResult | None = None  # the first solve, when the model could not reach the target at all
     confirm_seed = int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
     scale, bracket = 1.0, _Bracket()
+    stalled = 0  # unmet plans in a row that had been simulated already: the scale moved too little to change them
     for _ in range(options.max_iterations):
         began = time.perf_counter()
         model = build_model(data, options, scenario, scale, queue=queue)
@@ -631,7 +632,9 @@ def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator
         step = options.target_bookings / quantile  # the scale that would put the quantile on the target
         if met and step > 1 / (1 + SCALE_TOLERANCE):
             break  # the asked quantile reaches the target with little to spare
-        proposed = bracket.inside(scale * (max(step, 1 + SCALE_TOLERANCE) if not met else step))
+        stalled = stalled + 1 if repeated and not met else 0
+        least = 1 + SCALE_TOLERANCE * 2**stalled  # doubled while the plan stays the same, so a few steps change it
+        proposed = bracket.inside(scale * (max(step, least) if not met else step))
         if proposed is None and math.isfinite(bracket.met) and bracket.met_view < len(simulated):
             proposed, bracket.met = bracket.met, math.inf  # met with a queue since corrected: solve it again
         if proposed is None:

@@ -262,3 +262,13 @@ def test_bad_input_is_refused_in_one_line(arguments, message, tmp_path):
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), result.output
+
+
+def test_a_plan_short_of_the_target_makes_the_planner_try_other_plans():
+    """Twelve months of the steady baseline make about 22.6M; at 21M the no-hire plan reaches the target in 3 of 4
+    replications. Raising the target by 1% at a time left the no-hire plan optimal for all 8 iterations; the planner
+    must raise it far enough to try plans that hire."""
+    scenario = load_scenario("baseline", ["horizon_months=12"])
+    report = plan_headcount(scenario, HeadcountOptions(target_bookings=21e6, replications=4, seed=1))
+    costs = {round(it.expected_cost) for it in report.iterations if it.check}
+    assert len(costs) > 1, [it.target_scale for it in report.iterations]
