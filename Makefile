@@ -32,8 +32,10 @@ run: $(STAMP)
 	@echo "reports: runs/today/report.html, runs/plan/simulation/report.html; plan: runs/plan/plan.csv; forecast: runs/forecast/forecast.png"
 	@echo "runs in MLflow: $(BIN)/mlflow ui --backend-store-uri sqlite:///runs/mlflow.db  (then http://127.0.0.1:5000)"
 
+# The suite's files run on as many workers as the machine has cores, each file on one worker (its shared fixtures
+# built once); `$(BIN)/python -m pytest tests/test_x.py` runs one file in one process.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 # The site: guides, the model explained, the reference generated from the code (docs/_tools), the API from
 # docstrings. Strict: a broken link or a missing reference fails the build.

@@ -68,6 +68,19 @@ def assert_no_orphans(workers: list[psutil.Process]) -> None:
     assert not alive, f"orphan workers: {[w.pid for w in alive]}"
 
 
+def interrupt(args: list[str | Path], signum: int, delay: float) -> tuple[subprocess.Popen, bytes]:
+    """Start the command, send it ``signum`` ``delay`` seconds after its workers run, and check that it ends with no
+    orphan worker and no traceback; the ended process and its standard error."""
+    process = start(*args)
+    workers = wait_for_workers(process)
+    time.sleep(delay)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert_no_orphans(workers)
+    assert b"Traceback" not in stderr
+    return process, stderr
+
+
 def same_files(a: Path, b: Path, names: tuple[str, ...]) -> bool:
     return all((a / name).read_bytes() == (b / name).read_bytes() for name in names)
 
@@ -90,13 +103,7 @@ def test_a_signal_at_a_random_moment_leaves_no_orphan_and_no_false_result(tmp_pa
     assert invoke("simulate", "mmc", "-n", "2", "--set", "horizon_months=2", "--out", out).exit_code == 0  # an earlier run
     earlier = (out / "summary.json").read_bytes()
     for _ in range(MOMENTS):
-        process = start(*SIMULATE, "--out", out)
-        workers = wait_for_workers(process)
-        time.sleep(rng.uniform(0.0, 2.5))
-        process.send_signal(signum)
-        _, stderr = process.communicate(timeout=60)
-        assert_no_orphans(workers)
-        assert b"Traceback" not in stderr
+        process, stderr = interrupt([*SIMULATE, "--out", out], signum, rng.uniform(0.0, 2.5))
         check_complete(out)  # the earlier run or the new one, complete either way
         published_new = (out / "summary.json").read_bytes() != earlier
         if process.returncode == 0 or published_new:  # finished, or stopped after publishing (while printing)
@@ -118,13 +125,7 @@ def test_a_killed_sweep_leaves_no_orphan_and_resumes_exactly(tmp_path, signum):
     straight = invoke("sweep", definition, "--out", tmp_path / "straight")
     assert straight.exit_code == 0, straight.output
     out = tmp_path / "out"
-    process = start("sweep", definition, "--out", out, "--workers", "2")
-    workers = wait_for_workers(process)
-    time.sleep(rng.uniform(0.5, 3.0))
-    process.send_signal(signum)
-    _, stderr = process.communicate(timeout=60)
-    assert_no_orphans(workers)
-    assert b"Traceback" not in stderr
+    interrupt(["sweep", definition, "--out", out, "--workers", "2"], signum, rng.uniform(0.5, 3.0))
     if (out / MARKER).exists():  # finished, or stopped after publishing: the tables are the whole sweep's
         check_complete(out)
         assert same_files(out, tmp_path / "straight", ("results.csv", "summary.csv", "sweep.yaml"))
