@@ -463,10 +463,10 @@ def _lagrangian_bound(data: AssignmentData, cost: Cost, held: tuple[Held, ...], 
 
 
 def _matrix(
-    data: AssignmentData, cost: Cost, held: tuple[Held, ...], columns: _Columns, integer: bool, slacks: bool = False, fixed: np.ndarray | None = None
+    data: AssignmentData, cost: Cost, held: tuple[Held, ...], columns: _Columns, integer: bool, slacks: bool = False
 ) -> MatrixModel:
     """The model on the given pairs: assignment rows, then one row per rep per family, then the held rows.
-    ``slacks``: phase 1 (each coupling row gets a slack each way at cost 1, pairs cost 0); ``fixed``: pairs set to 1."""
+    ``slacks``: phase 1 (each coupling row gets a slack each way at cost 1, pairs cost 0)."""
     n_reps, n_units = data.shape
     s, u = columns.s, columns.u
     n = len(s)
@@ -509,10 +509,7 @@ def _matrix(
     matrix = sparse.csr_array((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(offset, n + n_slack))
     col_upper = np.concatenate([np.ones(n), np.full(n_slack, np.inf)])
     flags = np.concatenate([np.full(n, integer), np.zeros(n_slack, dtype=bool)])
-    col_lower = np.zeros(n + n_slack)
-    if fixed is not None:
-        col_lower[:n] = fixed
     return MatrixModel(
-        c=c, A=matrix, row_lower=np.concatenate(lower), row_upper=np.concatenate(upper), col_lower=col_lower,
+        c=c, A=matrix, row_lower=np.concatenate(lower), row_upper=np.concatenate(upper), col_lower=np.zeros(n + n_slack),
         col_upper=col_upper, integer=flags, row_names=names, col_names=_Names(columns, n_slack),
     )
