@@ -153,8 +153,9 @@ class _Names:
         return f"x[{self._u[j]},{self._s[j]}]"
 
 
-def solve_assignment(data: AssignmentData, cost: Cost, held: tuple[Held, ...], options: SolveOptions) -> Outcome:
-    """Solve one stage: minimise ``cost`` subject to the families and ``held``, within ``options``' time and gap."""
+def solve_assignment(data: AssignmentData, cost: Cost, held: tuple[Held, ...], options: SolveOptions, start: np.ndarray | None = None) -> Outcome:
+    """Solve one stage: minimise ``cost`` subject to the families and ``held``, within ``options``' time and gap.
+    ``start``: a design meeting every row (rep index per unit; a lexicographic stage's predecessor), improved first."""
     started = time.perf_counter()
     deadline = started + options.time_limit if options.time_limit is not None else None
     spent = [0.0]  # seconds inside HiGHS; the rest is building and pricing
@@ -165,6 +166,8 @@ def solve_assignment(data: AssignmentData, cost: Cost, held: tuple[Held, ...], o
         return result
 
     columns = _first_columns(data)
+    if start is not None:
+        columns.add(start.astype(np.int64), np.arange(data.shape[1]))
     search: dict[str, object] = {"first_pairs": int(len(columns.s))}
     lp, search["pricing_rounds"], search["phase_one_rounds"] = _column_generation(data, cost, held, columns, run, options, deadline)
     search["lp_pairs"] = int(len(columns.s))
@@ -174,7 +177,7 @@ def solve_assignment(data: AssignmentData, cost: Cost, held: tuple[Held, ...], o
         duals = _duals(data, held, lp.duals)
         bound = _lagrangian_bound(data, cost, held, duals)
         search["lp_bound"] = bound
-        chosen = _heuristic(data, cost, held, columns, run, options, deadline, search)
+        chosen = _heuristic(data, cost, held, columns, run, options, deadline, search, start, bound)
         if chosen is not None:
             objective = float(data.cost(cost, chosen, np.arange(data.shape[1])).sum())
             incumbent = SolveResult("feasible", "heuristic", objective, None, None, 0.0, 0.0)
@@ -216,30 +219,41 @@ def solve_assignment(data: AssignmentData, cost: Cost, held: tuple[Held, ...], o
 
 def _heuristic(
     data: AssignmentData, cost: Cost, held: tuple[Held, ...], columns: _Columns, run: Callable[..., SolveResult],
-    options: SolveOptions, deadline: float | None, search: dict[str, object],
+    options: SolveOptions, deadline: float | None, search: dict[str, object], start: np.ndarray | None, bound: float,
 ) -> np.ndarray | None:
-    """A design from the LP over ``columns`` with its coupling rows narrowed (``NARROWING``, each tried in turn),
-    rounded, repaired and improved along those pairs within the real rows (``territory_search``); None when no
-    narrowing gives a repairable rounding."""
+    """A design improved along ``columns`` within every row (``territory_search``): from ``start`` when given; then,
+    unless that is within the asked gap of ``bound``, from the LP over ``columns`` with its rows narrowed
+    (``NARROWING``, each tried in turn until one rounds to a repairable design), rounded and repaired. The cheaper
+    of the two; None when neither gives a design."""
     pairs, units = (columns.s, columns.u), np.arange(data.shape[1])
+    started = time.perf_counter()
+    best = improve(data, cost, held, start, pairs, deadline) if start is not None else None
+
+    def total(chosen: np.ndarray) -> float:
+        return float(data.cost(cost, chosen, units).sum())
+
+    if best is not None:
+        search["from_start_objective"] = total(best)
+        if _gap(total(best), bound) <= (options.rel_gap or 0.0):
+            search["heuristic_seconds"] = time.perf_counter() - started
+            return best
     lp_options = SolveOptions(rel_gap=None, threads=options.threads, explain=False)
     for fraction in NARROWING:
         if deadline is not None and time.perf_counter() > deadline:
-            return None
+            break
         lp = run(_matrix(_narrowed(data, fraction), cost, held, columns, integer=False), replace(lp_options, time_limit=_left(deadline, 1.0)))
         if lp.status != "optimal":
             continue
-        started = time.perf_counter()
         repaired = repair(data, cost, held, rounded(pairs, lp.values[: len(columns.s)], data.shape[1]), pairs, deadline)
         if repaired is None:
             continue
         chosen = improve(data, cost, held, repaired, pairs, deadline)
-        search.update(
-            narrowing=fraction, repaired_objective=float(data.cost(cost, repaired, units).sum()),
-            heuristic_objective=float(data.cost(cost, chosen, units).sum()), heuristic_seconds=time.perf_counter() - started,
-        )
-        return chosen
-    return None
+        search.update(narrowing=fraction, repaired_objective=total(repaired), heuristic_objective=total(chosen))
+        if best is None or total(chosen) < total(best):
+            best = chosen
+        break
+    search["heuristic_seconds"] = time.perf_counter() - started
+    return best
 
 
 def _narrowed(data: AssignmentData, fraction: float) -> AssignmentData:

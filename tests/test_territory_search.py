@@ -130,3 +130,18 @@ def test_designs_of_small_instances_equal_the_brute_force_optimum(seed):
     design = design_territories(inputs, spec, SolveOptions(rel_gap=0.0))
     assert design.result.status == "optimal"
     assert design.compactness == pytest.approx(best, rel=1e-9)
+
+
+def test_a_lexicographic_stage_starts_from_the_design_before_it_and_is_never_worse():
+    """Compactness first, then disruption holding it: the second stage's design moves no more units than the first
+    stage's design does, and keeps its compactness (within the hold's tolerance)."""
+    inputs = instance(600, 10, seed=3)
+    inputs.units["owner"] = np.random.default_rng(3).choice(list(inputs.reps.index), 600)
+    options = SolveOptions(rel_gap=0.01, time_limit=30)
+    compact = DesignSpec(balance=(Balance("workload", 0.1),), weight="workload")
+    first = design_territories(inputs, compact, options)
+    both = design_territories(inputs, DesignSpec(balance=compact.balance, weight="workload", objective=("compactness", "disruption")), options)
+    assert both.solves[0].objective == pytest.approx(first.compactness)
+    assert both.compactness <= first.compactness * (1 + 1e-6)
+    assert both.disruption <= first.disruption
+    assert both.search[1]["from_start_objective"] <= first.disruption
