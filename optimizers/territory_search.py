@@ -1,11 +1,12 @@
 """A feasible territory design fast, without a MIP: the LP rounded, repaired by the cheapest moves, then improved.
 
 The assignment LP splits few units (a basic solution splits at most one unit per binding row), so giving each unit
-its largest LP pair breaks few rows, and each only by about one unit's load. ``repair`` moves units, one at a
-time, along the move that removes the most violation per unit of cost, until every row holds; ``improve`` then
-shifts units to a cheaper rep, and swaps pairs of units between two reps, while every row holds, until no move
-lowers the cost. Both move units only along the given pairs (the LP's columns: each unit's nearest reps and the
-pairs that pricing found useful), and both work on arrays: about 20 s at 50,000 units × 500 reps.
+its largest LP pair breaks few rows, and each only by about one unit's load (``territory_lp`` rounds an LP whose
+bounds it narrowed a little, so that the reps held at a bound keep room to pass units on). ``repair`` moves units,
+one at a time, along the move that removes the most violation per unit of cost, until every row holds; ``improve``
+then shifts units to a cheaper rep, and swaps pairs of units between two reps, while every row holds, until no
+move lowers the cost. Both move units only along the given pairs (the LP's columns: each unit's nearest reps and
+the pairs that pricing found useful), and both work on arrays: about 20 s at 50,000 units × 500 reps.
 
 Rows are those of ``territory_lp``: per rep, each family's ``lower ≤ scale · Σ values ≤ upper``; and each held
 objective's ``Σ cost ≤ bound`` (a lexicographic stage).
