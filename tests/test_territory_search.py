@@ -19,17 +19,18 @@ COMPACT = lp.Cost(compactness=1.0)
 
 
 def instance(n_units: int, n_reps: int, seed: int, locked: int = 0) -> TerritoryInputs:
-    """Units at random points of a unit square with lognormal workloads, reps at random points; ``locked`` units
-    belong to rep 0 and stay there."""
+    """Units at random points of a unit square with lognormal workloads and potentials, reps at random points;
+    ``locked`` units belong to rep 0 and stay there."""
     rng = np.random.default_rng(seed)
     xy, homes = rng.random((n_units, 2)), rng.random((n_reps, 2))
     reps = [f"r{k}" for k in range(n_reps)]
     owner = [reps[0] if i < locked else None for i in range(n_units)]
     units = pd.DataFrame({"workload": rng.lognormal(0, 0.6, n_units), "owner": owner, "locked": np.arange(n_units) < locked},
                          index=pd.Index([f"u{i}" for i in range(n_units)], name="unit"))
+    units["potential"] = rng.lognormal(0, 1.0, n_units)
     rep_frame = pd.DataFrame({"weight": 1.0, "home_unit": None, "placed": True}, index=pd.Index(reps, name="rep"))
     distance = np.hypot(homes[:, None, 0] - xy[None, :, 0], homes[:, None, 1] - xy[None, :, 1])
-    return TerritoryInputs(units, rep_frame, ("workload",), distance, distance_source="table")
+    return TerritoryInputs(units, rep_frame, ("workload", "potential"), distance, distance_source="table")
 
 
 def lp_pairs(data: lp.AssignmentData) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
@@ -62,15 +63,17 @@ def total(data: lp.AssignmentData, chosen: np.ndarray) -> float:
     return float(data.cost(COMPACT, chosen, np.arange(len(chosen))).sum())
 
 
-@pytest.mark.parametrize(("n_units", "n_reps", "tolerance", "cap", "locked"), [
-    (400, 8, 0.05, None, 0),
-    (400, 8, 0.1, 1.04, 40),  # a cap 4% above the balanced share binds before the balance's upper bound
-    (1000, 25, 0.02, None, 0),
+@pytest.mark.parametrize(("n_units", "n_reps", "tolerance", "cap", "locked", "potential"), [
+    (400, 8, 0.05, None, 0, None),
+    (400, 8, 0.1, 1.04, 40, None),  # a cap 4% above the balanced share binds before the balance's upper bound
+    (1000, 25, 0.02, None, 0, None),
+    (1000, 25, 0.1, None, 0, 0.2),  # two attributes balanced at once
 ])
-def test_the_repaired_rounding_assigns_every_unit_once_within_every_bound_and_improving_never_costs_more(n_units, n_reps, tolerance, cap, locked):
+def test_the_repaired_rounding_assigns_every_unit_once_within_every_bound_and_improving_never_costs_more(n_units, n_reps, tolerance, cap, locked, potential):
     inputs = instance(n_units, n_reps, seed=n_units + n_reps, locked=locked)
     caps = (Cap("workload", inputs.units["workload"].sum() / n_reps * cap),) if cap else ()
-    spec = DesignSpec(balance=(Balance("workload", tolerance),), caps=caps, weight="workload")
+    balance = (Balance("workload", tolerance),) + ((Balance("potential", potential),) if potential else ())
+    spec = DesignSpec(balance=balance, caps=caps, weight="workload")
     data = _assignment_data(_problem(inputs, spec))
     pairs, values = lp_pairs(data)
     start = rounded(pairs, values, n_units)
