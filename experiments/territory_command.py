@@ -56,6 +56,7 @@ def territories(
 ) -> None:
     """Assign units to reps: balanced, compact, minimally disruptive; explain the moves and score by simulation."""
     from optimizers.solve import SolveOptions
+    from optimizers.territory_scoring import design_summary, simulated_totals
 
     spec = _spec(balance, cap, objective, weight, disruption_attr, disruption_share, contiguity, nearest, lex_slack)
     lead_attribute = lead_attr or (spec.balance[0].attribute if spec.balance else None)
@@ -69,7 +70,7 @@ def territories(
         typer.echo(f"time limit {time_limit:g} s per solve" + (" (the default; --time-limit to change)" if time_limit == DEFAULT_TIME_LIMIT else ""))
         design = _design(inputs, spec, options, files, time_limit)
         files.csv("assignment.csv", design.moves.reset_index(), people=True)
-        summary = _summary(inputs, spec, design, time_limit)
+        summary = design_summary(inputs, spec, design, time_limit)
         if price and spec.balance:
             from optimizers.territories import price_of_balance
 
@@ -82,7 +83,7 @@ def territories(
                 files.commit()  # the design stands without its scores
                 raise
             files.csv("simulation.csv", scores, people=True)
-            summary["simulation"] = {"scenario": base.name, "replications": replications, "by_design": _simulated_totals(scores)}
+            summary["simulation"] = {"scenario": base.name, "replications": replications, "by_design": simulated_totals(scores)}
         files.json("summary.json", summary)
         if inputs.has_coordinates:
             draw_map(inputs, design, files.stage("map.png"))
@@ -208,59 +209,6 @@ def _pair(text: str, option: str, percent: bool = False) -> tuple[str, float]:
     if not math.isfinite(value) or value < 0:
         _fail(f"{option} {text!r}: the number must be finite and not negative")
     return name, value
-
-
-def _summary(inputs: TerritoryInputs, spec: DesignSpec, design: Design, time_limit: float | None) -> dict[str, object]:
-    """The design and today's (from the units' owners, when any unit has one) on the same measures, with the
-    solver's report."""
-    from optimizers.territories import measure_design
-
-    measures = measure_design(inputs, spec, design.assignment, design.centres)
-    owners = inputs.units["owner"]
-    today = measure_design(inputs, spec, owners.dropna()) if owners.notna().any() else None
-    return {
-        "status": design.result.status,
-        "objective": {"order": list(spec.objective), "value": design.result.objective, "stages": [s.objective for s in design.solves]},
-        "total_distance": design.compactness,
-        "distance": inputs.distance_source,
-        "disruption": design.disruption,
-        "units_moved": int(design.moves["moved"].sum()),
-        "balance": {b.attribute: b.tolerance for b in spec.balance},
-        "caps": {c.attribute: c.limit for c in spec.caps},
-        "rep_loads": measures["rep_loads"],
-        "balance_violations": measures["balance_violations"],
-        "today": today,
-        "time_limit_seconds": time_limit,
-        "solver": [s.as_dict() for s in design.solves],
-        "search": list(design.search),
-        "gap": design.result.gap,
-        "build_seconds": sum(s.build_seconds for s in design.solves),
-        "solve_seconds": sum(s.solve_seconds for s in design.solves),
-    }
-
-
-def _simulated_totals(scores: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Organisation-wide figures per design: leads, bookings and won summed; response and utilisation averaged over
-    territories weighted by leads."""
-    totals = {}
-    for label, frame in scores.groupby("design", sort=False):
-        leads = frame["leads_per_month"]
-        totals[label] = {
-            "leads_per_month": leads.sum(),
-            "won": frame["won"].sum(),
-            "bookings": frame["bookings"].sum(),
-            "response_hours_mean": _weighted_mean(frame["response_hours_mean"], leads),
-            "worst_territory_response_hours_p90": frame["response_hours_p90"].max(),
-            "utilization_mean": _weighted_mean(frame["utilization"], leads),
-            "utilization_max": frame["utilization"].max(),
-        }
-    return totals
-
-
-def _weighted_mean(values: pd.Series, weights: pd.Series) -> float:
-    """Mean of the known values weighted by ``weights``; NaN when no known value has weight."""
-    known = values.notna() & (weights > 0)
-    return float((values[known] * weights[known]).sum() / weights[known].sum()) if known.any() else math.nan
 
 
 def draw_map(inputs: TerritoryInputs, design: Design, path: Path) -> None:

@@ -170,12 +170,14 @@ def _design_with_arrays(problem: _Problem, options: SolveOptions) -> Design:
     solves: list[SolveResult] = []
     held: tuple[Held, ...] = ()
     searches: list[dict[str, object]] = []
+    previous = None  # a later stage starts from the stage before's design: it meets every row, the new hold too
     for stage, objective in enumerate(spec.objective):
         if stage:
             reached = solves[-1].objective
             bound = reached * (1 + spec.lex_slack) + LEX_TOLERANCE * max(1.0, abs(reached))
             held += (Held(f"hold_{spec.objective[stage - 1]}", _cost(problem, spec.objective[stage - 1]), bound),)
-        outcome = solve_assignment(data, _cost(problem, objective), held, options)
+        outcome = solve_assignment(data, _cost(problem, objective), held, options, previous)
+        previous = outcome.chosen
         solves.append(outcome.result)
         _raise_without_solution(problem, outcome.result)
         searches.append(outcome.search)

@@ -1,4 +1,5 @@
-"""The territory assignment model at scale: arrays, column generation, a Lagrangian bound and a restricted MIP.
+"""The territory assignment model at scale: arrays, column generation, a Lagrangian bound, a repaired rounding and
+a proving MIP.
 
 Each unit goes to one rep; per-rep rows (balance bounds, caps) and held objectives (lexicographic stages) couple
 them. Its LP relaxation is nearly integral (a basic solution splits at most one unit per binding row), so:
@@ -12,9 +13,10 @@ them. Its LP relaxation is nearly integral (a basic solution splits at most one 
 2. **A Lagrangian bound valid for every allowed pair.** With the coupling rows' duals ``y`` (sign-corrected), every
    feasible assignment costs at least ``LB = Σ_u min_s (c_us − y·a_us) + Σ_r y_r·bound_r``, whatever the duals'
    precision; and a solution that uses pair (u, s) costs at least ``LB + rc_us``.
-3. **The LP rounded and repaired**: every unit fixed to its largest LP pair except a neighbourhood (the units the LP
-   splits and each territory's border units, those cheapest to move), which a small MIP re-assigns; a larger
-   neighbourhood is tried when that one is infeasible.
+3. **The LP rounded and repaired** (``territory_search``): the LP again on its pairs with every row bound narrowed
+   a little, so that giving each unit its largest LP pair lands close to the real bounds; single moves repair what
+   rounding broke, then shifts and swaps lower the cost while every row holds. No MIP: about 20 s at 50,000
+   units × 500 reps.
 4. **A MIP proving the gap**, when the incumbent is not yet within the asked gap of ``LB``: every pair with
    ``rc_us ≤ incumbent − LB`` (no other pair can be in a better solution), warm-started from the incumbent. Its
    bound is then valid over all allowed pairs. Past ``PROOF_PAIRS`` pairs it keeps the cheapest, and the gap
@@ -34,6 +36,7 @@ import numpy as np
 from scipy import sparse
 
 from optimizers.solve import MatrixModel, SolveOptions, SolveResult, solve
+from optimizers.territory_search import improve, repair, rounded
 
 #: Each unit's nearest reps offered in the first LP when every rep is allowed.
 FIRST_NEAREST = 8
@@ -48,8 +51,9 @@ PRICED_PER_UNIT = 3
 MAX_ROUNDS = 60
 #: Most pairs the proving MIP takes; beyond, the cheapest ones, and the gap is the Lagrangian bound's alone.
 PROOF_PAIRS = 1_000_000
-#: Units left free per rep in the rounded LP's neighbourhood MIP, tried in turn until one is feasible.
-NEIGHBOURHOODS = (5, 10, 20)
+#: Fractions by which the heuristic's LP narrows every row bound, tried in turn until its rounding can be repaired:
+#: rounding moves a rep's load by about one unit's, so an LP with room inside the real bounds rounds close to them.
+NARROWING = (0.005, 0.02, 0.05)
 
 
 @dataclass(frozen=True)
@@ -149,8 +153,9 @@ class _Names:
         return f"x[{self._u[j]},{self._s[j]}]"
 
 
-def solve_assignment(data: AssignmentData, cost: Cost, held: tuple[Held, ...], options: SolveOptions) -> Outcome:
-    """Solve one stage: minimise ``cost`` subject to the families and ``held``, within ``options``' time and gap."""
+def solve_assignment(data: AssignmentData, cost: Cost, held: tuple[Held, ...], options: SolveOptions, start: np.ndarray | None = None) -> Outcome:
+    """Solve one stage: minimise ``cost`` subject to the families and ``held``, within ``options``' time and gap.
+    ``start``: a design meeting every row (rep index per unit; a lexicographic stage's predecessor), improved first."""
     started = time.perf_counter()
     deadline = started + options.time_limit if options.time_limit is not None else None
     spent = [0.0]  # seconds inside HiGHS; the rest is building and pricing
@@ -161,6 +166,8 @@ def solve_assignment(data: AssignmentData, cost: Cost, held: tuple[Held, ...], o
         return result
 
     columns = _first_columns(data)
+    if start is not None:
+        columns.add(start.astype(np.int64), np.arange(data.shape[1]))
     search: dict[str, object] = {"first_pairs": int(len(columns.s))}
     lp, search["pricing_rounds"], search["phase_one_rounds"] = _column_generation(data, cost, held, columns, run, options, deadline)
     search["lp_pairs"] = int(len(columns.s))
@@ -170,18 +177,13 @@ def solve_assignment(data: AssignmentData, cost: Cost, held: tuple[Held, ...], o
         duals = _duals(data, held, lp.duals)
         bound = _lagrangian_bound(data, cost, held, duals)
         search["lp_bound"] = bound
-        heuristic_options = replace(options, time_limit=_left(deadline, 0.5), explain=False, rel_gap=max((options.rel_gap or 0.0) / 2, 1e-4))
-        for per_rep in NEIGHBOURHOODS:
-            pairs, fixed = _neighbourhood(data, cost, held, duals, lp, columns, per_rep)
-            heuristic = run(_matrix(data, cost, held, pairs, integer=True, fixed=fixed), heuristic_options)
-            if heuristic.has_solution:
-                incumbent, chosen = heuristic, _chosen(pairs, heuristic.values, data.shape[1])
-                search["neighbourhood_units"], search["heuristic_objective"] = int(len(np.unique(pairs.u[~fixed]))), heuristic.objective
-                break
-            if heuristic.status != "infeasible" or (deadline is not None and time.perf_counter() > deadline):
-                break
-    if incumbent is not None and _gap(incumbent.objective, bound) <= (options.rel_gap or 0.0):
-        result = replace(incumbent, bound=None)  # the neighbourhood's own bound says nothing of the whole
+        chosen = _heuristic(data, cost, held, columns, run, options, deadline, search, start, bound)
+        if chosen is not None:
+            objective = float(data.cost(cost, chosen, np.arange(data.shape[1])).sum())
+            incumbent = SolveResult("feasible", "heuristic", objective, None, None, 0.0, 0.0)
+    out_of_time = deadline is not None and time.perf_counter() >= deadline
+    if incumbent is not None and (out_of_time or _gap(incumbent.objective, bound) <= (options.rel_gap or 0.0)):
+        result = replace(incumbent, termination="time_limit") if out_of_time else incumbent
     elif lp.status == "optimal" or lp.status == "infeasible" and data.allowed is not None:
         # every pair that can be in a solution better than the incumbent (all of them without one), if not too many
         threshold = np.inf if incumbent is None else incumbent.objective - bound + 1e-9 * max(1.0, abs(incumbent.objective))
@@ -213,6 +215,54 @@ def solve_assignment(data: AssignmentData, cost: Cost, held: tuple[Held, ...], o
         )
     elapsed = time.perf_counter() - started
     return Outcome(chosen, replace(result, build_seconds=elapsed - spent[0], solve_seconds=spent[0]), duals, search)
+
+
+def _heuristic(
+    data: AssignmentData, cost: Cost, held: tuple[Held, ...], columns: _Columns, run: Callable[..., SolveResult],
+    options: SolveOptions, deadline: float | None, search: dict[str, object], start: np.ndarray | None, bound: float,
+) -> np.ndarray | None:
+    """A design improved along ``columns`` within every row (``territory_search``): from ``start`` when given; then,
+    unless that is within the asked gap of ``bound``, from the LP over ``columns`` with its rows narrowed
+    (``NARROWING``, each tried in turn until one rounds to a repairable design), rounded and repaired. The cheaper
+    of the two; None when neither gives a design."""
+    pairs, units = (columns.s, columns.u), np.arange(data.shape[1])
+    started = time.perf_counter()
+    best = improve(data, cost, held, start, pairs, deadline) if start is not None else None
+
+    def total(chosen: np.ndarray) -> float:
+        return float(data.cost(cost, chosen, units).sum())
+
+    if best is not None:
+        search["from_start_objective"] = total(best)
+        if _gap(total(best), bound) <= (options.rel_gap or 0.0):
+            search["heuristic_seconds"] = time.perf_counter() - started
+            return best
+    lp_options = SolveOptions(rel_gap=None, threads=options.threads, explain=False)
+    for fraction in NARROWING:
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        lp = run(_matrix(_narrowed(data, fraction), cost, held, columns, integer=False), replace(lp_options, time_limit=_left(deadline, 1.0)))
+        if lp.status != "optimal":
+            continue
+        repaired = repair(data, cost, held, rounded(pairs, lp.values[: len(columns.s)], data.shape[1]), pairs, deadline)
+        if repaired is None:
+            continue
+        chosen = improve(data, cost, held, repaired, pairs, deadline)
+        search.update(narrowing=fraction, repaired_objective=total(repaired), heuristic_objective=total(chosen))
+        if best is None or total(chosen) < total(best):
+            best = chosen
+        break
+    search["heuristic_seconds"] = time.perf_counter() - started
+    return best
+
+
+def _narrowed(data: AssignmentData, fraction: float) -> AssignmentData:
+    """The data with every finite row bound moved inwards by ``fraction`` of its size."""
+    def inwards(bound: np.ndarray, sign: float) -> np.ndarray:
+        return bound + sign * fraction * np.abs(np.where(np.isfinite(bound), bound, 0.0))
+
+    families = tuple(replace(f, lower=inwards(f.lower, 1.0), upper=inwards(f.upper, -1.0)) for f in data.families)
+    return replace(data, families=families)
 
 
 def _listed_pairs(data: AssignmentData) -> _Columns:
@@ -344,42 +394,6 @@ def _chosen(columns: _Columns, values: np.ndarray, n_units: int) -> np.ndarray:
     return chosen
 
 
-# ----- rounding the LP in a neighbourhood -----
-
-
-def _neighbourhood(data: AssignmentData, cost: Cost, held: tuple[Held, ...], duals: dict[str, np.ndarray], lp: SolveResult, columns: _Columns, per_rep: int) -> tuple[_Columns, np.ndarray]:
-    """The LP rounded, with a neighbourhood left free for a small MIP: the units the LP splits and, in every rep's
-    territory, the ``per_rep`` units cheapest to move (its border), each with its three cheapest LP pairs; every
-    other unit fixed to its pair of largest LP value. Returns the pairs and which of them are fixed."""
-    n_units = data.shape[1]
-    values = lp.values[: len(columns.s)]
-    reduced = _reduced(data, cost, held, duals, columns.s, columns.u)
-    order = np.lexsort((reduced, columns.u))  # by unit, cheapest first
-    starts = np.r_[0, np.flatnonzero(columns.u[order][1:] != columns.u[order][:-1]) + 1]
-    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-    second = np.full(n_units, np.inf)
-    at_second = order[rank == 1]
-    second[columns.u[at_second]] = reduced[at_second] - reduced[order[starts]][np.searchsorted(columns.u[order[starts]], columns.u[at_second])]
-    split = np.zeros(n_units, dtype=bool)
-    split[columns.u[(values > 1e-6) & (values < 1 - 1e-6)]] = True
-    biggest = np.lexsort((-values, columns.u))
-    first = biggest[np.r_[True, columns.u[biggest][1:] != columns.u[biggest][:-1]]]
-    rep = np.full(n_units, -1)
-    rep[columns.u[first]] = columns.s[first]
-    by_rep = np.lexsort((second, rep))
-    group_starts = np.r_[0, np.flatnonzero(rep[by_rep][1:] != rep[by_rep][:-1]) + 1]
-    within = np.arange(n_units) - np.repeat(group_starts, np.diff(np.r_[group_starts, n_units]))
-    free = split.copy()
-    free[by_rep[within < per_rep]] = True
-    keep = np.zeros(len(columns.s), dtype=bool)
-    keep[order[(rank < 3) & free[columns.u[order]]]] = True
-    keep[first[~free[columns.u[first]]]] = True
-    keep[(values > 1e-6) & free[columns.u]] = True
-    pairs = _Columns(columns.s[keep], columns.u[keep])
-    fixed = ~free[pairs.u]
-    return pairs, fixed
-
-
 # ----- the LP by column generation -----
 
 
@@ -463,10 +477,10 @@ def _lagrangian_bound(data: AssignmentData, cost: Cost, held: tuple[Held, ...], 
 
 
 def _matrix(
-    data: AssignmentData, cost: Cost, held: tuple[Held, ...], columns: _Columns, integer: bool, slacks: bool = False, fixed: np.ndarray | None = None
+    data: AssignmentData, cost: Cost, held: tuple[Held, ...], columns: _Columns, integer: bool, slacks: bool = False
 ) -> MatrixModel:
     """The model on the given pairs: assignment rows, then one row per rep per family, then the held rows.
-    ``slacks``: phase 1 (each coupling row gets a slack each way at cost 1, pairs cost 0); ``fixed``: pairs set to 1."""
+    ``slacks``: phase 1 (each coupling row gets a slack each way at cost 1, pairs cost 0)."""
     n_reps, n_units = data.shape
     s, u = columns.s, columns.u
     n = len(s)
@@ -509,10 +523,7 @@ def _matrix(
     matrix = sparse.csr_array((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(offset, n + n_slack))
     col_upper = np.concatenate([np.ones(n), np.full(n_slack, np.inf)])
     flags = np.concatenate([np.full(n, integer), np.zeros(n_slack, dtype=bool)])
-    col_lower = np.zeros(n + n_slack)
-    if fixed is not None:
-        col_lower[:n] = fixed
     return MatrixModel(
-        c=c, A=matrix, row_lower=np.concatenate(lower), row_upper=np.concatenate(upper), col_lower=col_lower,
+        c=c, A=matrix, row_lower=np.concatenate(lower), row_upper=np.concatenate(upper), col_lower=np.zeros(n + n_slack),
         col_upper=col_upper, integer=flags, row_names=names, col_names=_Names(columns, n_slack),
     )

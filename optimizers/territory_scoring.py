@@ -1,4 +1,5 @@
-"""Scoring territory designs by simulation: a design becomes a Scenario, the engine says what it does.
+"""Scoring territory designs: their measures for ``summary.json``, and by simulation: a design becomes a Scenario,
+the engine says what it does.
 
 Each rep's territory becomes a scenario territory whose ``lead_share`` is the rep's load of a chosen attribute
 (workload, potential…), so leads arrive where the design puts the accounts. The design's reps are one role of the
@@ -18,6 +19,8 @@ import pandas as pd
 
 from engine import Results, run_replication
 from engine.calendar import month_starts
+from optimizers.territories import Design, DesignSpec, measure_design
+from optimizers.territory_inputs import TerritoryInputs
 from scenarios import Scenario, validate_scenario
 
 Runner = Callable[[Scenario], Results]
@@ -104,3 +107,54 @@ def compare_designs(base: Scenario, designs: dict[str, pd.Series], run: Runner, 
         kpis.insert(0, "design", label)
         frames.append(kpis)
     return pd.concat(frames, ignore_index=True)
+
+
+def design_summary(inputs: TerritoryInputs, spec: DesignSpec, design: Design, time_limit: float | None) -> dict[str, object]:
+    """What ``summary.json`` says of a design: it and today's (from the units' owners, when any unit has one) on the
+    same measures, with the solver's report."""
+    measures = measure_design(inputs, spec, design.assignment, design.centres)
+    owners = inputs.units["owner"]
+    today = measure_design(inputs, spec, owners.dropna()) if owners.notna().any() else None
+    return {
+        "status": design.result.status,
+        "objective": {"order": list(spec.objective), "value": design.result.objective, "stages": [s.objective for s in design.solves]},
+        "total_distance": design.compactness,
+        "distance": inputs.distance_source,
+        "disruption": design.disruption,
+        "units_moved": int(design.moves["moved"].sum()),
+        "balance": {b.attribute: b.tolerance for b in spec.balance},
+        "caps": {c.attribute: c.limit for c in spec.caps},
+        "rep_loads": measures["rep_loads"],
+        "balance_violations": measures["balance_violations"],
+        "today": today,
+        "time_limit_seconds": time_limit,
+        "solver": [s.as_dict() for s in design.solves],
+        "search": list(design.search),
+        "gap": design.result.gap,
+        "build_seconds": sum(s.build_seconds for s in design.solves),
+        "solve_seconds": sum(s.solve_seconds for s in design.solves),
+    }
+
+
+def simulated_totals(scores: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Organisation-wide figures per design: leads, bookings and won summed; response and utilisation averaged over
+    territories weighted by leads."""
+    totals = {}
+    for label, frame in scores.groupby("design", sort=False):
+        leads = frame["leads_per_month"]
+        totals[label] = {
+            "leads_per_month": leads.sum(),
+            "won": frame["won"].sum(),
+            "bookings": frame["bookings"].sum(),
+            "response_hours_mean": _weighted_mean(frame["response_hours_mean"], leads),
+            "worst_territory_response_hours_p90": frame["response_hours_p90"].max(),
+            "utilization_mean": _weighted_mean(frame["utilization"], leads),
+            "utilization_max": frame["utilization"].max(),
+        }
+    return totals
+
+
+def _weighted_mean(values: pd.Series, weights: pd.Series) -> float:
+    """Mean of the known values weighted by ``weights``; NaN when no known value has weight."""
+    known = values.notna() & (weights > 0)
+    return float((values[known] * weights[known]).sum() / weights[known].sum()) if known.any() else math.nan

@@ -13,11 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from experiments.cli import app
-from experiments.territory_command import _simulated_totals
 from optimizers.solve import SolveOptions
 from optimizers.territories import Balance, Cap, DesignInfeasible, DesignSpec, design_territories, price_of_balance
 from optimizers.territory_inputs import InputError, Table, TerritoryInputs, read_inputs, read_orlib_pmed
-from optimizers.territory_scoring import design_scenario
+from optimizers.territory_scoring import design_scenario, simulated_totals
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PMED = DATA / "orlib-pmed"
@@ -330,7 +329,7 @@ def test_simulated_utilisation_is_averaged_weighted_by_leads():
         "response_hours_mean": [2.0, 6.0], "response_hours_p90": [5.0, 9.0], "won": [3.0, 1.0], "bookings": [30.0, 10.0],
         "utilization": [0.9, 0.5],
     })
-    totals = _simulated_totals(scores)["optimized"]
+    totals = simulated_totals(scores)["optimized"]
     assert totals["utilization_mean"] == pytest.approx(0.8)  # (0.9·30 + 0.5·10) / 40
     assert totals["response_hours_mean"] == pytest.approx(3.0)
 

@@ -15,7 +15,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 from plotly.subplots import make_subplots
 
 from experiments.output import strict_json, write_atomically
-from experiments.territory_command import PRICE_SCALES, _simulated_totals, _summary
+from experiments.territory_command import PRICE_SCALES
 from experiments.web import scenario_state as ss
 from experiments.web.app import Context, Page, errors, follow_jobs, job_area, table
 from experiments.web.charts import COLORS, base_layout
@@ -90,6 +90,7 @@ def territory_work(inputs: Any, attribute: str, tolerance: float, objective: str
     def work(job: Job, folder: Path) -> dict[str, Any]:
         from optimizers.solve import SolveOptions
         from optimizers.territories import Balance, DesignError, DesignInfeasible, DesignSpec, design_territories, price_of_balance
+        from optimizers.territory_scoring import design_summary, simulated_totals
 
         spec = DesignSpec(balance=(Balance(attribute, tolerance),), objective=tuple(objective.split(",")),
                           contiguity="contiguity" in flags, nearest=nearest)
@@ -101,7 +102,7 @@ def territory_work(inputs: Any, attribute: str, tolerance: float, objective: str
         except DesignInfeasible as error:
             raise JobError(f"infeasible: {error}") from None
         design.moves.reset_index().to_csv(folder / "assignment.csv", index=False)
-        summary = _summary(inputs, spec, design, time_limit)
+        summary = design_summary(inputs, spec, design, time_limit)
         write_atomically(folder / "summary.json", strict_json(summary))
         scores = None
         if "price" in flags:
@@ -111,7 +112,7 @@ def territory_work(inputs: Any, attribute: str, tolerance: float, objective: str
             job.advance(1, f"simulating the designs ({replications} replications each)")
             scores = _simulate(scenario, inputs, design, attribute, replications)
             scores.to_csv(folder / "simulation.csv", index=False)
-            summary["simulation"] = {"scenario": scenario.name, "replications": replications, "by_design": _simulated_totals(scores)}
+            summary["simulation"] = {"scenario": scenario.name, "replications": replications, "by_design": simulated_totals(scores)}
         write_atomically(folder / "summary.json", strict_json(summary))
         job.message = f"{design.result.status}: {int(design.moves['moved'].sum())} units moved"
         return {"inputs": inputs, "design": design, "summary": summary, "scores": scores, "attribute": attribute, "tolerance": tolerance}
