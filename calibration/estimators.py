@@ -14,6 +14,7 @@ fitted attributes end in ``_``.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -48,10 +49,18 @@ class PooledRates:
     Each group's estimate y_j (the logit of its own rate) with standard error s_j is read as y_j ~ N(θ_j, s_j²),
     θ_j ~ N(μ, τ²): the normal hierarchical model of Gelman et al., *Bayesian Data Analysis* (3rd ed., §5.4), with
     a flat prior on μ and a uniform prior on the between-group spread τ over ``(0, max_spread]``. τ is integrated
-    over a grid from its exact marginal posterior, not fixed or capped, so its uncertainty reaches the intervals;
-    ``spread_`` reports it and ``by_group_["shrinkage"]`` each group's weight on the common mean, E[s²/(s² + τ²)]:
-    near 0 for a group with plenty of data (it keeps its own rate), larger for a small one. One group is not pooled.
-    The point estimate is the posterior median; ``draws_`` are joint posterior draws of the groups' rates (columns), for parameter uncertainty downstream.
+    over a grid from its exact marginal posterior, not fixed or capped; ``spread_`` reports it and
+    ``by_group_["shrinkage"]`` each group's weight on the common mean, E[s²/(s² + τ²)]: near 0 for a group with
+    plenty of data (it keeps its own rate), larger for a small one. One group is not pooled.
+
+    The point estimate is the posterior median, and ``draws_`` are joint posterior draws of the groups' rates
+    (columns), for parameter uncertainty downstream. The interval is not the posterior's: a posterior interval
+    covers on average over groups, and under-covers a group whose true rate lies far from the others' (pooling
+    pulls it toward them). Each group's interval is the FAB ("frequentist, assisted by Bayes") confidence interval
+    of Pratt (*JASA* 1963) and Yu & Hoff (*Biometrika* 2018, "Adaptive multigroup confidence intervals with constant
+    coverage"): it holds θ_j with the nominal probability whatever θ_j is, and is shortest where the prior taken from
+    the *other* groups' hierarchical fit puts θ_j (``fab_interval``). With fewer than three groups the others say
+    nothing of the spread, and the interval is the group's own.
     """
 
     def __init__(self, confidence: float = CONFIDENCE, n_draws: int = 4000, max_spread: float = 10.0, seed: int = 0):
@@ -73,32 +82,51 @@ class PooledRates:
             self.spread_ = None
             shrinkage = np.zeros(len(y))
         else:
-            tau = np.linspace(self.max_spread / 2000, self.max_spread, 2000)
-            total = s2[None, :] + tau[:, None] ** 2
-            v_mu = 1 / (1 / total).sum(axis=1)
-            mu_hat = v_mu * (y / total).sum(axis=1)
-            log_post = 0.5 * np.log(v_mu) - 0.5 * (np.log(total) + (y - mu_hat[:, None]) ** 2 / total).sum(axis=1)
-            weights = np.exp(log_post - log_post.max())
-            weights /= weights.sum()
+            tau, weights, mu_hat, v_mu = self._spread_posterior(y, s2)
             pick = rng.choice(len(tau), self.n_draws, p=weights)
             mu = mu_hat[pick] + np.sqrt(v_mu[pick]) * rng.standard_normal(self.n_draws)
             precision = 1 / s2[None, :] + 1 / tau[pick, None] ** 2
             mean = (y / s2 + mu[:, None] / tau[pick, None] ** 2) / precision
             theta = mean + rng.standard_normal((self.n_draws, len(y))) / np.sqrt(precision)
-            cdf = np.cumsum(weights)
-            self.spread_ = {"tau_median": float(tau[np.searchsorted(cdf, 0.5)]),
-                            "tau_interval": [float(tau[np.searchsorted(cdf, tail)]), float(tau[min(np.searchsorted(cdf, 1 - tail), len(tau) - 1)])],
+            self.spread_ = {"tau_median": _weighted_quantile(tau, weights, 0.5),
+                            "tau_interval": [_weighted_quantile(tau, weights, tail), _weighted_quantile(tau, weights, 1 - tail)],
                             "scale": "logit", "prior": f"uniform on (0, {self.max_spread:g}]"}
-            shrinkage = (weights[:, None] * (s2[None, :] / total)).sum(axis=0)
+            shrinkage = (weights[:, None] * (s2[None, :] / (s2[None, :] + tau[:, None] ** 2))).sum(axis=0)
         rates = special.expit(theta)
+        lower, upper = self._intervals(y, s2)
         self.draws_ = pd.DataFrame(rates, columns=groups)
         self.by_group_ = pd.DataFrame({
             "observed": estimates.to_numpy(dtype=float), "trials": n.astype(int),
-            "rate": np.median(rates, axis=0),
-            "lower": np.quantile(rates, tail, axis=0), "upper": np.quantile(rates, 1 - tail, axis=0),
+            "rate": np.median(rates, axis=0), "lower": special.expit(lower), "upper": special.expit(upper),
             "shrinkage": shrinkage,
         }, index=groups)
         return self
+
+    def _spread_posterior(self, y: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """τ's grid and posterior weights, and at each τ the posterior mean and variance of μ (BDA §5.4)."""
+        tau = np.linspace(self.max_spread / 2000, self.max_spread, 2000)
+        total = s2[None, :] + tau[:, None] ** 2
+        v_mu = 1 / (1 / total).sum(axis=1)
+        mu_hat = v_mu * (y / total).sum(axis=1)
+        log_post = 0.5 * np.log(v_mu) - 0.5 * (np.log(total) + (y - mu_hat[:, None]) ** 2 / total).sum(axis=1)
+        weights = np.exp(log_post - log_post.max())
+        return tau, weights / weights.sum(), mu_hat, v_mu
+
+    def _intervals(self, y: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each group's FAB interval (logit scale), its prior the predictive distribution of a new group's logit
+        from the other groups' fit at their posterior median τ: N(μ̂, τ² + Var μ)."""
+        s = np.sqrt(s2)
+        if len(y) < 3:
+            z = _z(self.confidence)
+            return y - z * s, y + z * s
+        bounds = []
+        for j in range(len(y)):
+            others = np.arange(len(y)) != j
+            tau, weights, mu_hat, v_mu = self._spread_posterior(y[others], s2[others])
+            at = min(np.searchsorted(np.cumsum(weights), 0.5), len(tau) - 1)
+            bounds.append(fab_interval(y[j], s[j], mu_hat[at], tau[at] ** 2 + v_mu[at], self.confidence))
+        lower, upper = np.array(bounds).T
+        return lower, upper
 
     @classmethod
     def from_counts(cls, successes: pd.Series, trials: pd.Series, **options) -> "PooledRates":
@@ -109,13 +137,49 @@ class PooledRates:
 
     def to_dict(self) -> dict:
         return {
-            "pooling": {"spread": self.spread_, "model": "normal hierarchical model on the logit scale (Gelman et al., BDA §5.4)"},
+            "pooling": {"spread": self.spread_, "model": "normal hierarchical model on the logit scale (Gelman et al., BDA §5.4)",
+                        "interval": "FAB confidence interval, constant coverage per group (Yu & Hoff, Biometrika 2018)"},
             "by_group": {
                 str(group): {"rate": row.rate, "interval": [row.lower, row.upper], "own_estimate": row.observed,
                              "shrinkage": row.shrinkage, "rows": int(row.trials)}
                 for group, row in self.by_group_.iterrows()
             },
         }
+
+
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The ``q`` quantile of sorted ``values`` with probabilities ``weights``."""
+    return float(values[min(np.searchsorted(np.cumsum(weights), q), len(values) - 1)])
+
+
+@functools.cache
+def _fab_split(alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """A grid of the FAB split w and g(w) = Φ⁻¹(αw) − Φ⁻¹(α(1 − w)), increasing, to invert g by interpolation."""
+    w = special.expit(np.linspace(-28, 28, 4001))
+    return w, special.ndtri(alpha * w) - special.ndtri(alpha * (1 - w))
+
+
+def fab_interval(y: float, s: float, prior_mean: float, prior_variance: float, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The FAB confidence interval of θ from y ~ N(θ, s²) (Pratt, *JASA* 1963; Yu & Hoff, *Biometrika* 2018).
+
+    For each θ, the test of θ puts a share w(θ) of its level α = 1 − ``confidence`` on its upper tail and 1 − w(θ)
+    on its lower tail, so every θ is covered with probability exactly 1 − α, whatever the prior. The split that
+    makes the interval shortest on average under the prior θ ~ N(m, t²) is w(θ) = g⁻¹(2s(θ − m)/t²), with
+    g(w) = Φ⁻¹(αw) − Φ⁻¹(α(1 − w)); the interval is every θ whose test accepts y."""
+    alpha = 1 - confidence
+    w, g = _fab_split(alpha)
+
+    def split(theta: float) -> float:
+        return float(np.interp(2 * s * (theta - prior_mean) / prior_variance, g, w))
+
+    def lower_end(theta: float) -> float:
+        return theta - y - s * special.ndtri(alpha * (1 - split(theta)))
+
+    def upper_end(theta: float) -> float:
+        return theta - y - s * special.ndtri(1 - alpha * split(theta))
+
+    reach = 60 * s
+    return optimize.brentq(lower_end, y - reach, y + reach), optimize.brentq(upper_end, y - reach, y + reach)
 
 
 def aalen_johansen(times: np.ndarray, outcome: np.ndarray, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
