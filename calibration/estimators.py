@@ -710,12 +710,21 @@ class AmountFit:
 
 
 class ArrivalModel:
-    """Arrivals per month: counts ~ Poisson(exposure days × exp(a + b·month + s[calendar month])).
+    """Arrivals per month: counts ~ Poisson(exposure days × exp(a + b·x(month) + s[calendar month])), overdispersed.
+
+    The growth term has three candidate shapes: none; a trend, x the month's index; and growth that has stopped,
+    x the index up to a knot month and constant after it (segmented, "broken-stick" regression; Muggeo, *Stat. Med.*
+    2003), such as an organisation's ramp-up. They are compared by QAICc, the small-sample AIC of the quasi-Poisson fit
+    (Burnham & Anderson, *Model Selection and Multimodel Inference*, 2002, §2.5, §6.2): the log-likelihood divided by
+    the dispersion ĉ (Pearson χ² over the residual degrees of freedom of the most flexible candidate, at least 1),
+    the knot and ĉ counted as parameters. So growth is extrapolated only when the data hold it up to their last months beyond
+    their noise: a ramp-up that ended, or a drift within the months' scatter, is not. The covariance is scaled by ĉ.
 
     Partial first and last months count by the days they cover. Seasonality needs every calendar month seen at
-    least twice (24 months), a trend at least ``min_months_for_trend`` months; otherwise they are 1 and 0. The
-    scenario's ``monthly_volume`` is the level (without seasonality) in the reference month, normally the month
-    after the as-of date, and its seasonality multipliers average 1.
+    least twice (24 months), a trend at least ``min_months_for_trend`` months, a knot at least one month of growth
+    before it and two months at the level after it. The scenario's ``monthly_volume`` is the level (without
+    seasonality) in the reference month, normally the month after the as-of date, and its seasonality multipliers
+    average 1; its ``trend`` is the growth the chosen shape extrapolates (0 unless a trend).
     """
 
     def __init__(self, confidence: float = CONFIDENCE, min_months_for_trend: int = 3):
@@ -731,39 +740,62 @@ class ArrivalModel:
         exposure = pd.Series(1.0, index=days).groupby(days.to_period("M")).sum().reindex(months).to_numpy()
         counts = created.dt.to_period("M").value_counts().reindex(months, fill_value=0).to_numpy(dtype=float)
         self.counts_ = pd.Series(counts.astype(int), index=[str(m) for m in months])
-        index = np.arange(len(months), dtype=float)
-        calendar = months.month.to_numpy() - 1
-        columns = [np.ones(len(months))]
-        self.has_trend_ = len(months) >= self.min_months_for_trend and counts.sum() > 0
-        if self.has_trend_:
-            columns.append(index - index.mean())
         self.has_seasonality_ = len(months) >= 24
-        if self.has_seasonality_:
-            columns.extend((calendar == c).astype(float) for c in range(1, 12))
-        design = np.column_stack(columns)
-        coef, cov = _poisson_regression(design, counts, np.log(exposure))
-        self._centre = index.mean()
-        self.coef_, self.cov_ = coef, cov
+        calendar = months.month.to_numpy() - 1
+        seasonal = [(calendar == c).astype(float) for c in range(1, 12)] if self.has_seasonality_ else []
+        index = np.arange(len(months), dtype=float)
+        shapes: dict[str, float | None] = {"none": None}
+        if len(months) >= self.min_months_for_trend and counts.sum() > 0:
+            shapes["trend"] = math.inf
+            shapes.update({str(months[k]): float(k) for k in range(1, len(months) - 2)})
+        fits = {}
+        for name, knot in shapes.items():
+            growth = [] if knot is None else [np.minimum(index, knot) - np.minimum(index, knot).mean()]
+            design = np.column_stack([np.ones(len(months)), *growth, *seasonal])
+            coef, cov = _poisson_regression(design, counts, np.log(exposure))
+            mean = exposure * np.exp(design @ coef)
+            log_likelihood = float(counts @ np.log(np.maximum(mean, 1e-300)) - mean.sum())
+            parameters = design.shape[1] + (name not in ("none", "trend"))  # a knot is a parameter too
+            fits[name] = {"knot": knot, "coef": coef, "cov": cov, "log_likelihood": log_likelihood, "parameters": parameters,
+                          "pearson": float(((counts - mean) ** 2 / np.maximum(mean, 1e-300)).sum()),
+                          "centre": 0.0 if knot is None else float(np.minimum(index, knot).mean())}
+        flexible = max(fits.values(), key=lambda fit: (fit["parameters"], fit["log_likelihood"]))
+        residual_df = len(months) - flexible["parameters"]
+        self.dispersion_ = max(flexible["pearson"] / residual_df, 1.0) if residual_df > 0 else 1.0
+        qaic = {name: _qaicc(fit["log_likelihood"], self.dispersion_, fit["parameters"] + 1, len(months)) for name, fit in fits.items()}
+        self.growth_ = min(qaic, key=qaic.get)
+        self.growth_qaic_ = qaic
+        chosen = fits[self.growth_]
+        self._knot, self._centre = chosen["knot"], chosen["centre"]
+        self.coef_, self.cov_ = chosen["coef"], chosen["cov"] * self.dispersion_
         seasonal_log = np.zeros(12)
         if self.has_seasonality_:
-            seasonal_log[1:] = coef[-11:]
+            seasonal_log[1:] = self.coef_[-11:]
         multipliers = np.exp(seasonal_log)
         self._mean_season = multipliers.mean()
         self.seasonality_ = (multipliers / self._mean_season).tolist()
-        slope = coef[1] if self.has_trend_ else 0.0
-        self.trend_ = _expm1(slope)
         z = _z(self.confidence)
-        slope_se = math.sqrt(cov[1, 1]) if self.has_trend_ else 0.0
+        slope = self.coef_[1] if self.growth_ == "trend" else 0.0
+        slope_se = math.sqrt(self.cov_[1, 1]) if self.growth_ == "trend" else 0.0
+        self.trend_ = _expm1(slope)
         self.trend_interval_ = [_expm1(slope - z * slope_se), _expm1(slope + z * slope_se)]
         self.n_ = int(counts.sum())
         self.months_ = len(months)
         return self
 
+    def growth_note(self) -> str:
+        """The chosen growth shape in words."""
+        if self.growth_ == "none":
+            return "no growth beyond the months' scatter"
+        if self.growth_ == "trend":
+            return f"a trend of {self.trend_:+.1%} a month, extrapolated"
+        return f"growth until {self.growth_}, level since: not extrapolated"
+
     def _level_vector(self, month: pd.Period) -> np.ndarray:
         vector = np.zeros(len(self.coef_))
         vector[0] = 1.0
-        if self.has_trend_:
-            vector[1] = (month - self.start_month_).n - self._centre
+        if self._knot is not None:
+            vector[1] = min((month - self.start_month_).n, self._knot) - self._centre
         return vector
 
     def volume_draws(self, month: pd.Period, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -785,6 +817,13 @@ class ArrivalModel:
             raise CalibrationError("arrivals", [f"the fitted trend ({self.trend_:+.0%} a month) extrapolated to {month} "
                                                "gives no finite volume; calibrate with an as-of date nearer the data"])
         return volume, [scale * _exp(log_rate - z * se), scale * _exp(log_rate + z * se)]
+
+
+def _qaicc(log_likelihood: float, dispersion: float, parameters: int, n: int) -> float:
+    """QAICc (Burnham & Anderson 2002, §2.5 and §6.2): −2 log L / ĉ + 2K, plus the small-sample term
+    2K(K + 1)/(n − K − 1); K counts the dispersion too."""
+    small_sample = 2 * parameters * (parameters + 1) / (n - parameters - 1) if n - parameters - 1 > 0 else math.inf
+    return -2 * log_likelihood / dispersion + 2 * parameters + small_sample
 
 
 #: Above this, ``math.exp`` overflows.

@@ -16,7 +16,7 @@ from calibration.audit import plural
 from calibration.calibrate import fit_groups
 from scipy import special
 
-from calibration.estimators import OPEN, WON, OutcomeFit, PooledRates, fab_interval
+from calibration.estimators import OPEN, WON, ArrivalModel, OutcomeFit, PooledRates, fab_interval
 from experiments.cli import app
 from scenarios import read_scenario_data, validate_scenario
 from scenarios.loading import apply_overrides
@@ -131,6 +131,34 @@ def test_a_funnel_where_everyone_converts_keeps_the_non_cure_fit():
     time = 30 * np.exp(0.5 * rng.standard_normal(3000))
     fit = OutcomeFit(("lognormal",), resolution_days=1 / 24, cure=True).fit(np.minimum(time, age), np.where(time <= age, WON, OPEN))
     assert fit.model_ == "no_cure" and fit.mixture_p_ == 1.0
+
+
+# ----- arrivals -----
+
+def _created(monthly: list[float], seed: int) -> tuple[pd.Series, pd.Timestamp, pd.Timestamp]:
+    """Creation times of leads whose monthly counts are Poisson around ``monthly``, scattered 10% more month to
+    month (a gamma factor), from January 2025."""
+    rng = np.random.default_rng(seed)
+    months = pd.period_range("2025-01", periods=len(monthly), freq="M")
+    stamps = [month.start_time + pd.to_timedelta(rng.uniform(0, month.days_in_month, rng.poisson(mean * rng.gamma(100, 0.01))), unit="D")
+              for month, mean in zip(months, monthly)]
+    return pd.Series(np.sort(np.concatenate(stamps))), months[0].start_time, months[-1].end_time.normalize()
+
+
+def test_arrivals_extrapolate_growth_only_where_the_data_hold_it():
+    """Over 20 seeds: a six-month ramp-up then six level months is read as growth that stopped (not extrapolated)
+    and levelled where it is; growth of 3% a month over 18 months keeps its trend; a level with scatter is rarely
+    read as a trend."""
+    ramp = [100 * 1.15 ** min(month, 6) for month in range(12)]
+    fits = [ArrivalModel().fit(*_created(ramp, seed)) for seed in range(20)]
+    assert sum(fit.growth_ not in ("none", "trend") for fit in fits) >= 16
+    volumes = [fit.monthly_volume(pd.Period("2026-01", "M"))[0] for fit in fits]
+    assert abs(np.mean(volumes) / (100 * 1.15**6) - 1) < 0.1, np.mean(volumes)
+    fits = [ArrivalModel().fit(*_created([1000 * 1.03**month for month in range(18)], seed)) for seed in range(20)]
+    assert sum(fit.growth_ == "trend" for fit in fits) >= 16
+    assert abs(np.mean([fit.trend_ for fit in fits]) - 0.03) < 0.01
+    fits = [ArrivalModel().fit(*_created([800] * 12, seed)) for seed in range(20)]
+    assert sum(fit.growth_ == "trend" for fit in fits) <= 4
 
 
 # ----- numbers as exports write them -----
