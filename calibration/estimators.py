@@ -88,8 +88,8 @@ class PooledRates:
             precision = 1 / s2[None, :] + 1 / tau[pick, None] ** 2
             mean = (y / s2 + mu[:, None] / tau[pick, None] ** 2) / precision
             theta = mean + rng.standard_normal((self.n_draws, len(y))) / np.sqrt(precision)
-            self.spread_ = {"tau_median": _weighted_quantile(tau, weights, 0.5),
-                            "tau_interval": [_weighted_quantile(tau, weights, tail), _weighted_quantile(tau, weights, 1 - tail)],
+            self.spread_ = {"tau_median": float(tau[_quantile_index(weights, 0.5)]),
+                            "tau_interval": [float(tau[_quantile_index(weights, tail)]), float(tau[_quantile_index(weights, 1 - tail)])],
                             "scale": "logit", "prior": f"uniform on (0, {self.max_spread:g}]"}
             shrinkage = (weights[:, None] * (s2[None, :] / (s2[None, :] + tau[:, None] ** 2))).sum(axis=0)
         rates = special.expit(theta)
@@ -123,7 +123,7 @@ class PooledRates:
         for j in range(len(y)):
             others = np.arange(len(y)) != j
             tau, weights, mu_hat, v_mu = self._spread_posterior(y[others], s2[others])
-            at = min(np.searchsorted(np.cumsum(weights), 0.5), len(tau) - 1)
+            at = _quantile_index(weights, 0.5)
             bounds.append(fab_interval(y[j], s[j], mu_hat[at], tau[at] ** 2 + v_mu[at], self.confidence))
         lower, upper = np.array(bounds).T
         return lower, upper
@@ -147,9 +147,9 @@ class PooledRates:
         }
 
 
-def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
-    """The ``q`` quantile of sorted ``values`` with probabilities ``weights``."""
-    return float(values[min(np.searchsorted(np.cumsum(weights), q), len(values) - 1)])
+def _quantile_index(weights: np.ndarray, q: float) -> int:
+    """The position of the ``q`` quantile of sorted values with probabilities ``weights``."""
+    return int(min(np.searchsorted(np.cumsum(weights), q), len(weights) - 1))
 
 
 @functools.cache
