@@ -14,6 +14,7 @@ rows created from then on are quarantined.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -101,6 +102,12 @@ def slug(label: str) -> str:
     return _SLUG.sub("_", label.lower()).strip("_") or UNSPECIFIED
 
 
+def _slugs(labels: pd.Series) -> np.ndarray:
+    """``slug`` of each label, computed once per distinct label."""
+    codes, distinct = pd.factorize(labels)
+    return np.array([slug(label) for label in distinct], dtype=object)[codes]
+
+
 class _Quarantine:
     """Collects the first failing reason of each row."""
 
@@ -113,10 +120,14 @@ class _Quarantine:
         """Rows not quarantined so far."""
         return pd.isna(self.reason)
 
-    def flag(self, mask: np.ndarray | pd.Series, code: str, detail: str | pd.Series) -> None:
+    def flag(self, mask: np.ndarray | pd.Series, code: str, detail: str | Callable[[np.ndarray], pd.Series]) -> None:
+        """Quarantine the rows of ``mask`` not quarantined yet; ``detail`` is a text, or a function of the rows'
+        boolean mask giving one text per row (called only for the flagged rows: most exports have few)."""
         take = np.asarray(mask, dtype=bool) & self.open
+        if not take.any():
+            return
         self.reason[take] = code
-        self.detail[take] = detail if isinstance(detail, str) else np.asarray(detail, dtype=object)[take]
+        self.detail[take] = detail if isinstance(detail, str) else np.asarray(detail(take), dtype=object)
 
 
 def audit(raw: RawExport, mapping: Mapping, as_of: date | None = None, since: date | None = None) -> Audit:
@@ -133,7 +144,8 @@ def audit(raw: RawExport, mapping: Mapping, as_of: date | None = None, since: da
         match = frame[join_match_column(mapping)]
         key = frame[mapping.join.key].fillna("").astype(str)
         q.flag(match.eq("right_only"), "join_unmatched",
-               f"only in {mapping.join.file} (joined row " + frame[JOINED_ROW].astype(str) + f"): no export row has {mapping.join.key} = " + key)
+               lambda rows: f"only in {mapping.join.file} (joined row " + frame[JOINED_ROW][rows].astype(str)
+               + f"): no export row has {mapping.join.key} = " + key[rows])
     _flag_duplicate_rows(frame, data_columns, q)
 
     ids = frame[ROW].astype(str) if mapping.row_ids else frame[columns["id"]]
@@ -155,9 +167,9 @@ def audit(raw: RawExport, mapping: Mapping, as_of: date | None = None, since: da
         created = dates["created_at"]
         if since is not None:
             q.flag(created < pd.Timestamp(since), "before_since",
-                   "created_at " + created.astype(str) + f" is before the window start {since}")
+                   lambda rows: "created_at " + created[rows].astype(str) + f" is before the window start {since}")
         q.flag(created >= known_until, "after_as_of",
-               "created_at " + created.astype(str) + f" is after the as-of date {as_of_ts.date()}")
+               lambda rows: "created_at " + created[rows].astype(str) + f" is after the as-of date {as_of_ts.date()}")
         outcome, notes_after = _forget_after(dates, outcome, known_until, q.open)
         notes.extend(notes_after)
         _flag_order(dates, outcome, columns, q)
@@ -179,7 +191,7 @@ def audit(raw: RawExport, mapping: Mapping, as_of: date | None = None, since: da
         if empty:
             notes.append(f"{field} empty in {plural(empty, 'used row')} (column {columns[field]!r}): grouped as {UNSPECIFIED!r}")
         values = values.fillna(UNSPECIFIED).astype(str)
-        used[field] = values.map(slug).to_numpy() if field in ("segment", "territory", "source") else values.to_numpy()
+        used[field] = _slugs(values) if field in ("segment", "territory", "source") else values.to_numpy()
     used["lost_undated"] = False
     if mapping.lost_after_days is not None and "created_at" in dates:
         stale = used["outcome"].eq("open") & ((known_until - used["created_at"]).dt.total_seconds() / 86_400 > mapping.lost_after_days)
@@ -221,7 +233,7 @@ def _flag_duplicate_rows(frame: pd.DataFrame, data_columns: list[str], q: _Quara
     repeated = hashed.duplicated()
     if repeated.any():
         first_row = frame[ROW].groupby(hashed).transform("first")
-        q.flag(repeated, "duplicate_row", "exact duplicate of row " + first_row.astype(str))
+        q.flag(repeated, "duplicate_row", lambda rows: "exact duplicate of row " + first_row[rows].astype(str))
 
 
 def _flag_duplicate_ids(ids: pd.Series, rows: pd.Series, q: _Quarantine) -> None:
@@ -231,7 +243,7 @@ def _flag_duplicate_ids(ids: pd.Series, rows: pd.Series, q: _Quarantine) -> None
         listing = rows[repeated].astype(str).groupby(candidates[repeated]).transform(lambda r: ", ".join(r))
         detail = pd.Series("", index=ids.index, dtype=object)
         detail[repeated] = "id " + candidates[repeated].astype(str) + " is in rows " + listing + " with different values"
-        q.flag(repeated, "duplicate_id", detail)
+        q.flag(repeated, "duplicate_id", lambda rows: detail[rows])
 
 
 def _outcomes(frame: pd.DataFrame, mapping: Mapping, q: _Quarantine) -> pd.Series:
@@ -241,7 +253,7 @@ def _outcomes(frame: pd.DataFrame, mapping: Mapping, q: _Quarantine) -> pd.Serie
     labels = frame[column].fillna("")
     outcome = labels.map(mapping.outcome_values)
     q.flag(outcome.isna(), "unknown_outcome",
-           "outcome label " + labels.map(repr) + f" in column {column!r} is not in outcome_values")
+           lambda rows: "outcome label " + labels[rows].map(repr) + f" in column {column!r} is not in outcome_values")
     return outcome.astype(object)
 
 
@@ -258,7 +270,7 @@ def _dates(frame: pd.DataFrame, mapping: Mapping, q: _Quarantine) -> tuple[dict[
         if field == "created_at":
             q.flag(text.isna(), "missing_created_at", f"created_at is empty (column {column!r})")
         q.flag(text.notna() & parsed.isna(), "bad_date",
-               f"{field}: cannot read " + text.map(repr) + f" in column {column!r} as {fmt}")
+               lambda rows: f"{field}: cannot read " + text[rows].map(repr) + f" in column {column!r} as {fmt}")
         dates[field] = parsed
     return dates, formats
 
@@ -324,14 +336,15 @@ def _flag_order(dates: dict[str, pd.Series], outcome: pd.Series, columns: dict[s
     if "closed_at" in dates:
         closed = dates["closed_at"]
         q.flag(outcome.isin(["won", "lost"]) & closed.isna(), "closed_without_date",
-               outcome.astype(str) + f" but closed_at (column {columns['closed_at']!r}) is empty")
+               lambda rows: outcome[rows].astype(str) + f" but closed_at (column {columns['closed_at']!r}) is empty")
         early = closed < created
-        q.flag(early, "closed_before_created", "closed_at " + closed.astype(str) + " is "
-               + ((created - closed).dt.total_seconds() / 86_400).round(1).astype(str) + " days before created_at " + created.astype(str))
+        q.flag(early, "closed_before_created", lambda rows: "closed_at " + closed[rows].astype(str) + " is "
+               + ((created[rows] - closed[rows]).dt.total_seconds() / 86_400).round(1).astype(str) + " days before created_at "
+               + created[rows].astype(str))
     for field in ("first_response_at", "mql_at", "sql_at", "opportunity_at"):
         if field in dates:
             q.flag(dates[field] < created, "event_before_created",
-                   f"{field} " + dates[field].astype(str) + " is before created_at " + created.astype(str))
+                   lambda rows: f"{field} " + dates[field][rows].astype(str) + " is before created_at " + created[rows].astype(str))
 
 
 def parse_numbers(text: pd.Series, mapping: Mapping) -> pd.Series:
@@ -390,7 +403,8 @@ def _cycle_days(frame: pd.DataFrame, mapping: Mapping, q: _Quarantine) -> pd.Ser
         return pd.Series(np.nan, index=frame.index)
     text = frame[column]
     days = parse_numbers(text, mapping)
-    q.flag(text.notna() & ~(days >= 0), "bad_cycle_days", "cycle_days " + text.map(repr) + f" in column {column!r} is not a non-negative number")
+    q.flag(text.notna() & ~(days >= 0), "bad_cycle_days",
+           lambda rows: "cycle_days " + text[rows].map(repr) + f" in column {column!r} is not a non-negative number")
     return days
 
 

@@ -14,6 +14,7 @@ fitted attributes end in ``_``.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -48,10 +49,18 @@ class PooledRates:
     Each group's estimate y_j (the logit of its own rate) with standard error s_j is read as y_j ~ N(θ_j, s_j²),
     θ_j ~ N(μ, τ²): the normal hierarchical model of Gelman et al., *Bayesian Data Analysis* (3rd ed., §5.4), with
     a flat prior on μ and a uniform prior on the between-group spread τ over ``(0, max_spread]``. τ is integrated
-    over a grid from its exact marginal posterior, not fixed or capped, so its uncertainty reaches the intervals;
-    ``spread_`` reports it and ``by_group_["shrinkage"]`` each group's weight on the common mean, E[s²/(s² + τ²)]:
-    near 0 for a group with plenty of data (it keeps its own rate), larger for a small one. One group is not pooled.
-    The point estimate is the posterior median; ``draws_`` are joint posterior draws of the groups' rates (columns), for parameter uncertainty downstream.
+    over a grid from its exact marginal posterior, not fixed or capped; ``spread_`` reports it and
+    ``by_group_["shrinkage"]`` each group's weight on the common mean, E[s²/(s² + τ²)]: near 0 for a group with
+    plenty of data (it keeps its own rate), larger for a small one. One group is not pooled.
+
+    The point estimate is the posterior median, and ``draws_`` are joint posterior draws of the groups' rates
+    (columns), for parameter uncertainty downstream. The interval is not the posterior's: a posterior interval
+    covers on average over groups, and under-covers a group whose true rate lies far from the others' (pooling
+    pulls it toward them). Each group's interval is the FAB ("frequentist, assisted by Bayes") confidence interval
+    of Pratt (*JASA* 1963) and Yu & Hoff (*Biometrika* 2018, "Adaptive multigroup confidence intervals with constant
+    coverage"): it holds θ_j with the nominal probability whatever θ_j is, and is shortest where the prior taken from
+    the *other* groups' hierarchical fit puts θ_j (``fab_interval``). With fewer than three groups the others say
+    nothing of the spread, and the interval is the group's own.
     """
 
     def __init__(self, confidence: float = CONFIDENCE, n_draws: int = 4000, max_spread: float = 10.0, seed: int = 0):
@@ -73,32 +82,51 @@ class PooledRates:
             self.spread_ = None
             shrinkage = np.zeros(len(y))
         else:
-            tau = np.linspace(self.max_spread / 2000, self.max_spread, 2000)
-            total = s2[None, :] + tau[:, None] ** 2
-            v_mu = 1 / (1 / total).sum(axis=1)
-            mu_hat = v_mu * (y / total).sum(axis=1)
-            log_post = 0.5 * np.log(v_mu) - 0.5 * (np.log(total) + (y - mu_hat[:, None]) ** 2 / total).sum(axis=1)
-            weights = np.exp(log_post - log_post.max())
-            weights /= weights.sum()
+            tau, weights, mu_hat, v_mu = self._spread_posterior(y, s2)
             pick = rng.choice(len(tau), self.n_draws, p=weights)
             mu = mu_hat[pick] + np.sqrt(v_mu[pick]) * rng.standard_normal(self.n_draws)
             precision = 1 / s2[None, :] + 1 / tau[pick, None] ** 2
             mean = (y / s2 + mu[:, None] / tau[pick, None] ** 2) / precision
             theta = mean + rng.standard_normal((self.n_draws, len(y))) / np.sqrt(precision)
-            cdf = np.cumsum(weights)
-            self.spread_ = {"tau_median": float(tau[np.searchsorted(cdf, 0.5)]),
-                            "tau_interval": [float(tau[np.searchsorted(cdf, tail)]), float(tau[min(np.searchsorted(cdf, 1 - tail), len(tau) - 1)])],
+            self.spread_ = {"tau_median": float(tau[_quantile_index(weights, 0.5)]),
+                            "tau_interval": [float(tau[_quantile_index(weights, tail)]), float(tau[_quantile_index(weights, 1 - tail)])],
                             "scale": "logit", "prior": f"uniform on (0, {self.max_spread:g}]"}
-            shrinkage = (weights[:, None] * (s2[None, :] / total)).sum(axis=0)
+            shrinkage = (weights[:, None] * (s2[None, :] / (s2[None, :] + tau[:, None] ** 2))).sum(axis=0)
         rates = special.expit(theta)
+        lower, upper = self._intervals(y, s2)
         self.draws_ = pd.DataFrame(rates, columns=groups)
         self.by_group_ = pd.DataFrame({
             "observed": estimates.to_numpy(dtype=float), "trials": n.astype(int),
-            "rate": np.median(rates, axis=0),
-            "lower": np.quantile(rates, tail, axis=0), "upper": np.quantile(rates, 1 - tail, axis=0),
+            "rate": np.median(rates, axis=0), "lower": special.expit(lower), "upper": special.expit(upper),
             "shrinkage": shrinkage,
         }, index=groups)
         return self
+
+    def _spread_posterior(self, y: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """τ's grid and posterior weights, and at each τ the posterior mean and variance of μ (BDA §5.4)."""
+        tau = np.linspace(self.max_spread / 2000, self.max_spread, 2000)
+        total = s2[None, :] + tau[:, None] ** 2
+        v_mu = 1 / (1 / total).sum(axis=1)
+        mu_hat = v_mu * (y / total).sum(axis=1)
+        log_post = 0.5 * np.log(v_mu) - 0.5 * (np.log(total) + (y - mu_hat[:, None]) ** 2 / total).sum(axis=1)
+        weights = np.exp(log_post - log_post.max())
+        return tau, weights / weights.sum(), mu_hat, v_mu
+
+    def _intervals(self, y: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each group's FAB interval (logit scale), its prior the predictive distribution of a new group's logit
+        from the other groups' fit at their posterior median τ: N(μ̂, τ² + Var μ)."""
+        s = np.sqrt(s2)
+        if len(y) < 3:
+            z = _z(self.confidence)
+            return y - z * s, y + z * s
+        bounds = []
+        for j in range(len(y)):
+            others = np.arange(len(y)) != j
+            tau, weights, mu_hat, v_mu = self._spread_posterior(y[others], s2[others])
+            at = _quantile_index(weights, 0.5)
+            bounds.append(fab_interval(y[j], s[j], mu_hat[at], tau[at] ** 2 + v_mu[at], self.confidence))
+        lower, upper = np.array(bounds).T
+        return lower, upper
 
     @classmethod
     def from_counts(cls, successes: pd.Series, trials: pd.Series, **options) -> "PooledRates":
@@ -109,13 +137,49 @@ class PooledRates:
 
     def to_dict(self) -> dict:
         return {
-            "pooling": {"spread": self.spread_, "model": "normal hierarchical model on the logit scale (Gelman et al., BDA §5.4)"},
+            "pooling": {"spread": self.spread_, "model": "normal hierarchical model on the logit scale (Gelman et al., BDA §5.4)",
+                        "interval": "FAB confidence interval, constant coverage per group (Yu & Hoff, Biometrika 2018)"},
             "by_group": {
                 str(group): {"rate": row.rate, "interval": [row.lower, row.upper], "own_estimate": row.observed,
                              "shrinkage": row.shrinkage, "rows": int(row.trials)}
                 for group, row in self.by_group_.iterrows()
             },
         }
+
+
+def _quantile_index(weights: np.ndarray, q: float) -> int:
+    """The position of the ``q`` quantile of sorted values with probabilities ``weights``."""
+    return int(min(np.searchsorted(np.cumsum(weights), q), len(weights) - 1))
+
+
+@functools.cache
+def _fab_split(alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """A grid of the FAB split w and g(w) = Φ⁻¹(αw) − Φ⁻¹(α(1 − w)), increasing, to invert g by interpolation."""
+    w = special.expit(np.linspace(-28, 28, 4001))
+    return w, special.ndtri(alpha * w) - special.ndtri(alpha * (1 - w))
+
+
+def fab_interval(y: float, s: float, prior_mean: float, prior_variance: float, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The FAB confidence interval of θ from y ~ N(θ, s²) (Pratt, *JASA* 1963; Yu & Hoff, *Biometrika* 2018).
+
+    For each θ, the test of θ puts a share w(θ) of its level α = 1 − ``confidence`` on its upper tail and 1 − w(θ)
+    on its lower tail, so every θ is covered with probability exactly 1 − α, whatever the prior. The split that
+    makes the interval shortest on average under the prior θ ~ N(m, t²) is w(θ) = g⁻¹(2s(θ − m)/t²), with
+    g(w) = Φ⁻¹(αw) − Φ⁻¹(α(1 − w)); the interval is every θ whose test accepts y."""
+    alpha = 1 - confidence
+    w, g = _fab_split(alpha)
+
+    def split(theta: float) -> float:
+        return float(np.interp(2 * s * (theta - prior_mean) / prior_variance, g, w))
+
+    def lower_end(theta: float) -> float:
+        return theta - y - s * special.ndtri(alpha * (1 - split(theta)))
+
+    def upper_end(theta: float) -> float:
+        return theta - y - s * special.ndtri(1 - alpha * split(theta))
+
+    reach = 60 * s
+    return optimize.brentq(lower_end, y - reach, y + reach), optimize.brentq(upper_end, y - reach, y + reach)
 
 
 def aalen_johansen(times: np.ndarray, outcome: np.ndarray, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -355,11 +419,10 @@ class OutcomeFit:
         self.open_at_horizon_ = float(estimate["open"][last, 0])
         self.tail_win_ = (self.tail_from or self).conditional_win_probability(self.horizon_days_)
         self.rate_ = self.cif_won_ + self.open_at_horizon_ * self.tail_win_
-        cells, index = np.unique(np.column_stack([t, outcome]), axis=0, return_inverse=True)
-        index = index.ravel()
-        rows = np.bincount(index, minlength=len(cells)).astype(float)
-        weights = rng.poisson(rows[:, None], size=(len(cells), self.n_bootstrap)).astype(float)
-        replicate = aalen_johansen(cells[:, 0], cells[:, 1].astype(int), weights)
+        times, time_index = np.unique(t, return_inverse=True)
+        cells, rows = np.unique(time_index * 3 + outcome, return_counts=True)  # one cell per (time, outcome)
+        weights = rng.poisson(rows[:, None].astype(float), size=(len(cells), self.n_bootstrap)).astype(float)
+        replicate = aalen_johansen(times[cells // 3], cells % 3, weights)
         position = np.searchsorted(replicate["times"], self.horizon_days_)
         tail_draws = (self.tail_from or self).conditional_win_draws(self.horizon_days_, self.n_bootstrap, rng)
         self.rate_draws_ = np.clip(replicate["won"][position] + replicate["open"][position] * tail_draws, 0.0, 1.0)
@@ -647,12 +710,21 @@ class AmountFit:
 
 
 class ArrivalModel:
-    """Arrivals per month: counts ~ Poisson(exposure days × exp(a + b·month + s[calendar month])).
+    """Arrivals per month: counts ~ Poisson(exposure days × exp(a + b·x(month) + s[calendar month])), overdispersed.
+
+    The growth term has three candidate shapes: none; a trend, x the month's index; and growth that has stopped,
+    x the index up to a knot month and constant after it (segmented, "broken-stick" regression; Muggeo, *Stat. Med.*
+    2003), such as an organisation's ramp-up. They are compared by QAICc, the small-sample AIC of the quasi-Poisson fit
+    (Burnham & Anderson, *Model Selection and Multimodel Inference*, 2002, §2.5, §6.2): the log-likelihood divided by
+    the dispersion ĉ (Pearson χ² over the residual degrees of freedom of the most flexible candidate, at least 1),
+    the knot and ĉ counted as parameters. So growth is extrapolated only when the data hold it up to their last months beyond
+    their noise: a ramp-up that ended, or a drift within the months' scatter, is not. The covariance is scaled by ĉ.
 
     Partial first and last months count by the days they cover. Seasonality needs every calendar month seen at
-    least twice (24 months), a trend at least ``min_months_for_trend`` months; otherwise they are 1 and 0. The
-    scenario's ``monthly_volume`` is the level (without seasonality) in the reference month, normally the month
-    after the as-of date, and its seasonality multipliers average 1.
+    least twice (24 months), a trend at least ``min_months_for_trend`` months, a knot at least one month of growth
+    before it and two months at the level after it. The scenario's ``monthly_volume`` is the level (without
+    seasonality) in the reference month, normally the month after the as-of date, and its seasonality multipliers
+    average 1; its ``trend`` is the growth the chosen shape extrapolates (0 unless a trend).
     """
 
     def __init__(self, confidence: float = CONFIDENCE, min_months_for_trend: int = 3):
@@ -668,39 +740,62 @@ class ArrivalModel:
         exposure = pd.Series(1.0, index=days).groupby(days.to_period("M")).sum().reindex(months).to_numpy()
         counts = created.dt.to_period("M").value_counts().reindex(months, fill_value=0).to_numpy(dtype=float)
         self.counts_ = pd.Series(counts.astype(int), index=[str(m) for m in months])
-        index = np.arange(len(months), dtype=float)
-        calendar = months.month.to_numpy() - 1
-        columns = [np.ones(len(months))]
-        self.has_trend_ = len(months) >= self.min_months_for_trend and counts.sum() > 0
-        if self.has_trend_:
-            columns.append(index - index.mean())
         self.has_seasonality_ = len(months) >= 24
-        if self.has_seasonality_:
-            columns.extend((calendar == c).astype(float) for c in range(1, 12))
-        design = np.column_stack(columns)
-        coef, cov = _poisson_regression(design, counts, np.log(exposure))
-        self._centre = index.mean()
-        self.coef_, self.cov_ = coef, cov
+        calendar = months.month.to_numpy() - 1
+        seasonal = [(calendar == c).astype(float) for c in range(1, 12)] if self.has_seasonality_ else []
+        index = np.arange(len(months), dtype=float)
+        shapes: dict[str, float | None] = {"none": None}
+        if len(months) >= self.min_months_for_trend and counts.sum() > 0:
+            shapes["trend"] = math.inf
+            shapes.update({str(months[k]): float(k) for k in range(1, len(months) - 2)})
+        fits = {}
+        for name, knot in shapes.items():
+            growth = [] if knot is None else [np.minimum(index, knot) - np.minimum(index, knot).mean()]
+            design = np.column_stack([np.ones(len(months)), *growth, *seasonal])
+            coef, cov = _poisson_regression(design, counts, np.log(exposure))
+            mean = exposure * np.exp(design @ coef)
+            log_likelihood = float(counts @ np.log(np.maximum(mean, 1e-300)) - mean.sum())
+            parameters = design.shape[1] + (name not in ("none", "trend"))  # a knot is a parameter too
+            fits[name] = {"knot": knot, "coef": coef, "cov": cov, "log_likelihood": log_likelihood, "parameters": parameters,
+                          "pearson": float(((counts - mean) ** 2 / np.maximum(mean, 1e-300)).sum()),
+                          "centre": 0.0 if knot is None else float(np.minimum(index, knot).mean())}
+        flexible = max(fits.values(), key=lambda fit: (fit["parameters"], fit["log_likelihood"]))
+        residual_df = len(months) - flexible["parameters"]
+        self.dispersion_ = max(flexible["pearson"] / residual_df, 1.0) if residual_df > 0 else 1.0
+        qaic = {name: _qaicc(fit["log_likelihood"], self.dispersion_, fit["parameters"] + 1, len(months)) for name, fit in fits.items()}
+        self.growth_ = min(qaic, key=qaic.get)
+        self.growth_qaic_ = qaic
+        chosen = fits[self.growth_]
+        self._knot, self._centre = chosen["knot"], chosen["centre"]
+        self.coef_, self.cov_ = chosen["coef"], chosen["cov"] * self.dispersion_
         seasonal_log = np.zeros(12)
         if self.has_seasonality_:
-            seasonal_log[1:] = coef[-11:]
+            seasonal_log[1:] = self.coef_[-11:]
         multipliers = np.exp(seasonal_log)
         self._mean_season = multipliers.mean()
         self.seasonality_ = (multipliers / self._mean_season).tolist()
-        slope = coef[1] if self.has_trend_ else 0.0
-        self.trend_ = _expm1(slope)
         z = _z(self.confidence)
-        slope_se = math.sqrt(cov[1, 1]) if self.has_trend_ else 0.0
+        slope = self.coef_[1] if self.growth_ == "trend" else 0.0
+        slope_se = math.sqrt(self.cov_[1, 1]) if self.growth_ == "trend" else 0.0
+        self.trend_ = _expm1(slope)
         self.trend_interval_ = [_expm1(slope - z * slope_se), _expm1(slope + z * slope_se)]
         self.n_ = int(counts.sum())
         self.months_ = len(months)
         return self
 
+    def growth_note(self) -> str:
+        """The chosen growth shape in words."""
+        if self.growth_ == "none":
+            return "no growth beyond the months' scatter"
+        if self.growth_ == "trend":
+            return f"a trend of {self.trend_:+.1%} a month, extrapolated"
+        return f"growth until {self.growth_}, level since: not extrapolated"
+
     def _level_vector(self, month: pd.Period) -> np.ndarray:
         vector = np.zeros(len(self.coef_))
         vector[0] = 1.0
-        if self.has_trend_:
-            vector[1] = (month - self.start_month_).n - self._centre
+        if self._knot is not None:
+            vector[1] = min((month - self.start_month_).n, self._knot) - self._centre
         return vector
 
     def volume_draws(self, month: pd.Period, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -722,6 +817,13 @@ class ArrivalModel:
             raise CalibrationError("arrivals", [f"the fitted trend ({self.trend_:+.0%} a month) extrapolated to {month} "
                                                "gives no finite volume; calibrate with an as-of date nearer the data"])
         return volume, [scale * _exp(log_rate - z * se), scale * _exp(log_rate + z * se)]
+
+
+def _qaicc(log_likelihood: float, dispersion: float, parameters: int, n: int) -> float:
+    """QAICc (Burnham & Anderson 2002, §2.5 and §6.2): −2 log L / ĉ + 2K, plus the small-sample term
+    2K(K + 1)/(n − K − 1); K counts the dispersion too."""
+    small_sample = 2 * parameters * (parameters + 1) / (n - parameters - 1) if n - parameters - 1 > 0 else math.inf
+    return -2 * log_likelihood / dispersion + 2 * parameters + small_sample
 
 
 #: Above this, ``math.exp`` overflows.
