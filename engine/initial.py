@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 from engine.leads import CARRIED_DEALS, CarriedWork, stage_paths
 from engine.results import LeadState, lead_states, opportunity_created
@@ -106,24 +107,24 @@ def from_snapshot(scenario: Scenario, snapshot: Snapshot, seed: int, replication
     segments = list(scenario.segments)
     deals, leads = snapshot.deals, snapshot.leads
     n = len(deals.row)
-    segment = np.array([segments.index(s) for s in deals.segment], dtype=int)
+    segment = _positions(segments, deals.segment)
     age = np.array(deals.age_days, dtype=float)
-    stage = np.array(deals.stage, dtype=object)
-    draws = rng.random((2, len(scenario.funnel.stages) + 1, n))  # per stage; the last row decides discovery
+    stages = [s.name for s in scenario.funnel.stages]
+    stage = _positions([*stages, DISCOVERY], deals.stage)  # the last: discovery
+    draws = rng.random((2, len(stages) + 1, n))  # per stage; the last row decides discovery
     won, holding, opened_at = np.zeros(n, dtype=bool), np.zeros(n), np.full(n, np.nan)
-    stage_index = {s.name: i for i, s in enumerate(scenario.funnel.stages)}
     for k, name in enumerate(segments):
-        for where in set(stage[segment == k]):
+        for where in np.unique(stage[segment == k]):
             rows = np.flatnonzero((segment == k) & (stage == where))
-            fate = _discovery_fates if where == DISCOVERY else _stage_fates
-            won[rows], holding[rows], opened_at[rows] = fate(scenario, name, stage_index.get(where, -1), age[rows], draws[..., rows])
-    amount = np.array([np.nan if a is None else a for a in deals.amount], dtype=float)
+            fate = _discovery_fates if where == len(stages) else _stage_fates
+            won[rows], holding[rows], opened_at[rows] = fate(scenario, name, where, age[rows], draws[..., rows])
+    amount = np.array(deals.amount, dtype=float)  # None: NaN
     amount_draws = rng.random(n)
     for k, name in enumerate(segments):  # a deal without an amount: drawn from its segment's deal size
         rows = np.flatnonzero((segment == k) & np.isnan(amount))
         amount[rows] = scenario.segments[name].deal_size.ppf(amount_draws[rows])
     return CarriedWork(
-        lead_segment=np.array([segments.index(s) for s in leads.segment], dtype=int),
+        lead_segment=_positions(segments, leads.segment),
         lead_territory=_territories(scenario, leads.territory, rng),
         lead_arrival=-np.array(leads.age_days, dtype=float),
         lead_row=np.array(leads.row, dtype=np.int64), deal_row=np.array(deals.row, dtype=np.int64),
@@ -131,6 +132,11 @@ def from_snapshot(scenario: Scenario, snapshot: Snapshot, seed: int, replication
         deal_entered=-age, deal_opened_at=opened_at, deal_won=won, deal_holding=holding,
         deal_amount=amount,
     )
+
+
+def _positions(names: list[str], values: list[str | None]) -> np.ndarray:
+    """Each value's position in ``names`` (-1 for None or a name not there; the snapshot reader refused those)."""
+    return pd.Index(names).get_indexer(pd.Index(values, dtype=object)).astype(int)
 
 
 def _stage_fates(scenario: Scenario, segment: str, k: int, age: np.ndarray, draws: np.ndarray) -> tuple:
@@ -157,8 +163,7 @@ def _discovery_fates(scenario: Scenario, segment: str, _: int, age: np.ndarray, 
 
 def _territories(scenario: Scenario, names: list[str | None], rng: np.random.Generator) -> np.ndarray:
     """Territory indices; an item without one is placed at random by the territories' lead shares."""
-    territories = list(scenario.territories)
     shares = np.array([spec.lead_share for spec in scenario.territories.values()])
-    placed = rng.choice(len(territories), size=len(names), p=shares / shares.sum())
-    return np.array([territories.index(t) if t is not None else placed[i] for i, t in enumerate(names)], dtype=int)
-
+    placed = rng.choice(len(shares), size=len(names), p=shares / shares.sum())
+    named = _positions(list(scenario.territories), names)
+    return np.where(named >= 0, named, placed)

@@ -36,7 +36,7 @@ from scenarios.snapshot import COLUMNS as SNAPSHOT_COLUMNS, DISCOVERY
 UNCONSTRAINED_ROLES = {
     "sdr": {"works": "leads", "headcount": {"all": 1},
             "working_hours": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": 0, "end": 24},
-            "handling_hours": {"dist": "fixed", "value": 0.001}},
+            "handling_hours": {"dist": "fixed", "value": 0.0}},
     "ae": {"works": "opportunities", "headcount": {"all": 1}, "open_opportunity_limit": 10_000_000},
 }
 MEASURES = ("won", "bookings")
