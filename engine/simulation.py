@@ -223,12 +223,14 @@ class Replication:
                 better = used & ~(accuracy >= lever.accuracy)
                 accuracy[better] = lever.accuracy
                 filter_share[better] = lever.filter_share
-        scored = ~np.isnan(accuracy)
-        rho = np.where(scored, accuracy, 0.0)
-        latent = rho * special.ndtri(1.0 - np.clip(leads.quality, 1e-12, 1 - 1e-12))
-        score = special.ndtr(latent + np.sqrt(1.0 - rho**2) * leads.score_noise)
-        self.priority = np.where(scored, -score, UNSCORED_PRIORITY)
-        self.nurtured = leads.mql & scored & (score < filter_share)
+        scored = np.flatnonzero(~np.isnan(accuracy))
+        rho = accuracy[scored]
+        latent = rho * special.ndtri(1.0 - np.clip(leads.quality[scored], 1e-12, 1 - 1e-12))
+        score = special.ndtr(latent + np.sqrt(1.0 - rho**2) * leads.score_noise[scored])
+        self.priority = np.full(n, UNSCORED_PRIORITY)
+        self.priority[scored] = -score
+        self.nurtured = np.zeros(n, dtype=bool)
+        self.nurtured[scored] = leads.mql[scored] & (score < filter_share[scored])
         segments = list(self.scenario.segments)
         sql_rate = np.array([for_segment(self.scenario.funnel.sql_rate, s) for s in segments])
         uplift = conversion_multiplier(self.scenario, used_by_lever, "sql")
