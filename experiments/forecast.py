@@ -195,8 +195,9 @@ def _deal_view(cut: Cut, deals: pd.DataFrame, won_by: np.ndarray, closed_by: np.
     view = deals.reindex(columns=["id", "segment", "stage", "age_days", "amount"])
     for column, share in zip(_deal_windows(cut), won_by):
         view[column] = share
-    median = np.where((closed_by >= 0.5).any(axis=0), (closed_by >= 0.5).argmax(axis=0), -1)
-    view["expected_close_month"] = [str(cut.start + int(m)) if m >= 0 else "later" for m in median]
+    median = np.where((closed_by >= 0.5).any(axis=0), (closed_by >= 0.5).argmax(axis=0), len(closed_by))
+    labels = np.array([str(cut.start + m) for m in range(len(closed_by))] + ["later"], dtype=object)
+    view["expected_close_month"] = labels[median]
     return view
 
 
