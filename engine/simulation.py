@@ -278,7 +278,11 @@ class Replication:
 
     def _first_touches_at_arrival(self) -> None:
         """First touches when no lead can wait: each MQL is touched, in no time, by its territory's one rep at the
-        instant it arrives (one carried in: at the start), if that is before the horizon."""
+        instant it arrives on the working clock (one carried in: at the start), if that is before the horizon.
+
+        The events hand a lead arriving alone its own arrival time, and leads arriving together after a night the
+        time SimPy's clock reads at their wake-up, ``now + (arrival − now)``: the arrival itself, except possibly in
+        the last bit when the rep has been free since less than half that working time (the first working day)."""
         arrival = np.frombuffer(self._arrival, dtype=float)
         touched = self._entering[arrival[self._entering] < self._end]
         np.frombuffer(self._touch, dtype=float)[touched] = arrival[touched]  # the records, written in place

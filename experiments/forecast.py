@@ -122,7 +122,7 @@ def run_forecast(cut: Cut, months: int, pipeline_file: Path, replications: int =
     until = None if arrivals_until is None else (arrivals_until - start) / pd.Timedelta(days=1)
     deals = cut.pipeline[cut.pipeline["kind"].eq("opportunity")].reset_index(drop=True)
     windows = _deal_windows(cut)
-    batches = np.array_split(np.arange(replications), min(replications, 4 * workers) if workers > 1 else 1)
+    batches = np.array_split(np.arange(replications), min(replications, _BATCHES_PER_WORKER * workers) if workers > 1 else 1)
     # map_replications numbers the batches: batch b runs replications batches[b]
     parts = map_replications(_batch_figures, scenario, len(batches), seed, workers, None, batches, len(deals), until, windows)
     figures = np.concatenate([figures for figures, _, _ in parts])  # replication × measure × month × segment
@@ -135,9 +135,11 @@ def run_forecast(cut: Cut, months: int, pipeline_file: Path, replications: int =
                     _deal_view(cut, deals, won_by / replications, closed_by / replications))
 
 
-#: Months ahead that a deal's close is placed in (a later close counts as after the horizon).
+#: Batches of replications per worker: enough that workers finish together, few enough that the scenario (with
+#: the whole pipeline) is sent, and its snapshot converted, only a few times.
+_BATCHES_PER_WORKER = 4
+#: Months ahead that a deal's close is placed in; a later close, or none, is placed at this month.
 _MONTHS_AHEAD = 120
-_LATER = np.iinfo(np.int16).max
 
 
 def _deal_windows(cut: Cut) -> dict[str, int]:
@@ -157,10 +159,12 @@ def _batch_figures(scenario: Scenario, batch: int, seed: int, batches: list[np.n
     bounds = month_starts(scenario.model_copy(update={"horizon_months": _MONTHS_AHEAD}))
     figures = np.zeros((len(batches[batch]), len(MEASURES), horizon, segments))
     won_by, closed_by = np.zeros((len(windows), deals), dtype=np.int64), np.zeros((horizon, deals), dtype=np.int64)
+    last_months = np.array(list(windows.values()))[:, None]
     for i, replication in enumerate(batches[batch]):
         outcome = lead_outcomes(scenario, int(replication), seed)
         leads, close = outcome.leads, outcome.times.close
-        month = np.where(np.isnan(close) | (close >= bounds[-1]), _LATER, np.searchsorted(bounds, np.nan_to_num(close), side="right") - 1)
+        later = np.isnan(close) | (close >= bounds[-1])
+        month = np.where(later, _MONTHS_AHEAD, np.searchsorted(bounds, np.nan_to_num(close), side="right") - 1)
         won = outcome.state == LeadState.WON
         counted = won & (month < horizon)
         if arrivals_until is not None:
@@ -170,10 +174,10 @@ def _batch_figures(scenario: Scenario, batch: int, seed: int, batches: list[np.n
         figures[i, 1] = np.bincount(cell, weights=leads.amount[counted], minlength=horizon * segments).reshape(horizon, segments)
         carried = leads.origin == Origin.DEAL
         row = leads.snapshot_row[carried] - 2  # deals come first in the pipeline file, after its header
-        won_month, close_month = np.full(deals, _LATER), np.full(deals, _LATER)
+        won_month, close_month = np.full(deals, _MONTHS_AHEAD), np.full(deals, _MONTHS_AHEAD)
         close_month[row] = month[carried]
-        won_month[row] = np.where(won[carried], month[carried], _LATER)
-        won_by += won_month <= np.array(list(windows.values()))[:, None]
+        won_month[row] = np.where(won[carried], month[carried], _MONTHS_AHEAD)
+        won_by += won_month <= last_months
         closed_by += close_month <= np.arange(horizon)[:, None]
     return figures, won_by, closed_by
 
