@@ -186,7 +186,9 @@ def _stage_fates(scenario: Scenario, segment: str, k: int, age: np.ndarray, draw
     still_passing, still_losing = p * (1.0 - to_pass.cdf(age)), (1.0 - p) * (1.0 - to_lose.cdf(age))
     total = still_passing + still_losing
     passes = draws[0, k] < np.divide(still_passing, total, out=np.full(len(age), p), where=total > 0)
-    remaining = np.where(passes, remaining_ppf(to_pass, draws[1, k], age), remaining_ppf(to_lose, draws[1, k], age))
+    remaining = np.empty(len(age))
+    for outcome, duration in ((passes, to_pass), (~passes, to_lose)):
+        remaining[outcome] = remaining_ppf(duration, draws[1, k][outcome], age[outcome])
     later_won, later = stage_paths(scenario, segment, draws[:, :-1], first=k + 1)
     return passes & later_won, remaining + np.where(passes, later, 0.0), -age
 
