@@ -2,13 +2,15 @@
 
 The export (Maven's columns, read with the shipped ``maven_sales_pipeline`` mapping) holds two years of closed deals
 and, on the as-of date, ``--open`` deals still open at ages spread over their cycle. Printed: the time to read, audit
-and fit the export and take its pipeline, the time to simulate the forecast, and the peak memory.
+and fit the export and take its pipeline, the time to simulate the forecast (wall and CPU seconds: on a shared
+machine the wall time depends on the load, printed before and after), and the peak memory.
 Run with ``python benchmarks/forecast_speed.py [--open 100000] [--replications 200] [--workers 2]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import tempfile
 import time
@@ -57,19 +59,28 @@ def main() -> None:
         path = Path(folder) / "sales_pipeline.csv"
         export_with_open_deals(args.open, args.closed).to_csv(path, index=False)
         source, mapping = load_mapping("maven_sales_pipeline")
-        started = time.perf_counter()
+        load_before = os.getloadavg()[0]
+        started, cpu = time.perf_counter(), _cpu_seconds()
         cut = fit_cut(read_export(path, mapping, source), mapping, AS_OF.date())
-        fitted = time.perf_counter() - started
-        started = time.perf_counter()
+        fitted, fitted_cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+        started, cpu = time.perf_counter(), _cpu_seconds()
         forecast = run_forecast(cut, args.months, Path(folder) / "pipeline.csv", args.replications, workers=args.workers)
-        simulated = time.perf_counter() - started
+        simulated, simulated_cpu = time.perf_counter() - started, _cpu_seconds() - cpu
     deals = int(cut.pipeline["kind"].eq("opportunity").sum())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     total = forecast.monthly[forecast.monthly["segment"].eq("all")]["won_mean"].sum()
     print(f"open deals in the pipeline: {deals:,}; {args.replications} replications of {args.months} months, {args.workers} workers")
-    print(f"read, audit, fit and pipeline: {fitted:.1f} s; forecast: {simulated:.1f} s; total {fitted + simulated:.1f} s")
+    print(f"read, audit, fit and pipeline: {fitted:.1f} s ({fitted_cpu:.1f} CPU s); forecast: {simulated:.1f} s "
+          f"({simulated_cpu:.1f} CPU s, all processes); total {fitted + simulated:.1f} s")
     print(f"peak memory: {peak:.0f} MB (main), {children:.0f} MB (largest worker); won forecast over the months: {total:,.0f}")
+    print(f"load average (1 min) before: {load_before:.1f}, after: {os.getloadavg()[0]:.1f}, on {os.cpu_count()} cores")
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished workers (a pool's workers count once they have ended)."""
+    return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
 
 
 if __name__ == "__main__":

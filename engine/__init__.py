@@ -1,7 +1,8 @@
 """The simulation engine: a Scenario and a seed in, tidy results out. No file I/O, no printing.
 
 ``run_replication`` is the unit of work (a pure function of scenario, seed and replication number), so that
-replications can run anywhere, in any order, and give identical results; ``simulate`` runs several in turn.
+replications can run anywhere, in any order, and give identical results; ``simulate`` runs several in turn;
+``lead_outcomes`` runs one and returns its leads' arrays only, for a caller that reduces them itself.
 Each replication starts from the work open on the first day (``engine.initial``): the scenario's snapshot, or a
 warm-up simulated before the start; with parameter draws (a calibration's estimation error), replication r runs on
 draw r mod their number, the same in every scenario compared.
@@ -13,8 +14,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from engine.initial import carried_work
-from engine.results import LEAD_LOG_COLUMNS, MONTHLY_COLUMNS, SUMMARY_KPIS, LeadState, ReplicationResult, summarize, summarize_replication
-from engine.simulation import Replication
+from engine.results import (
+    LEAD_LOG_COLUMNS, MONTHLY_COLUMNS, SUMMARY_KPIS, LeadOutcomes, LeadState, ReplicationResult, lead_states, summarize,
+    summarize_replication,
+)
+from engine.simulation import LeadTimes, Replication
 from scenarios.loading import with_parameter_draw
 from scenarios.model import Scenario
 
@@ -47,10 +51,22 @@ def run_replication(
     scenario: Scenario, replication: int, seed: int | None = None, keep_log: bool = False
 ) -> ReplicationResult:
     """Simulate one replication; ``seed`` defaults to the scenario's; ``keep_log`` keeps one row per lead."""
+    sim, times = _simulated(scenario, replication, seed)
+    return summarize_replication(sim, times, replication, keep_log)
+
+
+def lead_outcomes(scenario: Scenario, replication: int, seed: int | None = None) -> LeadOutcomes:
+    """Simulate one replication and return its leads' arrays only: no tables, for a caller that needs a few
+    figures of many replications."""
+    sim, times = _simulated(scenario, replication, seed)
+    return LeadOutcomes(sim.leads, times, lead_states(sim, times))
+
+
+def _simulated(scenario: Scenario, replication: int, seed: int | None) -> tuple[Replication, LeadTimes]:
     seed = scenario.seed if seed is None else seed
     scenario = with_parameter_draw(scenario, replication)
     sim = Replication(scenario, seed, replication, carried_work(scenario, seed, replication))
-    return summarize_replication(sim, sim.run(), replication, keep_log)
+    return sim, sim.run()
 
 
 def simulate(scenario: Scenario, replications: int = 1, seed: int | None = None) -> Results:
@@ -62,9 +78,11 @@ __all__ = [
     "LEAD_LOG_COLUMNS",
     "MONTHLY_COLUMNS",
     "SUMMARY_KPIS",
+    "LeadOutcomes",
     "LeadState",
     "ReplicationResult",
     "Results",
+    "lead_outcomes",
     "run_replication",
     "simulate",
 ]

@@ -18,8 +18,11 @@ then the pipeline holds deals of every age but the oldest 1%, as it would after 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 from engine.leads import CARRIED_DEALS, CarriedWork, stage_paths
 from engine.results import LeadState, lead_states, opportunity_created
@@ -100,34 +103,76 @@ def warm_up(scenario: Scenario, months: int, seed: int, replication: int) -> Car
     )
 
 
+@dataclass(frozen=True)
+class SnapshotColumns:
+    """A snapshot's rows as arrays: segments, stages (the funnel's, then discovery) and territories as positions in
+    the scenario's (-1: no territory given)."""
+
+    deal_row: np.ndarray
+    deal_segment: np.ndarray
+    deal_stage: np.ndarray
+    deal_territory: np.ndarray
+    deal_age: np.ndarray
+    deal_amount: np.ndarray  # NaN: none given
+    lead_row: np.ndarray
+    lead_segment: np.ndarray
+    lead_territory: np.ndarray
+    lead_age: np.ndarray
+
+
+#: The last snapshot converted, with the scenario names it was converted for, and its columns.
+_converted: list[tuple[Snapshot, tuple, SnapshotColumns]] = []
+
+
+def snapshot_columns(scenario: Scenario, snapshot: Snapshot) -> SnapshotColumns:
+    """The snapshot's rows as arrays. Every replication of a scenario reads the same snapshot, and converting a
+    large one costs as much as drawing its deals' fates, so the last one converted is kept."""
+    names = (tuple(scenario.segments), tuple(s.name for s in scenario.funnel.stages), tuple(scenario.territories))
+    if _converted and _converted[0][0] is snapshot and _converted[0][1] == names:
+        return _converted[0][2]
+    segments, stages, territories = names
+    deals, leads = snapshot.deals, snapshot.leads
+    columns = SnapshotColumns(
+        deal_row=np.array(deals.row, dtype=np.int64), deal_segment=_positions(segments, deals.segment),
+        deal_stage=_positions([*stages, DISCOVERY], deals.stage), deal_territory=_positions(territories, deals.territory),
+        deal_age=np.array(deals.age_days, dtype=float), deal_amount=np.array(deals.amount, dtype=float),  # None: NaN
+        lead_row=np.array(leads.row, dtype=np.int64), lead_segment=_positions(segments, leads.segment),
+        lead_territory=_positions(territories, leads.territory), lead_age=np.array(leads.age_days, dtype=float),
+    )
+    for values in vars(columns).values():
+        values.flags.writeable = False  # shared by every replication
+    _converted[:] = [(snapshot, names, columns)]
+    return columns
+
+
+def _positions(names: Sequence[str], values: list[str | None]) -> np.ndarray:
+    """Each value's position in ``names`` (-1 for None or a name not there; the snapshot reader refused those)."""
+    return pd.Index(names).get_indexer(pd.Index(values, dtype=object)).astype(int)
+
+
 def from_snapshot(scenario: Scenario, snapshot: Snapshot, seed: int, replication: int) -> CarriedWork:
     """The snapshot's waiting leads and deals, each deal's outcome and remaining time drawn given its age."""
     rng = generator(seed, replication, Stream.CARRIED, CARRIED_DEALS)
-    segments = list(scenario.segments)
-    deals, leads = snapshot.deals, snapshot.leads
-    n = len(deals.row)
-    segment = np.array([segments.index(s) for s in deals.segment], dtype=int)
-    age = np.array(deals.age_days, dtype=float)
-    stage = np.array(deals.stage, dtype=object)
-    draws = rng.random((2, len(scenario.funnel.stages) + 1, n))  # per stage; the last row decides discovery
+    rows = snapshot_columns(scenario, snapshot)
+    segments, stages = list(scenario.segments), len(scenario.funnel.stages)
+    segment, stage, age = rows.deal_segment, rows.deal_stage, rows.deal_age
+    n = len(segment)
+    draws = rng.random((2, stages + 1, n))  # per stage; the last row decides discovery
     won, holding, opened_at = np.zeros(n, dtype=bool), np.zeros(n), np.full(n, np.nan)
-    stage_index = {s.name: i for i, s in enumerate(scenario.funnel.stages)}
     for k, name in enumerate(segments):
-        for where in set(stage[segment == k]):
-            rows = np.flatnonzero((segment == k) & (stage == where))
-            fate = _discovery_fates if where == DISCOVERY else _stage_fates
-            won[rows], holding[rows], opened_at[rows] = fate(scenario, name, stage_index.get(where, -1), age[rows], draws[..., rows])
-    amount = np.array([np.nan if a is None else a for a in deals.amount], dtype=float)
+        for where in np.unique(stage[segment == k]):
+            group = np.flatnonzero((segment == k) & (stage == where))
+            fate = _discovery_fates if where == stages else _stage_fates
+            won[group], holding[group], opened_at[group] = fate(scenario, name, where, age[group], draws[..., group])
+    amount = rows.deal_amount.copy()
     amount_draws = rng.random(n)
     for k, name in enumerate(segments):  # a deal without an amount: drawn from its segment's deal size
-        rows = np.flatnonzero((segment == k) & np.isnan(amount))
-        amount[rows] = scenario.segments[name].deal_size.ppf(amount_draws[rows])
+        group = np.flatnonzero((segment == k) & np.isnan(amount))
+        amount[group] = scenario.segments[name].deal_size.ppf(amount_draws[group])
     return CarriedWork(
-        lead_segment=np.array([segments.index(s) for s in leads.segment], dtype=int),
-        lead_territory=_territories(scenario, leads.territory, rng),
-        lead_arrival=-np.array(leads.age_days, dtype=float),
-        lead_row=np.array(leads.row, dtype=np.int64), deal_row=np.array(deals.row, dtype=np.int64),
-        deal_segment=segment, deal_territory=_territories(scenario, deals.territory, rng),
+        lead_segment=rows.lead_segment, lead_territory=_territories(scenario, rows.lead_territory, rng),
+        lead_arrival=-rows.lead_age, lead_row=rows.lead_row, deal_row=rows.deal_row,
+        deal_segment=segment, deal_territory=_territories(scenario, rows.deal_territory, rng),
         deal_entered=-age, deal_opened_at=opened_at, deal_won=won, deal_holding=holding,
         deal_amount=amount,
     )
@@ -141,7 +186,9 @@ def _stage_fates(scenario: Scenario, segment: str, k: int, age: np.ndarray, draw
     still_passing, still_losing = p * (1.0 - to_pass.cdf(age)), (1.0 - p) * (1.0 - to_lose.cdf(age))
     total = still_passing + still_losing
     passes = draws[0, k] < np.divide(still_passing, total, out=np.full(len(age), p), where=total > 0)
-    remaining = np.where(passes, remaining_ppf(to_pass, draws[1, k], age), remaining_ppf(to_lose, draws[1, k], age))
+    remaining = np.empty(len(age))
+    for outcome, duration in ((passes, to_pass), (~passes, to_lose)):
+        remaining[outcome] = remaining_ppf(duration, draws[1, k][outcome], age[outcome])
     later_won, later = stage_paths(scenario, segment, draws[:, :-1], first=k + 1)
     return passes & later_won, remaining + np.where(passes, later, 0.0), -age
 
@@ -155,10 +202,8 @@ def _discovery_fates(scenario: Scenario, segment: str, _: int, age: np.ndarray, 
     return won & opportunity, remaining + np.where(opportunity, stages, 0.0), np.where(opportunity, remaining, np.nan)
 
 
-def _territories(scenario: Scenario, names: list[str | None], rng: np.random.Generator) -> np.ndarray:
-    """Territory indices; an item without one is placed at random by the territories' lead shares."""
-    territories = list(scenario.territories)
+def _territories(scenario: Scenario, named: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Territory positions; an item without one (-1) is placed at random by the territories' lead shares."""
     shares = np.array([spec.lead_share for spec in scenario.territories.values()])
-    placed = rng.choice(len(territories), size=len(names), p=shares / shares.sum())
-    return np.array([territories.index(t) if t is not None else placed[i] for i, t in enumerate(names)], dtype=int)
-
+    placed = rng.choice(len(shares), size=len(named), p=shares / shares.sum())
+    return np.where(named >= 0, named, placed)

@@ -96,6 +96,16 @@ class ReplicationResult:
     lead_log: pd.DataFrame | None = None
 
 
+@dataclass(frozen=True)
+class LeadOutcomes:
+    """One replication's leads as drawn, the times recorded for them and the ``LeadState`` each ends in: what the
+    lead log holds, as arrays, for a caller that reduces many replications to a few figures (a forecast)."""
+
+    leads: Leads
+    times: LeadTimes
+    state: np.ndarray
+
+
 def opportunity_created(leads: Leads, times: LeadTimes) -> np.ndarray:
     """When each lead became an opportunity (at the end of discovery; NaN if it did not or has not yet)."""
     created = np.where(leads.opportunity, times.accept + leads.discovery_days, np.nan)

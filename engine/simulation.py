@@ -9,6 +9,11 @@ and leaving, an SQL's arrival, month starts (ramp changes slots), leads arriving
 known in advance, so a free rep is handed the next arrival directly and releases are settled whenever a pool is
 looked at. Everything else about a lead was drawn up front (``engine.leads``), and its stage path after acceptance
 is known at once, so the simulation only records times; states and monthly figures are derived from those times.
+
+When the organisation cannot queue (``Replication.cannot_queue``: first touches take no time and each territory's
+are all done by one rep on staff throughout; every territory's opportunity reps hold a slot for each of its items in
+every month), no lead ever waits, so each lead's path is its own: the passes are then computed for all leads at once
+with numpy, and record the same times as the events would (the unconstrained organisation of a forecast).
 """
 
 from __future__ import annotations
@@ -73,6 +78,25 @@ def _numpy(values: array) -> np.ndarray:
     return np.frombuffer(values, dtype=float).copy()
 
 
+def _in_arrival_order(sql_at: np.ndarray) -> np.ndarray:
+    """The SQLs (leads with a time in ``sql_at``), in the order they arrive at the opportunity slots."""
+    sqls = np.flatnonzero(~np.isnan(sql_at))
+    return sqls[np.argsort(sql_at[sqls], kind="stable")]
+
+
+def _event_times(times: np.ndarray) -> np.ndarray:
+    """The times SimPy's clock reads at calls scheduled one after another for ``times`` (sorted), each from the one
+    before (the first from time 0): SimPy adds the delay to the time of scheduling, ``a + (t − a)``, which can differ
+    from ``t`` in the last bit. Solved as a fixed point, as such differences are rare."""
+    clock = times
+    while True:
+        before = np.r_[0.0, clock[:-1]]
+        again = before + (times - before)
+        if np.array_equal(again, clock):
+            return clock
+        clock = again
+
+
 @dataclass
 class FirstTouchPool:
     """A territory's first touches: MQLs waiting by (priority, arrival order), and reps with nothing to do."""
@@ -125,6 +149,11 @@ class Replication:
         self.usage_rate = usage_rate_by_month(scenario)
         self._apply_levers()
         self.slots = self._slots()
+        self._territory_index = {name: i for i, name in enumerate(scenario.territories)}
+        # the MQLs that go to a first touch: not held back by lead scoring, not deals carried in past it
+        self._entering = np.flatnonzero(self.leads.mql & ~self.nurtured & (self.leads.origin != Origin.DEAL))
+        self._touch_reps = self._one_rep_per_territory()
+        self.cannot_queue = self._touch_reps is not None and self._slots_for_every_item()
 
     def _slots(self) -> list[list[int]]:
         """Per rep and month: the opportunities a rep of the opportunity role can hold at once (at least one)."""
@@ -142,6 +171,39 @@ class Replication:
         months = range(self.scenario.horizon_months)
         return [[productivity(rep, m, role) * (1.0 - away[m]) for m in months] if rep.role == role_name else []
                 for rep in self.reps]
+
+    # ----- can the organisation queue? -----
+
+    def _on_staff_throughout(self, rep: Rep) -> bool:
+        return rep.start <= 0.0 and rep.end >= self.horizon
+
+    def _one_rep_per_territory(self) -> np.ndarray | None:
+        """Per territory, the one rep who does its first touches, if first touches take no time and every territory
+        with MQLs to touch has exactly one rep of the lead role, on staff and at work throughout the horizon; else
+        None. That rep is then free the instant each lead arrives."""
+        work = self.leads.handling_hours[self._entering] * self.handling_factor[self._entering]
+        if work.any():
+            return None
+        speed = self._capacity_share(self.scenario.lead_role)
+        territories = self._territory_index
+        reps = np.full(len(territories), -1)
+        for index, rep in enumerate(self.reps):
+            if rep.role == self.scenario.lead_role:
+                t = territories[rep.territory]
+                at_work = self._on_staff_throughout(rep) and min(speed[index]) > 0.0
+                reps[t] = index if reps[t] == -1 and at_work else -2  # -2: more than one rep, or one not always at work
+        needed = np.unique(self.leads.territory[self._entering])
+        return reps if (reps[needed] >= 0).all() else None
+
+    def _slots_for_every_item(self) -> bool:
+        """Whether, in every territory and month, the opportunity reps on staff throughout the horizon hold at least
+        as many slots as the territory has leads and deals: then no SQL ever waits for a slot."""
+        capacity = np.zeros((len(self._territory_index), self.scenario.horizon_months), dtype=np.int64)
+        for index, rep in enumerate(self.reps):
+            if rep.role == self.scenario.opportunity_role and self._on_staff_throughout(rep):
+                capacity[self._territory_index[rep.territory]] += self.slots[index]
+        items = np.bincount(self.leads.territory, minlength=len(capacity))
+        return bool((capacity.min(axis=1) >= items).all())
 
     # ----- automation levers, applied per lead and per month before the run -----
 
@@ -161,12 +223,14 @@ class Replication:
                 better = used & ~(accuracy >= lever.accuracy)
                 accuracy[better] = lever.accuracy
                 filter_share[better] = lever.filter_share
-        scored = ~np.isnan(accuracy)
-        rho = np.where(scored, accuracy, 0.0)
-        latent = rho * special.ndtri(1.0 - np.clip(leads.quality, 1e-12, 1 - 1e-12))
-        score = special.ndtr(latent + np.sqrt(1.0 - rho**2) * leads.score_noise)
-        self.priority = np.where(scored, -score, UNSCORED_PRIORITY)
-        self.nurtured = leads.mql & scored & (score < filter_share)
+        scored = np.flatnonzero(~np.isnan(accuracy))
+        rho = accuracy[scored]
+        latent = rho * special.ndtri(1.0 - np.clip(leads.quality[scored], 1e-12, 1 - 1e-12))
+        score = special.ndtr(latent + np.sqrt(1.0 - rho**2) * leads.score_noise[scored])
+        self.priority = np.full(n, UNSCORED_PRIORITY)
+        self.priority[scored] = -score
+        self.nurtured = np.zeros(n, dtype=bool)
+        self.nurtured[scored] = leads.mql[scored] & (score < filter_share[scored])
         segments = list(self.scenario.segments)
         sql_rate = np.array([for_segment(self.scenario.funnel.sql_rate, s) for s in segments])
         uplift = conversion_multiplier(self.scenario, used_by_lever, "sql")
@@ -175,20 +239,23 @@ class Replication:
     # ----- the run -----
 
     def run(self) -> LeadTimes:
+        """Both passes: as events, or for all leads at once when the organisation ``cannot_queue``."""
         leads = self.leads
         self.events = 0  # events processed, both passes
-        self._priority = _doubles(self.priority)
-        self._territory = leads.territory.tolist()
-        self._territory_index = {name: i for i, name in enumerate(self.scenario.territories)}
-        self._first_touches()
+        self._prepare_first_touches()
+        if self.cannot_queue:
+            self._first_touches_at_arrival()
+        else:
+            self._first_touches()
         touch, done, response, sql = self._first_touches_on_the_calendar()
-        self._opportunities(np.where(sql, done, np.nan))
+        sql_at = np.where(sql, done, np.nan)
+        accept, close = self._opportunities_at_qualification(sql_at) if self.cannot_queue else self._opportunities(sql_at)
         self.busy_hours = self._busy_hours()
         times = LeadTimes(
-            touch=touch, touch_done=done, sql=sql, accept=_numpy(self._accept), close=_numpy(self._close),
+            touch=touch, touch_done=done, sql=sql, accept=accept, close=close,
             response_hours=response, rep=np.frombuffer(self._rep, dtype=np.int64).copy(),
         )
-        entered = leads.mql & ~self.nurtured & (leads.origin != Origin.DEAL)
+        entered = self._entering
         waited_until = np.where(np.isnan(touch), self.horizon, touch)
         self.waiting_area = total_days_in_months(np.maximum(leads.time[entered], 0.0), waited_until[entered], self.months)
         return times
@@ -200,17 +267,36 @@ class Replication:
     # while every rep is busy wait in a queue ordered by priority. Leads arriving over a night or weekend all arrive
     # at the same working instant, the next opening: there, a wake-up lets every free rep take the best of them.
 
-    def _first_touches(self) -> None:
-        env = self.first_touch_env = simpy.Environment()
+    def _prepare_first_touches(self) -> None:
+        """Arrivals on the working clock, and the records of both ways of running first touches."""
         clock, leads, n = self.calendar, self.leads, len(self.leads)
         self._arrival = _doubles(clock.work_before(np.maximum(leads.time, 0.0)))  # leads carried in: at the start
         self._working_month_starts = clock.work_before(self.months).tolist()
         self._end = self._working_month_starts[-1]  # the horizon on the working clock
-        self._work = _doubles(leads.handling_hours * self.handling_factor / 24.0)  # working days at full speed
-        self._speed = self._capacity_share(self.scenario.lead_role)
         self._touch, self._touch_end = _doubles(np.full(n, np.nan)), _doubles(np.full(n, np.nan))
         self._rep = array("q", np.full(n, -1, dtype=np.int64).tobytes())
-        entering = np.flatnonzero(leads.mql & ~self.nurtured & (leads.origin != Origin.DEAL))
+
+    def _first_touches_at_arrival(self) -> None:
+        """First touches when no lead can wait: each MQL is touched, in no time, by its territory's one rep at the
+        instant it arrives on the working clock (one carried in: at the start), if that is before the horizon.
+
+        The events hand a lead arriving alone its own arrival time, and leads arriving together after a night the
+        time SimPy's clock reads at their wake-up, ``now + (arrival − now)``: the arrival itself, except possibly in
+        the last bit when the rep has been free since less than half that working time (the first working day)."""
+        arrival = np.frombuffer(self._arrival, dtype=float)
+        touched = self._entering[arrival[self._entering] < self._end]
+        np.frombuffer(self._touch, dtype=float)[touched] = arrival[touched]  # the records, written in place
+        np.frombuffer(self._touch_end, dtype=float)[touched] = arrival[touched]
+        np.frombuffer(self._rep, dtype=np.int64)[touched] = self._touch_reps[self.leads.territory[touched]]
+
+    def _first_touches(self) -> None:
+        env = self.first_touch_env = simpy.Environment()
+        clock, leads, n = self.calendar, self.leads, len(self.leads)
+        self._priority = _doubles(self.priority)
+        self._territory = leads.territory.tolist()
+        self._work = _doubles(leads.handling_hours * self.handling_factor / 24.0)  # working days at full speed
+        self._speed = self._capacity_share(self.scenario.lead_role)
+        entering = self._entering
         alone = np.zeros(n, dtype=bool)  # no other lead of the territory arrives at the same working instant
         self.first_touch = []
         for territory in range(len(self.scenario.territories)):
@@ -343,14 +429,31 @@ class Replication:
 
     # ----- opportunities, on the calendar -----
 
-    def _opportunities(self, sql_at: np.ndarray) -> None:
+    def _holding_days(self) -> np.ndarray:
+        """Per lead, how long it holds an opportunity slot once it takes one: discovery, then the stages if any."""
+        leads = self.leads
+        return leads.discovery_days + np.where(leads.opportunity, leads.stage_days, 0.0)
+
+    def _opportunities_at_qualification(self, sql_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Opportunities when no lead can wait: deals carried in hold their slots from the start, and each SQL takes
+        one the instant it qualifies, at the time SimPy's clock would read then (``_event_times``). Per lead: when
+        it took a slot and when it releases it (NaN if it did not take one)."""
+        accept = np.full(len(self.leads), np.nan)
+        accept[self.carried_deals] = 0.0
+        sqls = _in_arrival_order(sql_at)
+        at = _event_times(sql_at[sqls])
+        on_time = at < self.horizon
+        accept[sqls[on_time]] = at[on_time]
+        return accept, accept + self._holding_days()
+
+    def _opportunities(self, sql_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Opportunities as events. Per lead: when it took a slot and when it releases it (NaN if it did not)."""
         env = self.opportunity_env = simpy.Environment()
         leads = self.leads
         self._accept, self._close = _doubles(np.full(len(leads), np.nan)), _doubles(np.full(len(leads), np.nan))
-        self._holding = _doubles(leads.discovery_days + np.where(leads.opportunity, leads.stage_days, 0.0))
+        self._holding = _doubles(self._holding_days())
         self._calendar_month_starts = self.months.tolist()
-        sqls = np.flatnonzero(~np.isnan(sql_at))
-        self._sqls = sqls[np.argsort(sql_at[sqls], kind="stable")].tolist()  # in arrival order
+        self._sqls = _in_arrival_order(sql_at).tolist()
         self._sql_at = sql_at[self._sqls].tolist()
         self._next_sql = 0
         self.owners = [OwnerPool() for _ in self.scenario.territories]
@@ -367,6 +470,7 @@ class Replication:
         self.events += _run(env, until=self.horizon)
         for pool in self.owners:
             self._settle_releases(pool, self.horizon)
+        return _numpy(self._accept), _numpy(self._close)
 
     def _hold_carried_deals(self) -> None:
         """Deals carried in hold their territory's slots from the first instant, before any new SQL."""

@@ -26,8 +26,9 @@ import pandas as pd
 
 from calibration import Audit, Calibration, CalibrationError, Mapping, RawExport, apply_calibration, audit
 from calibration.calibrate import STAGE_NAME
-from engine import run_replication
+from engine import LeadState, lead_outcomes
 from engine.calendar import month_starts
+from engine.leads import Origin
 from experiments.runner import map_replications
 from scenarios import Scenario, validate_scenario
 from scenarios.snapshot import COLUMNS as SNAPSHOT_COLUMNS, DISCOVERY
@@ -36,7 +37,7 @@ from scenarios.snapshot import COLUMNS as SNAPSHOT_COLUMNS, DISCOVERY
 UNCONSTRAINED_ROLES = {
     "sdr": {"works": "leads", "headcount": {"all": 1},
             "working_hours": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": 0, "end": 24},
-            "handling_hours": {"dist": "fixed", "value": 0.001}},
+            "handling_hours": {"dist": "fixed", "value": 0.0}},
     "ae": {"works": "opportunities", "headcount": {"all": 1}, "open_opportunity_limit": 10_000_000},
 }
 MEASURES = ("won", "bookings")
@@ -113,51 +114,72 @@ def run_forecast(cut: Cut, months: int, pipeline_file: Path, replications: int =
                  arrivals_until: pd.Timestamp | None = None) -> Forecast:
     """Simulate ``months`` months from the cut, its pipeline written to ``pipeline_file``; ``arrivals_until`` leaves
     out deals of leads arriving after it (a back-test compares with an export that holds no lead created after its
-    last row). Each replication is reduced where it runs (``_replication_figures``), so memory does not grow with
-    replications × open deals."""
+    last row). Replications run in a few batches per worker, each reduced where it runs (``_batch_figures``): the
+    scenario, which holds the whole pipeline, travels once per batch, and memory does not grow with replications ×
+    open deals."""
     scenario = forecast_scenario(cut, pipeline_file, months, seed)
     start = pd.Timestamp(scenario.start)
     until = None if arrivals_until is None else (arrivals_until - start) / pd.Timedelta(days=1)
     deals = cut.pipeline[cut.pipeline["kind"].eq("opportunity")].reset_index(drop=True)
-    parts = map_replications(_replication_figures, scenario, replications, seed, workers, None, len(deals), until)
+    windows = _deal_windows(cut)
+    batches = np.array_split(np.arange(replications), min(replications, _BATCHES_PER_WORKER * workers) if workers > 1 else 1)
+    # map_replications numbers the batches: batch b runs replications batches[b]
+    parts = map_replications(_batch_figures, scenario, len(batches), seed, workers, None, batches, len(deals), until, windows)
+    figures = np.concatenate([figures for figures, _, _ in parts])  # replication × measure × month × segment
+    won_by, closed_by = sum(won for _, won, _ in parts), sum(closed for _, _, closed in parts)
     labels = [str(cut.start + i) for i in range(months)]
-    tables = [table.assign(replication=r) for r, (table, _, _) in enumerate(parts)]
-    table = pd.concat(tables).groupby(["replication", "month", "segment"])[list(MEASURES)].sum()
-    full = pd.MultiIndex.from_product([range(replications), range(months), list(scenario.segments)], names=["replication", "month", "segment"])
-    by_replication = table.reindex(full, fill_value=0).reset_index()
-    by_replication["month"] = np.array(labels)[by_replication["month"]]
-    won_month = np.array([won for _, won, _ in parts])
-    close_month = np.array([close for _, _, close in parts])
-    return Forecast(cut.start, labels, by_replication, _bands(by_replication), _deal_view(cut, deals, won_month, close_month, months))
+    index = pd.MultiIndex.from_product([range(replications), labels, list(scenario.segments)], names=["replication", "month", "segment"])
+    by_replication = pd.DataFrame(figures.transpose(0, 2, 3, 1).reshape(-1, len(MEASURES)), index=index, columns=list(MEASURES))
+    by_replication = by_replication.astype({"won": int}).reset_index()
+    return Forecast(cut.start, labels, by_replication, _bands(by_replication),
+                    _deal_view(cut, deals, won_by / replications, closed_by / replications))
 
 
-#: Months ahead that a deal's close is placed in (a later close counts as after the horizon).
+#: Batches of replications per worker: enough that workers finish together, few enough that the scenario (with
+#: the whole pipeline) is sent, and its snapshot converted, only a few times.
+_BATCHES_PER_WORKER = 4
+#: Months ahead that a deal's close is placed in; a later close, or none, is placed at this month.
 _MONTHS_AHEAD = 120
-_LATER = np.iinfo(np.int16).max
 
 
-def _replication_figures(scenario: Scenario, replication: int, seed: int, deals: int, arrivals_until: float | None,
-                         ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """One replication reduced to what a forecast needs: won deals and bookings per month (index from the start) and
-    segment; and per open deal of the pipeline (in its order) the month of its win and of its close, ``_LATER`` when
-    it is not won (closed) within ``_MONTHS_AHEAD`` months."""
-    log = run_replication(scenario, replication, seed, keep_log=True).lead_log
+def _deal_windows(cut: Cut) -> dict[str, int]:
+    """The deal view's windows, each as its last month counted from the first forecast month (0): that month, the
+    end of its quarter and the end of the next quarter."""
+    first = pd.Period(cut.start, "Q")
+    return {"p_won_this_month": 0, "p_won_this_quarter": ((first + 1).start_time.to_period("M") - cut.start).n - 1,
+            "p_won_next_quarter": ((first + 2).start_time.to_period("M") - cut.start).n - 1}
+
+
+def _batch_figures(scenario: Scenario, batch: int, seed: int, batches: list[np.ndarray], deals: int,
+                   arrivals_until: float | None, windows: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Replications ``batches[batch]`` reduced to what a forecast needs: won deals and bookings per replication,
+    measure, month and segment; and per open deal of the pipeline (in its order), in how many of them it is won by
+    the end of each window (window × deal) and closed by the end of each month (month × deal)."""
+    horizon, segments = scenario.horizon_months, len(scenario.segments)
     bounds = month_starts(scenario.model_copy(update={"horizon_months": _MONTHS_AHEAD}))
-    close = log["close_day"].to_numpy()
-    month = np.where(np.isnan(close) | (close >= bounds[-1]), _LATER, np.searchsorted(bounds, np.nan_to_num(close), side="right") - 1)
-    won = log["state"].eq("won").to_numpy()
-    new = log["origin"].eq("new").to_numpy()
-    counted = won & (month < scenario.horizon_months)
-    if arrivals_until is not None:
-        counted &= ~new | (log["arrival_day"].to_numpy() <= arrivals_until)
-    table = pd.DataFrame({"month": month[counted], "segment": log["segment"].to_numpy()[counted], "won": 1,
-                          "bookings": log["amount"].to_numpy()[counted]}).groupby(["month", "segment"])[list(MEASURES)].sum().reset_index()
-    carried = log["origin"].eq("deal").to_numpy()
-    index = log["snapshot_row"].to_numpy()[carried] - 2  # deals come first in the pipeline file, after its header
-    won_month, close_month = np.full(deals, _LATER, dtype=np.int16), np.full(deals, _LATER, dtype=np.int16)
-    close_month[index] = month[carried]
-    won_month[index] = np.where(won[carried], month[carried], _LATER)
-    return table, won_month, close_month
+    figures = np.zeros((len(batches[batch]), len(MEASURES), horizon, segments))
+    won_by, closed_by = np.zeros((len(windows), deals), dtype=np.int64), np.zeros((horizon, deals), dtype=np.int64)
+    last_months = np.array(list(windows.values()))[:, None]
+    for i, replication in enumerate(batches[batch]):
+        outcome = lead_outcomes(scenario, int(replication), seed)
+        leads, close = outcome.leads, outcome.times.close
+        later = np.isnan(close) | (close >= bounds[-1])
+        month = np.where(later, _MONTHS_AHEAD, np.searchsorted(bounds, np.nan_to_num(close), side="right") - 1)
+        won = outcome.state == LeadState.WON
+        counted = won & (month < horizon)
+        if arrivals_until is not None:
+            counted &= (leads.origin != Origin.NEW) | (leads.time <= arrivals_until)
+        cell = month[counted] * segments + leads.segment[counted]
+        figures[i, 0] = np.bincount(cell, minlength=horizon * segments).reshape(horizon, segments)
+        figures[i, 1] = np.bincount(cell, weights=leads.amount[counted], minlength=horizon * segments).reshape(horizon, segments)
+        carried = leads.origin == Origin.DEAL
+        row = leads.snapshot_row[carried] - 2  # deals come first in the pipeline file, after its header
+        won_month, close_month = np.full(deals, _MONTHS_AHEAD), np.full(deals, _MONTHS_AHEAD)
+        close_month[row] = month[carried]
+        won_month[row] = np.where(won[carried], month[carried], _MONTHS_AHEAD)
+        won_by += won_month <= last_months
+        closed_by += close_month <= np.arange(horizon)[:, None]
+    return figures, won_by, closed_by
 
 
 def _bands(by_replication: pd.DataFrame) -> pd.DataFrame:
@@ -170,19 +192,16 @@ def _bands(by_replication: pd.DataFrame) -> pd.DataFrame:
     return bands[["month", "segment"] + [f"{m}_{s}" for m in MEASURES for s in ("mean", *QUANTILES)]]
 
 
-def _deal_view(cut: Cut, deals: pd.DataFrame, won_month: np.ndarray, close_month: np.ndarray, months: int) -> pd.DataFrame:
-    """Per open deal of the pipeline: P(won by the end of the first month / its quarter / the next quarter), from
-    (replications × deals) win months, and the month by whose end half the replications have closed it (its median
-    close; ``later`` when that is after the horizon)."""
+def _deal_view(cut: Cut, deals: pd.DataFrame, won_by: np.ndarray, closed_by: np.ndarray) -> pd.DataFrame:
+    """Per open deal of the pipeline: P(won by the end of each window: the first month, its quarter, the next
+    quarter), and the month by whose end half the replications have closed it (its median close; ``later`` when that
+    is after the horizon); from the shares of replications that won it by each window and closed it by each month."""
     view = deals.reindex(columns=["id", "segment", "stage", "age_days", "amount"])
-    first = pd.Period(cut.start, "Q")
-    windows = {"p_won_this_month": 0, "p_won_this_quarter": ((first + 1).start_time.to_period("M") - cut.start).n - 1,
-               "p_won_next_quarter": ((first + 2).start_time.to_period("M") - cut.start).n - 1}
-    for column, last in windows.items():
-        view[column] = (won_month <= last).mean(axis=0) if len(deals) else []
-    closed_by = np.stack([(close_month <= m).mean(axis=0) for m in range(months)]) if len(deals) else np.zeros((months, 0))
-    median = np.where((closed_by >= 0.5).any(axis=0), (closed_by >= 0.5).argmax(axis=0), -1)
-    view["expected_close_month"] = [str(cut.start + int(m)) if m >= 0 else "later" for m in median]
+    for column, share in zip(_deal_windows(cut), won_by):
+        view[column] = share
+    median = np.where((closed_by >= 0.5).any(axis=0), (closed_by >= 0.5).argmax(axis=0), len(closed_by))
+    labels = np.array([str(cut.start + m) for m in range(len(closed_by))] + ["later"], dtype=object)
+    view["expected_close_month"] = labels[median]
     return view
 
 
