@@ -170,8 +170,8 @@ def _carried_leads(scenario: Scenario, carried: CarriedWork, months: np.ndarray,
         mine = carried.lead_segment == segment_index
         part = _describe(scenario, _source_of(scenario, segment), segment, carried.lead_arrival[mine],
                          carried.lead_territory[mine], months,
-                         lambda stream, *subkeys: generator(seed, replication, Stream.CARRIED, CARRIED_LEADS, segment_index, stream, *subkeys))
-        part["mql"][:] = True
+                         lambda stream, *subkeys: generator(seed, replication, Stream.CARRIED, CARRIED_LEADS, segment_index, stream, *subkeys),
+                         already_mql=True)
         part["origin"][:] = Origin.WAITING
         part["snapshot_row"] = carried.lead_row[mine]
         parts.append(part)
@@ -211,10 +211,11 @@ def _source_of(scenario: Scenario, segment: str) -> int:
 
 def _describe(
     scenario: Scenario, index: int, segment_name: str, time: np.ndarray, territory: np.ndarray, months: np.ndarray,
-    rng: Callable[..., np.random.Generator],
+    rng: Callable[..., np.random.Generator], already_mql: bool = False,
 ) -> dict[str, np.ndarray]:
     """Everything about leads of a source that does not depend on the queue, given their arrivals; ``rng(stream)``
-    gives each kind of randomness its own generator."""
+    gives each kind of randomness its own generator. Leads ``already_mql`` (waiting for a first touch) are MQLs,
+    so their handling time and the rest of their path are drawn as an MQL's."""
     source = list(scenario.lead_sources.values())[index]
     n = len(time)
     arrival_month = np.searchsorted(months, time, side="right") - 1
@@ -228,7 +229,7 @@ def _describe(
     segment = list(scenario.segments).index(segment_name)
     funnel = scenario.funnel
     mql_rate = for_segment(funnel.mql_rate, segment_name) if source.mql_rate is None else source.mql_rate
-    mql = rng(Stream.MQL).random(n) < mql_rate * uplift("mql")
+    mql = np.ones(n, dtype=bool) if already_mql else rng(Stream.MQL).random(n) < mql_rate * uplift("mql")
     quality, score_noise = rng(Stream.QUALITY).random(n), rng(Stream.SCORE).standard_normal(n)
     # Durations are computed only for the leads that can need them: the inverse CDFs are most of the drawing cost.
     # An MQL can be touched; it can become an SQL, and so be discovered, only if its quality is below the SQL rate

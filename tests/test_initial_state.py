@@ -14,7 +14,9 @@ import yaml
 from scipy import stats
 
 from engine import simulate
-from engine.initial import warm_up_months
+from engine.initial import carried_work, warm_up_months
+from engine.leads import Origin
+from engine.simulation import Replication
 from scenarios import ScenarioError, load_scenario
 
 P_WIN = 0.4
@@ -104,6 +106,21 @@ def test_sqls_in_discovery_finish_it_given_their_age(tmp_path):
     monthly = simulate(load_scenario(tmp_path / "scenario.yaml"), REPLICATIONS).monthly
     simulated = monthly.groupby("replication")["opportunities"].cumsum().to_numpy().reshape(REPLICATIONS, -1).mean(axis=0)
     assert_within_monte_carlo(simulated, created / discovery.sf(ages)[:, None])
+
+
+def test_leads_waiting_in_the_snapshot_are_worked_as_mqls(tmp_path):
+    """A waiting lead is an MQL whatever the MQL rate: its first touch takes the role's handling time, and one that
+    qualifies and passes discovery has a discovery and a stage path of positive length."""
+    scenario = copy.deepcopy(RUNOFF)
+    scenario["funnel"]["mql_rate"] = {"default": 0.1}
+    rows = [f"lead,w{i},smb,north,,{i % 10},,,," for i in range(300)]
+    loaded = load_scenario(write_case(tmp_path, rows, scenario))
+    sim = Replication(loaded, 3, 0, carried_work(loaded, 3, 0))
+    waiting = sim.leads.origin == Origin.WAITING
+    assert waiting.sum() == 300 and sim.leads.mql[waiting].all()
+    assert (sim.leads.handling_hours[waiting] == 1.0).all()
+    qualifies = waiting & (sim.leads.quality < 0.3) & sim.leads.opportunity
+    assert qualifies.sum() > 30 and (sim.leads.discovery_days[qualifies] > 0).all() and (sim.leads.stage_days[qualifies] > 0).all()
 
 
 def test_reps_in_the_snapshot_keep_their_tenure(tmp_path):
