@@ -163,6 +163,9 @@ def headcount_data(scenario: Scenario) -> HeadcountData:
             producers = scenario.roles[source.produced_by].headcount
             inbound[g] += np.outer([producers.get(t, 0) for t in territories], per_month) * mql
 
+    carried = _carried(scenario, months, territories, len(segments))
+    inbound[:, :, 0] += carried.pop("waiting_mql")  # the first day's queue: worked in the first month, like new MQLs
+
     calendar = WorkCalendar(scenario.roles[lead_role].working_hours, scenario.start)
     working_hours = calendar.working_days(months[:-1], months[1:]) * 24.0
     handling = np.full(horizon, scenario.roles[lead_role].handling_hours.expected())
@@ -196,7 +199,7 @@ def headcount_data(scenario: Scenario) -> HeadcountData:
         felt_wait=felt,
         slots_per_rep=opp.open_opportunity_limit * (1.0 - away_share_by_month(scenario, opportunity_role)),
         funnels=funnels,
-        **_carried(scenario, months, territories),
+        **carried,
         fixed_cost=_fixed_cost(scenario, roles),
         lags={r: scenario.roles[r].hiring_lag_months for r in roles},
     )
@@ -206,23 +209,27 @@ def headcount_data(scenario: Scenario) -> HeadcountData:
 CARRIED_SAMPLES = 8
 
 
-def _carried(scenario: Scenario, months: np.ndarray, territories: list[str]) -> dict[str, np.ndarray]:
+def _carried(scenario: Scenario, months: np.ndarray, territories: list[str], segments: int) -> dict[str, np.ndarray]:
     """Expected bookings by month, and slots held by territory and month, of the deals open on the first day (the
     snapshot's, or the warm-up's), from their drawn fates averaged over a few replications: they do not depend on
-    the plan, but the plan's months must not count on them twice."""
+    the plan, but the plan's months must not count on them twice. And the leads waiting for a first touch on the
+    first day, by segment and territory (``waiting_mql``)."""
     horizon = len(months) - 1
     bookings, slots = np.zeros(horizon), np.zeros((len(territories), horizon))
+    waiting = np.zeros((segments, len(territories)))
     for replication in range(CARRIED_SAMPLES):
         work = carried_work(scenario, scenario.seed, replication)
         if work is None:
             continue
+        np.add.at(waiting, (work.lead_segment, work.lead_territory), 1.0)
         month = np.searchsorted(months, work.deal_holding, side="right") - 1
         won = work.deal_won & (month < horizon)
         bookings += np.bincount(month[won], weights=work.deal_amount[won], minlength=horizon)[:horizon]
         for t in range(len(territories)):
             mine = work.deal_territory == t
             slots[t] += total_days_in_months(np.zeros(mine.sum()), np.minimum(work.deal_holding[mine], months[-1]), months)
-    return {"carried_bookings": bookings / CARRIED_SAMPLES, "carried_slots": slots / CARRIED_SAMPLES / np.diff(months)}
+    return {"carried_bookings": bookings / CARRIED_SAMPLES, "carried_slots": slots / CARRIED_SAMPLES / np.diff(months),
+            "waiting_mql": waiting / CARRIED_SAMPLES}
 
 
 def _off_hours_waits(scenario: Scenario, calendar: WorkCalendar, months: np.ndarray) -> dict[str, np.ndarray]:

@@ -159,7 +159,7 @@ def test_erlang_c_is_the_textbook_formula(servers, load):
 
 def test_the_model_sees_the_queue_of_the_mmc_scenario():
     """Around the clock, no decay in between: the model's mean response time is Erlang C's mean wait, which the
-    engine reproduces (within Monte Carlo error)."""
+    engine, started in steady state by its warm-up, reproduces (within Monte Carlo error)."""
     from optimizers.headcount import initial_queue, response_hours
     from optimizers.headcount_data import headcount_data
 
@@ -171,8 +171,11 @@ def test_the_model_sees_the_queue_of_the_mmc_scenario():
     queue = initial_queue(data)
     model = response_hours(data, queue, queue.ramped)
     simulated = simulate(scenario, 4, seed=3).summary.loc["response_hours_mean", "mean"]
-    assert np.allclose(model, model[0, 0])  # a constant rate: the same every month
-    assert model[0, 0] == pytest.approx(simulated, rel=0.15)
+    steady = model[0, -1]
+    assert np.allclose(model[:, 1:], steady)  # a constant rate: the same every month after the first
+    # the first month also works the leads waiting on the first day: a few for a stable queue
+    assert steady <= model[0, 0] <= 1.05 * steady
+    assert steady == pytest.approx(simulated, rel=0.15)
 
 
 def test_an_unreachable_raised_target_backs_off_and_returns_the_best_plan(short_baseline, tmp_path):
