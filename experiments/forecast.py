@@ -79,7 +79,8 @@ def fit_cut(raw: RawExport, mapping: Mapping, as_of: date | None, since: date | 
 def forecast_scenario(cut: Cut, pipeline_file: Path, months: int, seed: int) -> Scenario:
     """The calibrated funnel (observed SQL rates, no response decay) on an unconstrained organisation, starting from
     the cut's open deals and waiting leads (``pipeline_file``, written here without territories, owners or reps,
-    which the unconstrained organisation does not have), arrivals levelled at the first forecast month."""
+    which the unconstrained organisation does not have), arrivals levelled at the first forecast month; each
+    replication runs on one of the fit's parameter draws, so the bands hold estimation error as well as chance."""
     pipeline = pd.concat([cut.pipeline[cut.pipeline["kind"].eq(kind)] for kind in ("opportunity", "lead")])  # deals first
     pipeline[["territory", "owner", "role", "tenure_months"]] = np.nan
     age_offset = (cut.start.start_time - pd.Timestamp(cut.as_of) - pd.Timedelta(days=1)) / pd.Timedelta(days=1)
@@ -93,6 +94,7 @@ def forecast_scenario(cut: Cut, pipeline_file: Path, months: int, seed: int) -> 
         "name": f"forecast from {cut.as_of}", "start": cut.start.start_time.date(), "horizon_months": months,
         "seed": seed, "territories": {"all": {}}, "roles": UNCONSTRAINED_ROLES,
         "initial_state": {"pipeline": str(pipeline_file)},
+        "parameter_draws": cut.calibration.parameter_draws(),  # the bands hold the fit's uncertainty too
     }
     return validate_scenario(apply_calibration(base, {"scenario": fragment}), "forecast scenario")
 
@@ -230,6 +232,7 @@ def run_backtest(raw: RawExport, mapping: Mapping, cuts: list[date], horizon_mon
         raise CalibrationError("--cut", ["no row of the export is usable"])
     last_month = (last_close + pd.Timedelta(days=1)).to_period("M") - 1
     actual = _actual(used, mapping)
+    first_close = used["closed_at"].min() if used["closed_at"].notna().any() else first_created
     rows, calibrations = [], {}
     for cut in sorted(set(cuts)):
         if pd.Timestamp(cut) <= first_created:
@@ -241,7 +244,7 @@ def run_backtest(raw: RawExport, mapping: Mapping, cuts: list[date], horizon_mon
         with tempfile.TemporaryDirectory(prefix="salesops-cut-") as folder:
             forecast = run_forecast(fitted, months, Path(folder) / "pipeline.csv", replications, seed, workers, last_created)
         calibrations[str(cut)] = fitted.calibration.to_dict()
-        naive = naive_forecasts(fitted, actual, forecast.months, first_created)
+        naive = naive_forecasts(fitted, actual, forecast.months, first_close)
         bands = forecast.monthly[forecast.monthly["segment"].eq("all")].set_index("month")
         for horizon, month in enumerate(forecast.months, start=1):
             for measure in MEASURES if mapping.columns.amount else ("won",):
@@ -262,12 +265,13 @@ def _actual(used: pd.DataFrame, mapping: Mapping) -> dict[str, pd.Series]:
     return {"won": month.value_counts().astype(float), "bookings": bookings}
 
 
-def naive_forecasts(cut: Cut, actual: dict[str, pd.Series], months: list[str], data_start: pd.Timestamp) -> dict[str, dict[str, dict]]:
+def naive_forecasts(cut: Cut, actual: dict[str, pd.Series], months: list[str], first_close: pd.Timestamp) -> dict[str, dict[str, dict]]:
     """The three naive forecasts of each measure for ``months``, from what was known at the cut: the mean of the
-    three full months before it, the same month a year earlier (where the data reach back that far), and the
-    weighted pipeline. Per method and measure, a map month → figure."""
+    three full months before it, the same month a year earlier, and the weighted pipeline. Only full months since
+    the export's first close count as history (before it, a month without closes says the records had not begun,
+    not that nothing was sold). Per method and measure, a map month → figure."""
     before = [str(cut.start - k) for k in (3, 2, 1)]
-    first_full = pd.Period(data_start, "M") + (0 if data_start.day == 1 else 1)
+    first_full = pd.Period(first_close, "M") + (0 if first_close.day == 1 else 1)
     result: dict[str, dict[str, dict]] = {method: {} for method in NAIVE_METHODS}
     for measure, series in actual.items():
         known = [series.get(m, 0.0) for m in before if pd.Period(m, "M") >= first_full]
