@@ -356,12 +356,12 @@ def _pinball(actual: np.ndarray, forecast: np.ndarray, q: float) -> float:
 
 
 def cut_dates(spec: str) -> list[date]:
-    """``START:END:STEP``: cuts from START to END (included) every STEP months (``2018-01-01:2018-06-01:1``)."""
+    """``FIRST:LAST:STEP``: cuts from FIRST to LAST (included) every STEP months (``2018-01-01:2018-06-01:1``)."""
     try:
         start, end, step = spec.split(":")
         first, last, every = pd.Period(start, "M"), pd.Period(end, "M"), int(step)
     except ValueError:
-        raise CalibrationError("--cuts", [f"expected START:END:STEP such as 2018-01-01:2018-06-01:1, got {spec!r}"]) from None
+        raise CalibrationError("--cuts", [f"expected FIRST:LAST:STEP such as 2018-01-01:2018-06-01:1, got {spec!r}"]) from None
     if every < 1 or last < first:
-        raise CalibrationError("--cuts", [f"expected a step of at least 1 and END not before START, got {spec!r}"])
+        raise CalibrationError("--cuts", [f"expected a step of at least 1 and LAST not before FIRST, got {spec!r}"])
     return [(first + k).start_time.date() for k in range(0, (last - first).n + 1, every)]

@@ -73,7 +73,7 @@ def backtest(
     export: ExportArg,
     mapping: MappingOpt,
     cut: Annotated[list[datetime], typer.Option(formats=["%Y-%m-%d"], help="a cut: fit on what was known before this date (repeatable)")] = [],  # noqa: B006
-    cuts: Annotated[Optional[str], typer.Option(help="cuts every STEP months from START to END: START:END:STEP")] = None,
+    cuts: Annotated[Optional[str], typer.Option(help="cuts every STEP months from FIRST to LAST: FIRST:LAST:STEP")] = None,
     horizon: Annotated[int, typer.Option(min=1, max=36, help="months compared after each cut")] = 6,
     since: DateOpt = None,
     replications: Annotated[int, typer.Option("--replications", "-n", min=1)] = 20,
@@ -88,7 +88,7 @@ def backtest(
         try:
             dates = [c.date() for c in cut] + (cut_dates(cuts) if cuts else [])
             if not dates:
-                raise CalibrationError("--cut", ["give at least one --cut DATE or --cuts START:END:STEP"])
+                raise CalibrationError("--cut", ["give at least one --cut DATE or --cuts FIRST:LAST:STEP"])
             source, model = load_mapping(mapping)
             raw = read_export(export, model, source)
             result = run_backtest(raw, model, dates, horizon, replications, seed, workers, since.date() if since else None)

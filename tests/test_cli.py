@@ -80,3 +80,21 @@ def test_bad_input_is_one_line_naming_the_key_and_exits_non_zero(override, key_p
 def test_scenarios_command_lists_shipped():
     result = runner.invoke(app, ["scenarios"])
     assert result.exit_code == 0 and "baseline" in result.output
+
+
+def _commands(group, path=()):  # noqa: ANN001, ANN202
+    """Every command of the CLI, as the words that name it."""
+    for name, command in getattr(group, "commands", {}).items():
+        yield (*path, name)
+        yield from _commands(command, (*path, name))
+
+
+def test_every_help_prints_as_written():
+    """Help is rendered with rich markup, which turns ``:name:`` codes into emoji (``START:END:STEP`` once printed
+    ``START🔚STEP``): no command's help may hold one."""
+    import typer.main
+
+    for words in _commands(typer.main.get_command(app)):
+        result = runner.invoke(app, [*words, "--help"], terminal_width=200)
+        assert result.exit_code == 0, (words, result.output)
+        assert not [c for c in result.output if ord(c) >= 0x1F000 or 0x2600 <= ord(c) <= 0x27BF], (words, result.output)

@@ -102,7 +102,7 @@ def test_accuracy_scores_are_the_textbook_ones():
 
 def test_cut_ranges():
     assert cut_dates("2018-01-01:2018-05-01:2") == [date(2018, 1, 1), date(2018, 3, 1), date(2018, 5, 1)]
-    with pytest.raises(Exception, match="START:END:STEP"):
+    with pytest.raises(Exception, match="FIRST:LAST:STEP"):
         cut_dates("2018-01-01")
 
 
