@@ -4,7 +4,8 @@ The shipped ``four_tools`` catalogue (CRM data automation, instant routing, sale
 requiring CRM; one start month each) on the baseline with a budget of 200,000: the three first relieve the same SDR
 queue, so their values and pairwise interactions do not add up to what the triple is worth. At seeds 4 and 7 a model
 of values and pairwise interactions alone chose routing + engagement, while CRM + routing + engagement was better by
-about 0.5M. ``benchmarks/automation_check.py`` runs seeds 1-7 with the same brute force, defined there.
+about 0.5M. The test checks seed 4; ``benchmarks/automation_check.py`` runs seeds 1-7 with the same brute force,
+defined there.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ def engine_cache():
     return cached_engine()
 
 
-@pytest.mark.parametrize("seed", [4, 7])
-def test_the_choice_is_the_best_portfolio_simulated_jointly_or_within_its_interval(seed, engine_cache):
-    found = brute_force(load_scenario("baseline"), load_catalogue("four_tools"), seed, REPLICATIONS, engine_cache)
+def test_the_choice_is_the_best_portfolio_simulated_jointly_or_within_its_interval(engine_cache):
+    """Seed 4, one of the two where the pairwise model chose wrong (the benchmark runs seeds 1-7)."""
+    found = brute_force(load_scenario("baseline"), load_catalogue("four_tools"), 4, REPLICATIONS, engine_cache)
     report, lead = found["report"], found["lead"]
     assert found["feasible"] >= 8  # the budget leaves out the four together and what needs more than it allows
     assert found["chosen"] == found["best"] or lead.low <= 0.0, (found["best"], found["chosen"], lead)
