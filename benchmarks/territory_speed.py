@@ -32,6 +32,7 @@ import pandas as pd
 from optimizers.solve import SolveOptions, solve
 from optimizers.territories import Balance, DesignSpec, _problem, build_model, design_territories
 from optimizers.territory_inputs import TerritoryInputs, haversine_km, read_orlib_pmed
+from optimizers.territory_lp import relative_gap
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 COUNTIES = DATA / "us-county-centers-of-population-2020" / "CenPop2020_Mean_CO.txt"
@@ -87,7 +88,7 @@ def arrays_row(units: int, reps: int, limit: float) -> dict[str, object]:
 
 def _gap(objective: float | None, bound: float | None) -> float | None:
     """The repaired and improved LP rounding's gap to the bound, before any proof MIP."""
-    return None if objective is None or bound is None else (objective - bound) / objective
+    return None if objective is None or bound is None else relative_gap(objective, bound)
 
 
 def pmed_row(name: str) -> dict[str, object]:

@@ -254,7 +254,8 @@ class Calibration:
             arrivals[name] = {
                 "segment": segment, "source": source, "monthly_volume": volume, "monthly_volume_interval": interval,
                 "reference_month": str(reference), "trend": model.trend_, "trend_interval": model.trend_interval_,
-                "growth": model.growth_note(), "dispersion": model.dispersion_,
+                "growth": model.growth_, "growth_note": model.growth_note(), "growth_qaicc": model.growth_qaic_,
+                "dispersion": model.dispersion_,
                 "seasonality": model.seasonality_, "seasonality_fitted": model.has_seasonality_,
                 "n": model.n_, "months": model.months_, "monthly_counts": model.counts_.to_dict(), "model": model,
             }

@@ -721,13 +721,14 @@ class ArrivalModel:
     their noise: a ramp-up that ended, or a drift within the months' scatter, is not. The covariance is scaled by ĉ.
 
     Partial first and last months count by the days they cover. Seasonality needs every calendar month seen at
-    least twice (24 months), a trend at least ``min_months_for_trend`` months, a knot at least one month of growth
+    least twice (24 months), a trend at least ``min_months_for_trend`` months (5: with fewer, QAICc's small-sample
+    term rules out a trend's four parameters, ĉ included, so "none" stands alone), a knot at least one month of growth
     before it and two months at the level after it. The scenario's ``monthly_volume`` is the level (without
     seasonality) in the reference month, normally the month after the as-of date, and its seasonality multipliers
     average 1; its ``trend`` is the growth the chosen shape extrapolates (0 unless a trend).
     """
 
-    def __init__(self, confidence: float = CONFIDENCE, min_months_for_trend: int = 3):
+    def __init__(self, confidence: float = CONFIDENCE, min_months_for_trend: int = 5):
         self.confidence = confidence
         self.min_months_for_trend = min_months_for_trend
 
@@ -778,7 +779,7 @@ class ArrivalModel:
         slope = self.coef_[1] if self.growth_ == "trend" else 0.0
         slope_se = math.sqrt(self.cov_[1, 1]) if self.growth_ == "trend" else 0.0
         self.trend_ = _expm1(slope)
-        self.trend_interval_ = [_expm1(slope - z * slope_se), _expm1(slope + z * slope_se)]
+        self.trend_interval_ = [_expm1(slope - z * slope_se), _expm1(slope + z * slope_se)] if self.growth_ == "trend" else None
         self.n_ = int(counts.sum())
         self.months_ = len(months)
         return self

@@ -128,16 +128,18 @@ def snapshot_columns(scenario: Scenario, snapshot: Snapshot) -> SnapshotColumns:
     """The snapshot's rows as arrays. Every replication of a scenario reads the same snapshot, and converting a
     large one costs as much as drawing its deals' fates, so the last one converted is kept."""
     names = (tuple(scenario.segments), tuple(s.name for s in scenario.funnel.stages), tuple(scenario.territories))
-    if _converted and _converted[0][0] is snapshot and _converted[0][1] == names:
-        return _converted[0][2]
+    last = _converted[0] if _converted else None  # read once: another thread may convert meanwhile
+    if last is not None and last[0] is snapshot and last[1] == names:
+        return last[2]
     segments, stages, territories = names
     deals, leads = snapshot.deals, snapshot.leads
     columns = SnapshotColumns(
-        deal_row=np.array(deals.row, dtype=np.int64), deal_segment=_positions(segments, deals.segment),
-        deal_stage=_positions([*stages, DISCOVERY], deals.stage), deal_territory=_positions(territories, deals.territory),
+        deal_row=np.array(deals.row, dtype=np.int64), deal_segment=_positions(segments, deals.segment, "segment"),
+        deal_stage=_positions([*stages, DISCOVERY], deals.stage, "stage"),
+        deal_territory=_positions(territories, deals.territory, "territory"),
         deal_age=np.array(deals.age_days, dtype=float), deal_amount=np.array(deals.amount, dtype=float),  # None: NaN
-        lead_row=np.array(leads.row, dtype=np.int64), lead_segment=_positions(segments, leads.segment),
-        lead_territory=_positions(territories, leads.territory), lead_age=np.array(leads.age_days, dtype=float),
+        lead_row=np.array(leads.row, dtype=np.int64), lead_segment=_positions(segments, leads.segment, "segment"),
+        lead_territory=_positions(territories, leads.territory, "territory"), lead_age=np.array(leads.age_days, dtype=float),
     )
     for values in vars(columns).values():
         values.flags.writeable = False  # shared by every replication
@@ -145,9 +147,14 @@ def snapshot_columns(scenario: Scenario, snapshot: Snapshot) -> SnapshotColumns:
     return columns
 
 
-def _positions(names: Sequence[str], values: list[str | None]) -> np.ndarray:
-    """Each value's position in ``names`` (-1 for None or a name not there; the snapshot reader refused those)."""
-    return pd.Index(names).get_indexer(pd.Index(values, dtype=object)).astype(int)
+def _positions(names: Sequence[str], values: list[str | None], what: str) -> np.ndarray:
+    """Each value's position in ``names``, -1 for None. A name not there is refused, as the snapshot reader does:
+    a snapshot built or changed in code is not read by it."""
+    positions = pd.Index(names).get_indexer(pd.Index(values, dtype=object)).astype(int)
+    unknown = [value for value, at in zip(values, positions) if at < 0 and pd.notna(value)]
+    if unknown:
+        raise ValueError(f"snapshot: {what} {unknown[0]!r} is not one of the scenario's ({', '.join(names)})")
+    return positions
 
 
 def from_snapshot(scenario: Scenario, snapshot: Snapshot, seed: int, replication: int) -> CarriedWork:

@@ -282,7 +282,7 @@ class Replication:
 
         The events hand a lead arriving alone its own arrival time, and leads arriving together after a night the
         time SimPy's clock reads at their wake-up, ``now + (arrival − now)``: the arrival itself, except possibly in
-        the last bit when the rep has been free since less than half that working time (the first working day)."""
+        the last bit when the rep has been free since less than half that working time."""
         arrival = np.frombuffer(self._arrival, dtype=float)
         touched = self._entering[arrival[self._entering] < self._end]
         np.frombuffer(self._touch, dtype=float)[touched] = arrival[touched]  # the records, written in place
@@ -447,7 +447,8 @@ class Replication:
         return accept, accept + self._holding_days()
 
     def _opportunities(self, sql_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Opportunities as events. Per lead: when it took a slot and when it releases it (NaN if it did not)."""
+        """Opportunities as events, after the first touches' events (whose priorities and territories it reads). Per
+        lead: when it took a slot and when it releases it (NaN if it did not)."""
         env = self.opportunity_env = simpy.Environment()
         leads = self.leads
         self._accept, self._close = _doubles(np.full(len(leads), np.nan)), _doubles(np.full(len(leads), np.nan))

@@ -6,7 +6,7 @@ bounds it narrowed a little, so that the reps held at a bound keep room to pass 
 one at a time, along the move that removes the most violation per unit of cost, until every row holds; ``improve``
 then shifts units to a cheaper rep, and swaps pairs of units between two reps, while every row holds, until no
 move lowers the cost. Both move units only along the given pairs (the LP's columns: each unit's nearest reps and
-the pairs that pricing found useful), and both work on arrays: about 20 s at 50,000 units × 500 reps.
+the pairs that pricing found useful), and both work on arrays: about 25 s at 50,000 units × 500 reps.
 
 Rows are those of ``territory_lp``: per rep, each family's ``lower ≤ scale · Σ values ≤ upper``; and each held
 objective's ``Σ cost ≤ bound`` (a lexicographic stage).

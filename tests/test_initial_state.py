@@ -215,3 +215,17 @@ def test_every_distribution_has_a_cdf_that_its_conditional_draws_respect():
             survivors = values[values > age] - age
             assert np.all(remaining >= 0)
             assert abs(np.median(remaining) - np.median(survivors)) < 0.05 * np.median(survivors), name
+
+
+def test_a_snapshot_changed_in_code_cannot_name_what_the_scenario_lacks(tmp_path):
+    """The reader refuses unknown names in a file; a snapshot built or changed in code is refused when converted,
+    not read as a lost deal, a dropped lead or a random territory."""
+    from engine.initial import snapshot_columns
+
+    loaded = load_scenario(write_case(tmp_path, ["opportunity,d1,smb,north,close,10,1000,,,", "lead,l1,smb,,,2,,,,"]))
+    snapshot = loaded.initial_state.snapshot
+    for kind, field, value in [("deals", "segment", "nowhere"), ("deals", "stage", "nowhere"), ("leads", "territory", "nowhere")]:
+        changed = getattr(snapshot, kind).model_copy(update={field: [value]})
+        with pytest.raises(ValueError, match=f"{field} 'nowhere' is not one of the scenario's"):
+            snapshot_columns(loaded, snapshot.model_copy(update={kind: changed}))
+    assert snapshot_columns(loaded, snapshot).lead_territory.tolist() == [-1]  # no territory: placed later by shares
