@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from headcount_speed import hand_made_plan, run_engine  # noqa: E402
 
 FACTOR = 1.15
-CHECK_REPLICATIONS = 100
+CHECK_REPLICATIONS = 60
 
 
 @pytest.fixture(scope="module")
