@@ -28,6 +28,10 @@ def test_only_finished_simulation_folders_are_listed(tmp_path):
     simulate_into(tmp_path / "web" / ".20270101-simulate-1.partial")  # a job still writing
     (tmp_path / "web" / "half").mkdir()
     (tmp_path / "web" / "half" / "summary.json").write_text("{}")  # not a simulation folder
+    copy = tmp_path / "mlartifacts" / "0" / "abc" / "artifacts"  # MLflow's copy of a tracked run's files
+    copy.mkdir(parents=True)
+    for name in ("summary.json", "bands.csv", "replications.csv"):
+        (copy / name).write_bytes((tmp_path / "cli" / "base" / name).read_bytes())
     assert simulation_folders(tmp_path) == [tmp_path / "cli" / "base"]
     assert simulation_folders(tmp_path / "absent") == []
 

@@ -7,20 +7,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-#: A simulation folder holds these (written by ``salesops simulate`` and by the app alike).
-SIMULATION_FILES = ("summary.json", "bands.csv", "replications.csv")
-
+from experiments.output import MARKER, read_marker
 
 def simulation_folders(root: Path) -> list[Path]:
-    """Every finished simulation folder under ``root``, newest first (hidden, unfinished folders skipped)."""
+    """Every finished simulation folder under ``root``, newest first: those whose completeness marker says
+    ``simulate`` wrote them (hidden, unfinished folders skipped; MLflow's copies of a run's files have no marker)."""
     if not root.is_dir():
         return []
     found = [
-        path.parent for path in root.rglob("summary.json")
+        path.parent for path in root.rglob(MARKER)
         if not any(part.startswith(".") for part in path.relative_to(root).parts)
-        and all((path.parent / name).is_file() for name in SIMULATION_FILES)
+        and (read_marker(path.parent) or {}).get("command") == "simulate"
     ]
-    return sorted(found, key=lambda folder: (folder / "summary.json").stat().st_mtime, reverse=True)
+    return sorted(found, key=lambda folder: (folder / MARKER).stat().st_mtime, reverse=True)
 
 
 def folder_row(folder: Path, root: Path) -> dict[str, Any]:
