@@ -21,14 +21,12 @@ from calibration.attributes import attribute_cells, attribute_column, named_attr
 from calibration.performance import deal_table, performance
 from calibration.winloss import analyse_export, cycle_days
 from experiments.calibration_commands import _fail
-from experiments.console import edge_errors
+from experiments.console import edge_errors, tracking_failed
 from experiments.output import RunFiles, output_folder
-from experiments.tracking import OUT_TAG, RunRecord, make_tracker
+from experiments.tracking import OUT_KEY_TAG, OUT_TAG, NullTracker, RunRecord, make_tracker, out_key
 from scenarios.json_values import json_ready
 
 console = Console()
-#: The files the command writes in its folder, and its plots in plots/ (removed before a run writes its own).
-#: Characters that make a spreadsheet read a cell as a formula.
 
 
 def winloss(
@@ -45,6 +43,8 @@ def winloss(
     """Win/loss drivers (odds ratios, leakage warnings, held-out check) and rep and territory performance."""
     if period not in ("month", "quarter"):
         raise _fail("--period", [f"{period!r}: expected month or quarter"])
+    with edge_errors():
+        tracker = make_tracker(track, tracking_uri)  # a bad store is refused before the work
     try:
         source, model = load_mapping(mapping)
         raw = read_export(export, model, source)
@@ -64,7 +64,10 @@ def winloss(
     summary = _summary(checked, result, table, trend, units, territory_by, period)
     with edge_errors(), output_folder(out, "winloss") as files:
         paths = _write(files, result, table, summary)
-    track_winloss(track, tracking_uri, export, mapping, summary, list(paths.values()), out)
+    try:
+        track_winloss(tracker, export, mapping, summary, list(paths.values()), out)
+    except Exception as error:  # noqa: BLE001 - any store failure after the work: one line, the files stay
+        tracking_failed(error, out)
     _print(summary, result)
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}", highlight=False)
 
@@ -117,9 +120,8 @@ def p_text(p: float) -> str:
     return "<1e-300" if p < 1e-300 else f"{p:.1e}"
 
 
-def track_winloss(track: bool, uri: str | None, export: Path, mapping: str, summary: dict, files: list[Path], out: Path) -> str | None:
+def track_winloss(tracker: NullTracker, export: Path, mapping: str, summary: dict, files: list[Path], out: Path) -> str | None:
     """Log the analysis to MLflow when asked: data hash, headline figures and the files; its run id."""
-    tracker = make_tracker(track, uri)
     if not tracker.active:
         return None
     holdout, model = summary["holdout"], summary["model"]
@@ -133,7 +135,7 @@ def track_winloss(track: bool, uri: str | None, export: Path, mapping: str, summ
     params = {"export": str(export), "mapping": mapping, "sha256": summary["audit"]["data"]["sha256"],
               "as_of": str(summary["audit"]["data"]["as_of"]), "period": summary["performance"]["period"]}
     record = RunRecord(f"winloss {export.name}", params, metrics, {}, files,
-                       {OUT_TAG: str(out.resolve()), "salesops.kind": "winloss"})
+                       {OUT_TAG: str(out.resolve()), OUT_KEY_TAG: out_key(out), "salesops.kind": "winloss"})
     return tracker.log_run(record)
 
 

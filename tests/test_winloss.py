@@ -276,3 +276,13 @@ def test_maven_end_to_end_offices_agents_and_collinear_manager(tmp_path):
     offices = pd.read_csv(out / "drivers.csv").query("attribute == 'office'").set_index("level")["won_rate"]
     assert offices.round(3).to_dict() == {"Central": 0.626, "East": 0.630, "West": 0.639}  # README
     assert summary["performance"]["prior_strength"]["owner"] > 500  # agents differ little beyond noise (README: sd 3.7 pp)
+
+
+def test_a_store_that_cannot_be_used_is_refused_before_the_work(planted_files, tmp_path):
+    """As for every tracked command: one line naming the store, exit 2, nothing written, no traceback."""
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["winloss", str(planted_files / "planted.csv"), "-m", str(planted_files / "planted.yaml"),
+                                 "--out", str(out), "--tracking-uri", "sqlite:////nonexistent/folder/mlflow.db"])
+    assert result.exit_code == 2 and not out.exists(), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "tracking" in result.output and "Traceback" not in result.output
