@@ -111,6 +111,8 @@ def _measured(job: tuple, queue: multiprocessing.Queue) -> None:
         row = function(*args)
     except DesignInfeasible as error:  # e.g. no design within the time limit: a figure too
         row = {"status": "no design", "reason": str(error)[:80]}
+    except Exception as error:  # noqa: BLE001 - a row whatever happens, or the parent waits for it for ever
+        row = {"status": "error", "reason": f"{type(error).__name__}: {error}"[:80]}
     row.update({"wall s": time.perf_counter() - wall, "CPU s": time.process_time() - cpu, "peak MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
     queue.put(row)
 

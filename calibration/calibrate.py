@@ -37,6 +37,7 @@ from calibration.estimators import (
 )
 from scenarios.json_values import json_ready
 from scenarios.model import DAYS_PER_MONTH, ResponseDecay
+from scenarios.snapshot import COLUMNS as SNAPSHOT_COLUMNS
 
 STEPS = ("lead", "mql", "sql", "opportunity", "won")
 STEP_TIMESTAMP = {"mql": "mql_at", "sql": "sql_at", "opportunity": "opportunity_at"}
@@ -52,8 +53,6 @@ DAY = pd.Timedelta(days=1)
 TIMED_STEPS = ("opportunity", "won")
 _VERB = {"won": "win", "lost": "lose"}
 _FIXED_ZERO = {DEFAULT: {"dist": "fixed", "value": 0.0}}
-#: Columns of the pipeline snapshot (``pipeline.csv``), in order.
-SNAPSHOT_COLUMNS = ["kind", "id", "segment", "territory", "stage", "age_days", "amount", "owner", "role", "tenure_months"]
 #: Parameter draws written to the calibration file (replication r of a simulation uses draw r mod their number).
 PARAMETER_DRAWS = 200
 

@@ -187,7 +187,7 @@ def solve_assignment(data: AssignmentData, cost: Cost, held: tuple[Held, ...], o
     elif lp.status == "optimal" or lp.status == "infeasible" and data.allowed is not None:
         # every pair that can be in a solution better than the incumbent (all of them without one), if not too many
         threshold = np.inf if incumbent is None else incumbent.objective - bound + 1e-9 * max(1.0, abs(incumbent.objective))
-        pairs, complete = _below(data, cost, held, duals, threshold, PROOF_PAIRS) if duals else (_listed_pairs(data), True)
+        pairs, complete = _below(data, cost, held, duals, threshold, PROOF_PAIRS) if lp.status == "optimal" else (_listed_pairs(data), True)
         warm = None
         if chosen is not None:
             pairs.add(chosen, np.arange(data.shape[1]))

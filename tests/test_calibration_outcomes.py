@@ -291,8 +291,8 @@ def test_header_holding_the_separator_is_one_message(tmp_path):
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "looks `;`-separated: set `file.separator`" in lines[0], result.output
-    with pytest.raises(CalibrationError):
-        source, mapping = load_mapping("maven_sales_pipeline")
+    source, mapping = load_mapping("maven_sales_pipeline")
+    with pytest.raises(CalibrationError, match="separated"):
         read_export(export_file, mapping, source)
 
 
