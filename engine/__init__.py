@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import pandas as pd
 
-from engine.initial import carried_work
+from engine.initial import carried_work, warm_up_length
 from engine.results import (
     LEAD_LOG_COLUMNS, MONTHLY_COLUMNS, SUMMARY_KPIS, LeadOutcomes, LeadState, ReplicationResult, lead_states, summarize,
     summarize_replication,
@@ -64,8 +64,9 @@ def lead_outcomes(scenario: Scenario, replication: int, seed: int | None = None)
 
 def _simulated(scenario: Scenario, replication: int, seed: int | None) -> tuple[Replication, LeadTimes]:
     seed = scenario.seed if seed is None else seed
+    months = warm_up_length(scenario)  # the scenario's, whatever parameters the replication draws
     scenario = with_parameter_draw(scenario, replication)
-    sim = Replication(scenario, seed, replication, carried_work(scenario, seed, replication))
+    sim = Replication(scenario, seed, replication, carried_work(scenario, seed, replication, months))
     return sim, sim.run()
 
 

@@ -40,13 +40,32 @@ MAX_WARM_UP_MONTHS = 36
 _LENGTH_SAMPLE = 20_000
 
 
-def carried_work(scenario: Scenario, seed: int, replication: int) -> CarriedWork | None:
-    """The work open on the first day of a replication, or None for an empty start (``warm_up_months: 0``)."""
+def carried_work(scenario: Scenario, seed: int, replication: int, months: int | None = None) -> CarriedWork | None:
+    """The work open on the first day of a replication, or None for an empty start (``warm_up_months: 0``);
+    ``months``: the warm-up's length when the caller took it from the scenario before a parameter draw."""
     state = scenario.initial_state
     if state.snapshot is not None:
         return from_snapshot(scenario, state.snapshot, seed, replication)
-    months = warm_up_months(scenario) if state.warm_up_months is None else state.warm_up_months
+    months = warm_up_length(scenario) if months is None else months
     return warm_up(scenario, months, seed, replication) if months else None
+
+
+#: The last scenario whose automatic warm-up length was worked out, and that length: every replication asks.
+_lengths: list[tuple[Scenario, int]] = []
+
+
+def warm_up_length(scenario: Scenario) -> int:
+    """The scenario's warm-up in months: as it gives it, else by the automatic rule (``warm_up_months``), worked
+    out once for the last scenario asked rather than once per replication."""
+    given = scenario.initial_state.warm_up_months
+    if given is not None:
+        return given
+    last = _lengths[0] if _lengths else None  # read once: another thread may replace it meanwhile
+    if last is not None and last[0] is scenario:
+        return last[1]
+    months = warm_up_months(scenario)
+    _lengths[:] = [(scenario, months)]
+    return months
 
 
 def warm_up_months(scenario: Scenario) -> int:

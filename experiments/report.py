@@ -25,7 +25,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
 
-from experiments.output import OutputError, band_column, check_complete, output_folder, write_atomically  # noqa: E402
+from experiments.output import OutputError, band_column, check_complete, output_folder, read_marker, write_atomically  # noqa: E402
 from scenarios.loading import safe_yaml  # noqa: E402
 
 NEEDED = ("summary.json", "bands.csv", "monthly.csv")
@@ -46,6 +46,7 @@ class RunFolder:
     bands: pd.DataFrame
     monthly: pd.DataFrame
     scenario: dict
+    marker: dict  # the completeness marker of the set read
 
     @classmethod
     def read(cls, folder: Path) -> "RunFolder":
@@ -55,7 +56,7 @@ class RunFolder:
         if missing:
             raise ReportError(f"{folder}: not a simulate output folder (missing {', '.join(missing)})")
         try:
-            check_complete(folder, NEEDED)
+            marker = check_complete(folder, NEEDED)
         except OutputError as error:
             raise ReportError(str(error)) from None
         try:
@@ -63,7 +64,7 @@ class RunFolder:
             scenario = safe_yaml(scenario_file.read_text(encoding="utf-8")) if scenario_file.is_file() else {}
             run = cls(
                 folder, json.loads((folder / "summary.json").read_text(encoding="utf-8")),
-                pd.read_csv(folder / "bands.csv"), pd.read_csv(folder / "monthly.csv"), scenario or {},
+                pd.read_csv(folder / "bands.csv"), pd.read_csv(folder / "monthly.csv"), scenario or {}, marker,
             )
             if not isinstance(run.summary.get("kpis"), dict) or run.bands.empty or "month" not in run.bands:
                 raise ValueError("summary.json or bands.csv lacks what simulate writes")
@@ -95,6 +96,8 @@ def write_report(folder: Path, out: Path | None = None) -> tuple[Path, list[Path
         images[name] = buffer.getvalue()
     page = _html(run, {name: (title, images[name]) for name, (title, _) in figures.items()})
     with output_folder(folder, "report", extend=True) as files:
+        if (read_marker(folder) or {}).get("files", {}).get("summary.json") != run.marker["files"]["summary.json"]:
+            raise ReportError(f"{folder}: the run was written again while its report was made; run report again")
         paths = [files.write(f"plots/{name}.png", png) for name, png in images.items()]
         path = files.write("report.html", page) if out is None else write_atomically(out, page)
         files.commit()

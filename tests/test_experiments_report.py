@@ -56,3 +56,19 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
     assert pixels[:120].mean() < 0.3  # the dark header was drawn
     plots = pixels[300:1500]
     assert plots.std() > 0.1 and len({tuple(p) for p in plots[::37, ::41, :3].reshape(-1, 3)}) > 20  # charts, not blank
+
+
+def test_a_run_written_again_while_its_report_is_made_gets_no_report(tmp_path, monkeypatch) -> None:
+    """The report is built from the files read first and added to the set under the folder's lock: if a simulate
+    replaced the set in between, the old run's pages must not join the new run's set."""
+    from experiments.report import ReportError, RunFolder, write_report
+
+    out = tmp_path / "run"
+    simulate = ["simulate", "mmc", "-n", "2", "--set", "horizon_months=1", "--out", str(out)]
+    assert CliRunner().invoke(app, [*simulate, "--seed", "1"]).exit_code == 0
+    old = RunFolder.read(out)
+    assert CliRunner().invoke(app, [*simulate, "--seed", "2"]).exit_code == 0
+    monkeypatch.setattr(RunFolder, "read", classmethod(lambda cls, folder: old))
+    with pytest.raises(ReportError, match="written again"):
+        write_report(out)
+    assert not (out / "report.html").exists()
