@@ -68,32 +68,6 @@ def test_plan_respects_every_constraint_recomputed_from_the_plan(report, short_b
     assert report.plan.expected_cost == pytest.approx(report.check.cost["mean"], rel=0.03)
 
 
-def test_hiring_the_same_people_earlier_costs_more(report):
-    """Every hire a month earlier (or, when all are in the first month, a month later: cheaper)."""
-    later = all(month == "2027-01" for (_, _, month), count in report.plan.hires.items() if count)
-    shifted_hires: dict[tuple[str, str, str], int] = {}
-    for (role, territory, month), count in report.plan.hires.items():
-        key = (role, territory, _next(month) if later else _previous(month) or month)
-        shifted_hires[key] = shifted_hires.get(key, 0) + count
-    assert shifted_hires != report.plan.hires
-    run = lambda s, n, seed: simulate(s, n, seed)  # noqa: E731
-    planned, _ = check_plan(report.scenario, TARGET, 6, 5, run)
-    shifted, _ = check_plan(apply_plan(report.scenario, shifted_hires), TARGET, 6, 5, run)
-    assert (shifted.cost["mean"] < planned.cost["mean"]) if later else (shifted.cost["mean"] > planned.cost["mean"])
-
-
-def _next(month: str) -> str:
-    year, number = int(month[:4]), int(month[5:])
-    return f"{year + (number == 12):04d}-{number % 12 + 1:02d}"
-
-
-def _previous(month: str) -> str | None:
-    year, number = int(month[:4]), int(month[5:])
-    if (year, number) == (2027, 1):
-        return None
-    return f"{year - (number == 1):04d}-{(number - 2) % 12 + 1:02d}"
-
-
 def test_plan_is_cheaper_than_a_naive_plan_that_reaches_the_target(report, short_baseline):
     """Hiring at once in the first month, in today's ratio, enough to reach the target, costs more."""
     run = lambda s, n, seed: simulate(s, n, seed)  # noqa: E731

@@ -440,7 +440,6 @@ def test_a_design_stopped_at_a_loose_gap_reports_a_bound_below_the_optimum(tmp_p
     optimum = pyomo_optimum(inputs, spec)
     design = design_territories(inputs, spec, SolveOptions(rel_gap=0.2))
     assert design.result.bound <= optimum * (1 + 1e-9) and design.result.objective >= optimum * (1 - 1e-9)
-    assert design.result.gap == pytest.approx((design.result.objective - design.result.bound) / design.result.objective)
 
 
 def test_an_exact_share_that_integers_cannot_meet_ends_within_its_time_limit_with_one_line(tmp_path):
