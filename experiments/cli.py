@@ -82,7 +82,7 @@ def simulate(
             simulation_files(files, results, runs, model, seed)
             paths = files.commit()
     try:
-        track_simulation(tracker, scenario, set_, model, seed, results, [p for p in paths if p.name != "leads.csv"], out)
+        track_simulation(tracker, scenario, set_, model, seed, results, paths, out)
     except Exception as error:  # noqa: BLE001 - any store failure after the work: one line, the files stay
         tracking_failed(error, out)
     console.print(_headline(results, model.name, replications, model.horizon_months))

@@ -310,9 +310,11 @@ def track_simulation(
     tracker: NullTracker, source: str, overrides: list[str], scenario: Scenario, seed: int, results: Results,
     files: Iterable[Path], out: Path,
 ) -> str | None:
-    """Log a ``simulate`` run: overrides, hashes, KPIs, monthly series and the files it wrote; its run id."""
+    """Log a ``simulate`` run: overrides, hashes, KPIs, monthly series and the files it wrote but the per-lead log
+    (too large to copy into a store); its run id."""
     if not tracker.active:
         return None
+    files = [path for path in files if path.name != "leads.csv"]
     params = {"source": source, "overrides": "; ".join(overrides)}
     if (calibration := calibration_sha256(source)) is not None:
         params["calibration_sha256"] = calibration

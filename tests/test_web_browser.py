@@ -7,6 +7,7 @@ Screenshots of every page go to ``runs/screenshots/`` (git-ignored), for people 
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
@@ -309,6 +310,9 @@ def test_a_territory_case_is_designed_and_mapped_and_bad_csvs_are_refused(page, 
     assert "no balance" in page.inner_text("#terr-price")
     simulated = page.inner_text("#terr-simulation")
     assert "today" in simulated and "optimized" in simulated
+    # the job's folder is the command's complete set: every file listed in its completeness marker
+    marker = json.loads(max(runs.glob("web/*territories*/complete.json")).read_text())
+    assert {"assignment.csv", "summary.json", "simulation.csv"} <= set(marker["files"]), marker
 
 
 def test_an_automation_portfolio_is_chosen_within_the_budget_and_a_bad_catalogue_refused(page, server, tmp_path):

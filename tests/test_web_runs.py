@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from engine import Results
@@ -42,3 +43,27 @@ def test_the_stores_runs_are_listed_with_the_folder_they_wrote(tmp_path):
     rows, problem = mlflow_rows(uri)
     assert problem is None
     assert [(row["name"], row["status"], row["folder"]) for row in rows] == [("mmc", "finished", str((tmp_path / "run").resolve()))]
+
+
+def test_a_simulation_job_keeps_its_finished_run_when_the_store_fails_after_it(tmp_path, monkeypatch):
+    """A store that cannot be used fails the job before any work, leaving no folder; one that fails after the files
+    are written leaves the run finished and listed, the failure said in the job's message."""
+    from experiments.web.jobs import JobManager
+    from experiments.web.pages import simulate as page
+
+    scenario = load_scenario("mmc", ["horizon_months=1"])
+    manager = JobManager(tmp_path, threads=1)
+    refused = manager.submit("simulate", "mmc", page.simulation_work(scenario, 2, 1, "mmc", [], "bogus://store"), total=2)
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(page, "track_simulation", failing)
+    kept = manager.submit("simulate", "mmc", page.simulation_work(scenario, 2, 1, "mmc", [], f"sqlite:///{tmp_path / 'mlflow.db'}"), total=2)
+    for job_id in (refused, kept):
+        while manager.get(job_id).status in ("queued", "running"):
+            time.sleep(0.05)
+    refused, kept = manager.get(refused), manager.get(kept)
+    assert refused.status == "failed" and refused.message.startswith("tracking:") and not refused.folder.exists()
+    assert kept.status == "done" and "tracking failed (database is locked), the files are kept" in kept.message
+    assert simulation_folders(tmp_path) == [kept.folder]

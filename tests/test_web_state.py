@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from experiments.web import scenario_state as ss
-from experiments.web.jobs import JobError, JobManager
+from experiments.web.jobs import KEPT_RESULTS, JobError, JobManager
 from scenarios import ScenarioError, load_scenario
 
 
@@ -102,6 +102,43 @@ def test_a_job_folder_appears_only_when_the_job_succeeded(tmp_path):
     assert crashed.status == "failed" and crashed.message == "ZeroDivisionError: division by zero"
     # only the finished job's folder exists; nothing half-written is left behind
     assert sorted(p.name for p in (tmp_path / "web").iterdir()) == [done.folder.name]
+
+
+def test_a_job_whose_folder_cannot_be_written_fails_and_the_next_job_still_runs(tmp_path):
+    """Creating the hidden folder and renaming it into place can fail too (a file where the runs folder should be,
+    a folder already taken): the job fails with the reason and the job thread goes on to the next job."""
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    manager = JobManager(blocked, threads=1)
+    first = manager.submit("test", "unwritable", lambda job, folder: 1)
+    wait(manager, first)
+    assert manager.get(first).status == "failed" and "Error" in manager.get(first).message
+
+    manager = JobManager(tmp_path / "runs", threads=1)
+    manager.runs.joinpath("web").mkdir(parents=True)
+
+    def taken(job, folder):
+        job.folder.mkdir()
+        (job.folder / "other.txt").write_text("someone else's")  # the final name is taken meanwhile
+        return 1
+
+    ids = [manager.submit("test", "taken", taken), manager.submit("test", "after", lambda job, folder: 2)]
+    for job_id in ids:
+        wait(manager, job_id)
+    refused, after = (manager.get(i) for i in ids)
+    assert refused.status == "failed" and (refused.folder / "other.txt").read_text() == "someone else's"
+    assert after.status == "done" and after.result == 2
+    assert not list(manager.runs.joinpath("web").glob(".*.partial"))
+
+
+def test_only_the_newest_results_stay_in_memory(tmp_path):
+    manager = JobManager(tmp_path, threads=1)
+    ids = [manager.submit("test", str(n), lambda job, folder, n=n: n, keep=False) for n in range(KEPT_RESULTS + 3)]
+    for job_id in ids:
+        wait(manager, job_id)
+    jobs = [manager.get(i) for i in ids]
+    assert [job.dropped for job in jobs] == [True] * 3 + [False] * KEPT_RESULTS
+    assert [job.result for job in jobs[3:]] == list(range(3, KEPT_RESULTS + 3))
 
 
 def test_an_uploaded_calibration_is_laid_over_the_tabs_scenario():

@@ -126,9 +126,14 @@ def follow_jobs(app: Dash, context: Context, prefix: str, kind: str, render: Cal
             return progress_bar(job.done, job.total, f"{job.status}: {job.message or job.label}"), no_update, False
         if job.status == "failed":
             return errors(f"{job.id} failed: {job.message}"), None, True
-        return html.Div(f"{job.id} done in {(job.finished or 0) - job.created:.1f} s; files in {job.folder}", className="hint"), job.id, True
+        said = f" ({job.message})" if job.message else ""
+        return html.Div(f"{job.id} done in {(job.finished or 0) - job.created:.1f} s{said}; files in {job.folder}", className="hint"), job.id, True
 
     @app.callback(Output(f"{prefix}-results", "children"), Input(f"{prefix}-done", "data"))
     def show(done: str | None) -> Any:
         job = context.jobs.get(done)
-        return render(job) if job is not None and job.status == "done" else html.Div()
+        if job is None or job.status != "done":
+            return html.Div()
+        if job.dropped:
+            return html.Div(f"{job.id} is one of the older runs, no longer shown here; its files are in {job.folder}", className="hint")
+        return render(job)

@@ -40,6 +40,7 @@ class Job:
     created: float = field(default_factory=time.time)
     finished: float | None = None
     result: Any = None
+    dropped: bool = False  # its result was let go from memory (see ``KEPT_RESULTS``)
 
     def advance(self, steps: int = 1, message: str | None = None) -> None:
         """Count finished steps (for the progress bar) and say what is happening."""
@@ -57,12 +58,15 @@ class Job:
         }
 
 
+#: Finished jobs whose results stay in memory for the pages (a long-running server must not grow without end).
+KEPT_RESULTS = 20
+
 #: The work of a job: given the job (to report progress) and a private folder to write into; returns a result.
 Work = Callable[[Job, Path], Any]
 
 
 class JobManager:
-    """Runs jobs on ``threads`` daemon threads, in order of submission; results stay in memory for the pages."""
+    """Runs jobs on ``threads`` daemon threads, in order of submission; the newest results stay in memory for the pages."""
 
     def __init__(self, runs: Path, threads: int = 2):
         self.runs = runs
@@ -102,27 +106,36 @@ class JobManager:
             self._run(job, work)
 
     def _run(self, job: Job, work: Work) -> None:
+        """Run one job; whatever it raises (its folder unwritable or taken included) fails the job, not the thread."""
         job.status = "running"
         partial = None
-        if job.folder is not None:
-            partial = job.folder.parent / f".{job.folder.name}.partial"
-            partial.mkdir(parents=True, exist_ok=True)
         try:
-            job.result = work(job, partial or Path())
+            if job.folder is not None:
+                partial = job.folder.parent / f".{job.folder.name}.partial"
+                partial.mkdir(parents=True, exist_ok=True)
+            result = work(job, partial or Path())
+            if partial is not None and job.folder is not None:
+                partial.rename(job.folder)
+                partial = None
         except (JobError, ScenarioError) as error:
             job.status, job.message = "failed", _one_line(error)
         except Exception as error:  # noqa: BLE001 - a failed job must not stop the job thread; the page says why
             traceback.print_exc()
             job.status, job.message = "failed", f"{type(error).__name__}: {_one_line(error)}"
         else:
-            if partial is not None and job.folder is not None:
-                partial.rename(job.folder)
-                partial = None
-            job.status = "done"
+            job.result, job.status = result, "done"
+            self._forget_old_results()
         finally:
             if partial is not None:
                 shutil.rmtree(partial, ignore_errors=True)
             job.finished = time.time()
+
+    def _forget_old_results(self) -> None:
+        """Keep the results of the newest ``KEPT_RESULTS`` finished jobs in memory; older ones are on disk (or gone)."""
+        with self._lock:
+            finished = sorted((j for j in self._jobs.values() if j.result is not None), key=lambda j: j.created, reverse=True)
+        for job in finished[KEPT_RESULTS:]:
+            job.result, job.dropped = None, True
 
 
 def _one_line(error: BaseException) -> str:

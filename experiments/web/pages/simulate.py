@@ -15,11 +15,11 @@ from experiments.console import compact_number
 from experiments.output import output_folder, simulation_files
 from experiments.report import ReportError, RunFolder
 from experiments.runner import replicate
-from experiments.tracking import make_tracker, track_simulation
+from experiments.tracking import TrackingError, make_tracker, track_simulation, tracking_message
 from experiments.web import scenario_state as ss
 from experiments.web.app import Context, Page, errors, follow_jobs, job_area, job_id, table
 from experiments.web.charts import fan_charts, kpi_cards
-from experiments.web.jobs import Job
+from experiments.web.jobs import Job, JobError
 from experiments.web.pages.scenario import current
 from experiments.web.run_store import simulation_folders
 from scenarios import Scenario, ScenarioError
@@ -60,13 +60,20 @@ def _run_options(context: Context) -> list[dict[str, str]]:
 def simulation_work(scenario: Scenario, replications: int, seed: int, source: str, edits: list[str], tracking_uri: str | None):
     """The job: replications in order, the files ``salesops simulate`` writes, the MLflow run when tracking."""
     def work(job: Job, folder: Path) -> None:
+        try:
+            tracker = make_tracker(False, tracking_uri)  # a store that cannot be used fails the job before the work
+        except TrackingError as error:
+            raise JobError(f"tracking: {error}") from error
         runs = replicate(scenario, replications, seed, 1, lambda r: job.advance(1, f"replication {job.done + 1} of {replications}"))
         results = Results.from_replications(runs)
         with output_folder(folder, "simulate") as files:  # the same complete set as salesops simulate writes
             simulation_files(files, results, runs, scenario, seed)
             paths = files.commit()
-        track_simulation(make_tracker(False, tracking_uri), source, edits, scenario, seed, results, paths, job.folder or folder)
         job.message = f"{replications} replications of {scenario.name}"  # the page reads the files, not this process's memory
+        try:
+            track_simulation(tracker, source, edits, scenario, seed, results, paths, job.folder or folder)
+        except Exception as error:  # noqa: BLE001 - a store failing after the work: said, and the finished run kept
+            job.message += f"; tracking failed ({tracking_message(error)}), the files are kept"
 
     return work
 

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dcc, html, no_update
 from plotly.subplots import make_subplots
 
-from experiments.output import strict_json, write_atomically
+from experiments.output import output_folder
 from experiments.territory_command import PRICE_SCALES
 from experiments.web import scenario_state as ss
 from experiments.web.app import Context, Page, errors, follow_jobs, job_area, table
@@ -101,9 +101,7 @@ def territory_work(inputs: Any, attribute: str, tolerance: float, objective: str
             raise JobError(str(error)) from None
         except DesignInfeasible as error:
             raise JobError(f"infeasible: {error}") from None
-        design.moves.reset_index().to_csv(folder / "assignment.csv", index=False)
         summary = design_summary(inputs, spec, design, time_limit)
-        write_atomically(folder / "summary.json", strict_json(summary))
         scores = None
         if "price" in flags:
             job.advance(1, "pricing the balance: re-solving at other tolerances")
@@ -111,9 +109,13 @@ def territory_work(inputs: Any, attribute: str, tolerance: float, objective: str
         if "simulate" in flags:
             job.advance(1, f"simulating the designs ({replications} replications each)")
             scores = _simulate(scenario, inputs, design, attribute, replications)
-            scores.to_csv(folder / "simulation.csv", index=False)
             summary["simulation"] = {"scenario": scenario.name, "replications": replications, "by_design": simulated_totals(scores)}
-        write_atomically(folder / "summary.json", strict_json(summary))
+        with output_folder(folder, "optimize territories") as files:  # the same complete set as the command writes
+            files.csv("assignment.csv", design.moves.reset_index(), people=True)
+            if scores is not None:
+                files.csv("simulation.csv", scores, people=True)
+            files.json("summary.json", summary)
+            files.commit()
         job.message = f"{design.result.status}: {int(design.moves['moved'].sum())} units moved"
         return {"inputs": inputs, "design": design, "summary": summary, "scores": scores, "attribute": attribute, "tolerance": tolerance}
 
