@@ -360,10 +360,19 @@ class OutcomeFit:
         start = [special.logit(min(max(share, 0.01), 0.99))] if with_p else []
         start = np.concatenate([start, self._start(won, WON)] + ([self._start(lost, LOST)] if lost else []))
         objective = self._objective(won, lost, with_p)
+        rows = float(sum(counts.sum() for _, counts in self._data.values()))
+
+        def per_row(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            # per row: a gradient in the thousands made L-BFGS-B's first step leave the bounds and stop (gamma)
+            value, gradient = objective(theta)
+            return value / rows, gradient / rows
+
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            result = optimize.minimize(objective, start, jac=True, method="L-BFGS-B", bounds=[(-25, 25)] * len(start))
-        return {"theta": result.x, "nll": float(result.fun), "aic": 2 * len(start) + 2 * float(result.fun),
+            result = optimize.minimize(per_row, start, jac=True, method="L-BFGS-B", bounds=[(-25, 25)] * len(start),
+                                       options={"gtol": 1e-10})
+        nll = float(result.fun) * rows
+        return {"theta": result.x, "nll": nll, "aic": 2 * len(start) + 2 * nll,
                 "won": won, "lost": lost, "with_p": with_p}
 
     def _fit_mixture(self) -> None:
