@@ -94,6 +94,7 @@ def target_figures(factors: list[float], replications: int, fresh_replications: 
             f"fresh P(reach) {fresh.probability:.3f} [{fresh.interval[0]:.3f}, {fresh.interval[1]:.3f}], cost {fresh.cost['mean'] / 1e6:.3f}M; "
             f"{compared}; model/sim response {chosen.expected_response_hours:.1f}/"
             f"{chosen.check.response_hours:.1f} h, bookings {chosen.expected_bookings / 1e6:.2f}/{chosen.check.bookings['mean'] / 1e6:.2f}M"
+            f" (final model {report.final_model['expected_response_hours']:.1f} h, {report.final_model['expected_bookings'] / 1e6:.2f}M)"
         )
 
 

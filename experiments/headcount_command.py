@@ -76,6 +76,7 @@ def write_report(report: HeadcountReport, options: HeadcountOptions, files: RunF
         "chosen_iteration": None if report.chosen is None else report.chosen + 1,
         "plan_cost_expected": report.plan.expected_cost if report.plan else None,
         "simulated": asdict(report.check) if report.check else None,
+        "final_model": report.final_model,
         "hires": {role: report.plan.total(role) for role in report.plan.headcount} if report.plan else {},
         "expected_headcount_at_month_end": report.plan.headcount if report.plan else {},
         "iterations": [
@@ -116,6 +117,11 @@ def _summary(report: HeadcountReport, options: HeadcountOptions) -> Table:
     if report.plan:
         hires = ", ".join(f"{role} {report.plan.total(role)}" for role in report.plan.headcount)
         table.caption = f"* the plan returned; hires: {hires}"
+        if report.final_model and report.check:
+            table.caption += (
+                f"; the model corrected by every simulation expects {compact_number(report.final_model['expected_bookings'])}"
+                f" and {report.final_model['expected_response_hours']:.1f} h for it"
+            )
         if report.naive and report.naive["naive"]:
             naive = report.naive["naive"]
             table.caption += (

@@ -4,7 +4,8 @@ A mixed-integer model (Pyomo, solved by HiGHS) chooses whole requisitions per ro
 with expectations (``headcount_data``): cohorts that ramp, leave and are backfilled; first-touch hours and
 opportunity slots that turn into expected bookings. The first-touch queue is part of the model: in each territory
 and month, the share of MQLs' SQL conversion that survives the response-time decay is a concave piecewise-linear
-function of the ramped first-touch reps, tabulated from Erlang C on the working clock (``response_hours``).
+function of the ramped first-touch reps, tabulated from Erlang C on the working clock and averaged over the spread
+that attrition and backfills give the staffing (``response_hours``).
 
 The plan is then simulated, and the model corrected: each month's queue load is rescaled so that the model's
 response times for the plans simulated so far are the simulation's, and, once the two agree, while too few replications
@@ -25,7 +26,7 @@ import pyomo.environ as pyo
 from scipy import stats
 
 from engine import Results, simulate
-from optimizers.headcount_data import HeadcountData, erlang_c, headcount_data
+from optimizers.headcount_data import HeadcountData, erlang_c, headcount_data, shifted
 from optimizers.solve import Infeasibility, SolveOptions, SolveResult, solve
 from scenarios import Scenario, validate_scenario
 from scenarios.model import ResponseDecay, spread
@@ -51,7 +52,7 @@ class HeadcountOptions:
     agreement: float = 0.1
     replications: int = 40
     seed: int | None = None
-    max_iterations: int = 8
+    max_iterations: int = 12
     time_limit: float | None = 30.0
     rel_gap: float = 0.01
 
@@ -157,13 +158,17 @@ def add_first_touch(model: pyo.ConcreteModel, data: HeadcountData, options: Head
 
 def add_queue(model: pyo.ConcreteModel, data: HeadcountData, scenario: Scenario, queue: QueueView) -> None:
     """SQLs are what the response-time decay leaves of the MQLs' conversion: ``answered[t, k]``, the share that
-    survives the wait, is bounded by the concave envelope of its value at tabulated ramped first-touch reps."""
+    survives the wait, is bounded by the concave envelope of its value at tabulated ramped first-touch reps. MQLs ×
+    answered is bilinear where reps prospect (outbound MQLs grow with them), so it is linearised around the queue
+    view's staffing: its MQLs × answered, plus the outbound MQLs a different staffing brings at the view's answered
+    share (exact at the view's staffing, and a plan with more prospectors is credited with their MQLs)."""
     decay = scenario.funnel.response_decay
     if decay is None:
         return
     index = _indexer(data)
     first = data.roles[0]
     demand = mql_demand(data, queue.ramped)
+    answered_at_view = answered_share(data, queue, queue.ramped, decay)
     lines = {(data.territories[t], data.months[k]): edges for (t, k), edges in queue_envelopes(data, queue, decay).items()}
     rows = [(t, k, j) for (t, k), edges in lines.items() for j in range(len(edges))]
     model.answered = pyo.Var(model.territories, model.months, bounds=(0.0, 1.0))
@@ -174,7 +179,10 @@ def add_queue(model: pyo.ConcreteModel, data: HeadcountData, scenario: Scenario,
 
     def answered_sqls(m, segment, territory, month):  # noqa: ANN001, ANN202
         g, t, k = index.segment[segment], index.territory[territory], index.month[month]
-        return m.accepted[segment, territory, month] <= data.sql_yield[g] * demand[g, t, k] * m.answered[territory, month]
+        more_outbound = data.outbound_mql[g, k] * (m.ramped[first, territory, month] - queue.ramped[t, k])
+        return m.accepted[segment, territory, month] <= data.sql_yield[g] * (
+            demand[g, t, k] * m.answered[territory, month] + answered_at_view[t, k] * more_outbound
+        )
 
     model.queue_sqls = pyo.Constraint(model.segments, model.territories, model.months, rule=answered_sqls)
 
@@ -301,31 +309,57 @@ UTILIZATION_GRID = (0.99, 0.97, 0.95, 0.93, 0.91, 0.89, 0.87, 0.85, 0.82, 0.79, 
 LOAD_FACTORS = np.round(np.arange(0.5, 2.0001, 0.01), 2)
 
 
+#: Probabilists' Gauss–Hermite nodes and weights over which the queue is averaged across the staffing's spread.
+STAFFING_NODES, STAFFING_WEIGHTS = np.polynomial.hermite_e.hermegauss(9)
+STAFFING_WEIGHTS = STAFFING_WEIGHTS / STAFFING_WEIGHTS.sum()
+
+
 @dataclass(frozen=True)
 class QueueView:
     """What the model assumes of the first-touch queue: per month, the factor by which the simulated queue behaves
-    as if loaded more (or less) than the formula's offered load (1 before any simulation), and the ramped
-    first-touch reps per territory and month that the outbound MQL demand is reckoned with (the last plan's)."""
+    as if loaded more (or less) than the formula's offered load (1 before any simulation); the ramped first-touch
+    reps per territory and month that the outbound MQL demand is reckoned with (the last plan's); and the variance
+    of those reps per ramped rep (``dispersion``), from attrition and backfills, that the queue is averaged over."""
 
     load_factor: np.ndarray  # (month)
     ramped: np.ndarray  # (territory, month)
+    dispersion: np.ndarray  # (territory, month)
+
+
+def first_touch_staffing(data: HeadcountData, hires: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The expected ramped first-touch reps by territory and month, and their variance, from the reps on staff and
+    ``hires`` (territory, month: requisitions, committed ones included); slots fill and empty independently."""
+    role = data.roles[0]
+    lag, veteran, hire = data.lags[role], data.veteran_cohorts[role], data.cohorts[role]
+    mean, variance = data.veterans[0][:, None] * veteran.ramped[None, :], data.veterans[0][:, None] * veteran.ramped_variance[None, :]
+    for t, j in zip(*np.nonzero(hires)):
+        mean[t] += hires[t, j] * shifted(hire.ramped, j + lag)
+        variance[t] += hires[t, j] * shifted(hire.ramped_variance, j + lag)
+    return mean, variance
+
+
+def queue_for_staffing(data: HeadcountData, hires: np.ndarray, load_factor: np.ndarray) -> QueueView:
+    """The queue view of a staffing: its ramped reps and their spread, with the given load factors."""
+    ramped, variance = first_touch_staffing(data, hires)
+    return QueueView(load_factor, ramped, np.divide(variance, ramped, out=np.zeros_like(ramped), where=ramped > 1e-9))
 
 
 def initial_queue(data: HeadcountData) -> QueueView:
     """The formula as it is, with the first-touch staffing the scenario already has and plans."""
-    role = data.roles[0]
-    veterans = data.veterans[0][:, None] * data.veteran_cohorts[role].ramped[None, :]
-    lag, kernel = data.lags[role], data.cohorts[role].ramped
-    hires = np.array([
-        [sum(data.committed[0, t, j] * kernel[k - j - lag] for j in range(0, k - lag + 1)) for k in range(data.horizon)]
-        for t in range(len(data.territories))
-    ])
-    return QueueView(np.ones(data.horizon), veterans + hires)
+    return queue_for_staffing(data, data.committed[0], np.ones(data.horizon))
 
 
 def mql_demand(data: HeadcountData, ramped: np.ndarray) -> np.ndarray:
     """Expected MQLs by segment, territory and month, with ``ramped`` first-touch reps prospecting."""
     return data.inbound_mql + data.outbound_mql[:, None, :] * ramped[None, :, :]
+
+
+def over_staffing(queue: QueueView, ramped: np.ndarray, at: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The mean of ``at(reps)`` when the ramped first-touch reps are ``ramped`` on average and spread as the queue
+    view says (normal, variance ``dispersion × ramped``): a queue is convex in its servers, so a territory a rep
+    short half the time waits far longer than one always half a rep short."""
+    spread = np.sqrt(queue.dispersion * np.maximum(ramped, 0.0))
+    return sum(w * at(np.maximum(ramped + x * spread, 0.0)) for x, w in zip(STAFFING_NODES, STAFFING_WEIGHTS))
 
 
 def queue_waits(data: HeadcountData, queue: QueueView, ramped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -340,19 +374,25 @@ def queue_waits(data: HeadcountData, queue: QueueView, ramped: np.ndarray) -> tu
 
 def response_hours(data: HeadcountData, queue: QueueView, ramped: np.ndarray) -> np.ndarray:
     """Mean response time (calendar hours, as the lead feels it) by territory and month with ``ramped`` first-touch
-    reps: the wait for the next opening, plus the queue's."""
-    waiting, wait = queue_waits(data, queue, ramped)
-    return data.felt_wait * float(data.off_hours_waits @ data.off_hours_weights) + waiting * wait
+    reps on average: the wait for the next opening, plus the queue's over the staffing's spread."""
+    def queued(reps: np.ndarray) -> np.ndarray:
+        waiting, wait = queue_waits(data, queue, reps)
+        return waiting * wait
+    return data.felt_wait * float(data.off_hours_waits @ data.off_hours_weights) + over_staffing(queue, ramped, queued)
 
 
 def answered_share(data: HeadcountData, queue: QueueView, ramped: np.ndarray, decay: ResponseDecay) -> np.ndarray:
     """The response-time decay's multiplier averaged over the wait distribution, by territory and month: the wait
     for the next opening, then no queue (probability 1 − P) or an exponential wait. The mean response time alone
-    would not do: the decay is convex, and a long queue's few very long waits weigh little on conversion."""
-    waiting, wait = queue_waits(data, queue, ramped)
+    would not do: the decay is convex, and a long queue's few very long waits weigh little on conversion. Averaged
+    over the staffing's spread around ``ramped``."""
     rate = math.log(2.0) / decay.half_life_hours
     opening = 0.5 ** (np.outer(data.felt_wait, data.off_hours_waits) / decay.half_life_hours) @ data.off_hours_weights
-    return decay.floor + (1.0 - decay.floor) * opening * (1.0 - waiting + waiting / (1.0 + wait * rate))
+
+    def surviving(reps: np.ndarray) -> np.ndarray:
+        waiting, wait = queue_waits(data, queue, reps)
+        return 1.0 - waiting + waiting / (1.0 + wait * rate)
+    return decay.floor + (1.0 - decay.floor) * opening * over_staffing(queue, ramped, surviving)
 
 
 def offered_load(data: HeadcountData, queue: QueueView) -> np.ndarray:
@@ -387,21 +427,22 @@ def _cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float
     return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
 
 
-def corrected_queue(data: HeadcountData, simulated: list[tuple[np.ndarray, np.ndarray]]) -> QueueView:
-    """The queue fitted, month by month, to every plan simulated so far: ``simulated`` holds each plan's ramped
-    first-touch reps (territory, month) and its simulated mean response time by month (NaN where nothing was
-    touched). Each month's load factor minimises the squared log-difference between the model's mean response time
-    (weighted by territory MQLs) and the simulation's over those plans, so that a staffing level simulated once
+def corrected_queue(data: HeadcountData, simulated: list[tuple[QueueView, np.ndarray]]) -> QueueView:
+    """The queue fitted, month by month, to every plan simulated so far: ``simulated`` holds each plan's first-touch
+    staffing (a queue view) and its simulated mean response time by month (NaN where nothing was touched). Each
+    month's load factor minimises the squared log-difference between the model's mean response time (weighted by
+    territory MQLs) and the simulation's over those plans, so that a staffing level simulated once
     does not make the model forget another, plus the squared log of the factor itself: a plan whose reps are
     seldom busy says little about the load (its waits are mostly nights and weekends), and must not move the factor
-    far from 1. Outbound demand is reckoned with the last plan's reps."""
+    far from 1. Outbound demand and the staffing's spread are reckoned with the last plan's."""
     errors = np.tile(np.log(LOAD_FACTORS)[:, None] ** 2, (1, data.horizon))
-    for ramped, observed in simulated:
-        weights = np.maximum(mql_demand(data, ramped).sum(axis=0), 1e-12)
+    for staffing, observed in simulated:
+        weights = np.maximum(mql_demand(data, staffing.ramped).sum(axis=0), 1e-12)
         for i, factor in enumerate(LOAD_FACTORS):
-            model = np.average(response_hours(data, QueueView(np.full(data.horizon, factor), ramped), ramped), axis=0, weights=weights)
+            view = replace(staffing, load_factor=np.full(data.horizon, factor))
+            model = np.average(response_hours(data, view, staffing.ramped), axis=0, weights=weights)
             errors[i] += np.where(np.isfinite(observed), (np.log(model) - np.log(np.maximum(observed, 1e-3))) ** 2, 0.0)
-    return QueueView(LOAD_FACTORS[np.argmin(errors, axis=0)], simulated[-1][0])
+    return replace(simulated[-1][0], load_factor=LOAD_FACTORS[np.argmin(errors, axis=0)])
 
 
 def model_response_hours(data: HeadcountData, queue: QueueView, ramped: np.ndarray) -> float:
@@ -420,7 +461,7 @@ class Plan:
     expected_bookings: float
     expected_cost: float
     headcount: dict[str, list[float]]  # expected headcount at month end, per role
-    first_touch_ramped: np.ndarray = field(repr=False)  # (territory, month): expected ramped first-touch reps
+    first_touch_hires: np.ndarray = field(repr=False)  # (territory, month): first-touch requisitions, committed included
 
     def rows(self) -> list[dict[str, object]]:
         return [
@@ -445,7 +486,7 @@ def read_plan(model: pyo.ConcreteModel) -> Plan:
         expected_bookings=float(sum(pyo.value(model.bookings[month]) for month in model.months)),
         expected_cost=float(pyo.value(model.total_cost)),
         headcount=headcount,
-        first_touch_ramped=np.array([[pyo.value(model.ramped[first, t, m]) for m in model.months] for t in model.territories]),
+        first_touch_hires=np.array([[pyo.value(model.hire[first, t, m]) for m in model.months] for t in model.territories]),
     )
 
 
@@ -533,7 +574,8 @@ class HeadcountReport:
     """Everything the headcount planner found: the plan, the scenario it makes, the iterations and why.
 
     ``chosen`` is the iteration whose plan is returned: the cheapest simulated plan reaching the target with the
-    asked probability, else the one reaching it most often.
+    asked probability, else the one reaching it most often. Its iteration shows the model as it was when it proposed
+    the plan; ``final_model`` shows the model corrected by every simulation since, on the same plan.
     """
 
     status: Literal["met", "not_met", "infeasible", "no_solution"]
@@ -545,6 +587,7 @@ class HeadcountReport:
     marginal_values: list[dict[str, object]] = field(default_factory=list)
     naive: dict[str, object] | None = None
     chosen: int | None = None
+    final_model: dict[str, float] | None = None  # the model corrected by every simulation, on the plan returned
 
     @property
     def check(self) -> Check | None:
@@ -574,7 +617,7 @@ def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator
     queue = initial_queue(data)
     iterations: list[Iteration] = []
     tried: list[_Tried] = []
-    simulated: list[tuple[np.ndarray, np.ndarray]] = []
+    simulated: list[tuple[QueueView, np.ndarray]] = []
     checked: dict[tuple, tuple[Check, np.ndarray]] = {}
     unreachable: SolveResult | None = None  # the first solve, when the model could not reach the target at all
     confirm_seed = int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
@@ -608,39 +651,37 @@ def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator
         if not repeated:  # a plan found again is not simulated again
             checked[key] = check_plan(planned, options.target_bookings, options.replications, seed, run)
             if options.target_bookings is not None and checked[key][0].probability >= options.confidence:
-                # met: judged again on as many fresh replications, which decide, so that neither the luck of the
-                # planning replications nor that of one sample among the plans tried chooses the plan
-                checked[key] = check_plan(planned, options.target_bookings, options.replications, confirm_seed, run)
+                # met: judged again on twice as many fresh replications, which decide, so that neither the luck of
+                # the planning replications nor that of one sample among the plans tried chooses the plan
+                checked[key] = check_plan(planned, options.target_bookings, CONFIRMING * options.replications, confirm_seed, run)
         check, bookings = checked[key]
+        staffing = queue_for_staffing(data, plan.first_touch_hires, queue.load_factor)
         iteration = Iteration(
-            scale, result, check, plan.expected_bookings, plan.expected_cost,
-            model_response_hours(data, replace(queue, ramped=plan.first_touch_ramped), plan.first_touch_ramped),
+            scale, result, check, plan.expected_bookings, plan.expected_cost, model_response_hours(data, staffing, staffing.ramped),
         )
         iterations.append(iteration)
         tried.append(_Tried(len(iterations) - 1, plan, planned, check, scale, queue, model))
-        simulated.append((plan.first_touch_ramped, np.asarray(check.response_hours_by_month)))
+        simulated.append((staffing, np.asarray(check.response_hours_by_month)))
         queue = corrected_queue(data, simulated)
         if options.target_bookings is None:
             if iteration.response_agrees(options.agreement):
                 break
             continue
         met = check.probability >= options.confidence
-        bracket.record(scale, met, len(simulated))
-        if not iteration.response_agrees(options.agreement) and not repeated:
-            continue  # the queue corrected first, at the same target (a plan found again cannot correct it more)
         quantile = max(float(np.quantile(bookings, 1 - options.confidence)), 1e-9)
         step = options.target_bookings / quantile  # the scale that would put the quantile on the target
-        if met and step > 1 / (1 + SCALE_TOLERANCE):
-            break  # the asked quantile reaches the target with little to spare
+        bracket.record(scale, met, len(simulated), step)
+        if not iteration.response_agrees(options.agreement) and not repeated:
+            continue  # the queue corrected first, at the same target (a plan found again cannot correct it more)
         stalled = stalled + 1 if repeated and not met else 0
         least = 1 + SCALE_TOLERANCE * 2**stalled  # doubled while the plan stays the same, so a few steps change it
-        proposed = bracket.inside(scale * (max(step, least) if not met else step))
+        proposed = bracket.inside(bracket.between() or scale * (max(step, least) if not met else step))
         if proposed is None and math.isfinite(bracket.met) and bracket.met_view < len(simulated):
             proposed, bracket.met = bracket.met, math.inf  # met with a queue since corrected: solve it again
         if proposed is None:
             break
         scale = proposed
-    return _report(scenario, data, options, tried, iterations, seed, run, unreachable)
+    return _report(scenario, data, options, tried, iterations, seed, run, queue, unreachable)
 
 
 def _reachable_scale(
@@ -658,6 +699,9 @@ def _reachable_scale(
     return 0.999 * read_plan(model).expected_bookings / options.target_bookings
 
 
+#: Fresh replications, per planning replication, that judge a plan whose planning replications met the target.
+CONFIRMING = 2
+
 #: Relative change of the target scale below which the planner stops adjusting it.
 SCALE_TOLERANCE = 0.01
 
@@ -666,18 +710,30 @@ SCALE_TOLERANCE = 0.01
 class _Bracket:
     """The scales tried so far: the lowest whose plan reached the target with the asked probability (and how many
     simulations the queue it was solved with had seen), the highest whose plan did not, and the lowest the model
-    could not reach at all."""
+    could not reach at all; with the step (target ÷ the asked quantile of simulated bookings) each plan asked for."""
 
     met: float = math.inf
     unmet: float = 0.0
     unsolved: float = math.inf
     met_view: int = 0
+    met_step: float = math.nan
+    unmet_step: float = math.nan
 
-    def record(self, scale: float, met: bool, view: int) -> None:
+    def record(self, scale: float, met: bool, view: int, step: float) -> None:
         if met and scale <= self.met:
-            self.met, self.met_view = scale, view
-        elif not met:
-            self.unmet = max(self.unmet, scale)
+            self.met, self.met_view, self.met_step = scale, view, step
+        elif not met and scale >= self.unmet:
+            self.unmet, self.unmet_step = scale, step
+
+    def between(self) -> float | None:
+        """Once a plan has met the target and another has not: the scale where the step would be 1, by the secant
+        of log-steps between the two (kept off either end by a fifth of the bracket, so that it always narrows);
+        None before."""
+        if not (math.isfinite(self.met) and self.unmet > 0 and self.met > self.unmet):
+            return None
+        low, high = math.log(max(self.unmet_step, 1.0)), math.log(min(self.met_step, 1.0))
+        share = 0.5 if low - high <= 0 else low / (low - high)
+        return self.unmet + (self.met - self.unmet) * min(max(share, 0.2), 0.8)
 
     def inside(self, proposed: float) -> float | None:
         """The proposed scale, or the middle of the bracket when it falls outside; None when the bracket is too
@@ -698,9 +754,23 @@ def _best(tried: list[_Tried], options: HeadcountOptions) -> _Tried:
     return max(tried, key=lambda t: (t.check.probability, -t.check.cost["mean"]))
 
 
+def model_figures(data: HeadcountData, options: HeadcountOptions, scenario: Scenario, plan: Plan, queue: QueueView) -> dict[str, float]:
+    """The model's expected bookings and mean response time for a plan under ``queue``: its hires fixed, the
+    bookings are the most the model's funnel makes of them (an LP)."""
+    model = build_model(data, replace(options, target_bookings=None, budget=None, objective="margin", gross_margin=1e3), scenario, queue=queue)
+    for key, var in model.hire.items():
+        var.fix(plan.hires[key])
+    result = solve(model, SolveOptions(time_limit=options.time_limit, rel_gap=options.rel_gap))
+    staffing = queue_for_staffing(data, plan.first_touch_hires, queue.load_factor)
+    return {
+        "expected_bookings": float(sum(pyo.value(model.bookings[month]) for month in model.months)) if result.has_solution else math.nan,
+        "expected_response_hours": model_response_hours(data, staffing, staffing.ramped),
+    }
+
+
 def _report(
     scenario: Scenario, data: HeadcountData, options: HeadcountOptions, tried: list[_Tried], iterations: list[Iteration],
-    seed: int, run: Simulator, unreachable: SolveResult | None = None,
+    seed: int, run: Simulator, queue: QueueView, unreachable: SolveResult | None = None,
 ) -> HeadcountReport:
     best = _best(tried, options)
     met = options.target_bookings is None or best.check.probability >= options.confidence
@@ -725,6 +795,7 @@ def _report(
         marginal_values=marginal_values(data, options, scenario, best.scale, solve_options, best.queue),
         naive=naive_plan(scenario, data, options, seed, run),
         chosen=best.iteration,
+        final_model=model_figures(data, options, scenario, best.plan, queue),
     )
 
 

@@ -7,9 +7,10 @@ opportunity slots and books, month by month. Samples use a fixed seed, so the pl
 
 The first-touch queue is seen through ``response_hours``: Erlang C on the reps' working clock (the mean wait of an
 M/M/c queue with the territory-month's MQLs and ramped reps), converted to calendar hours, plus the wait of leads
-arriving at night or at the weekend for the next opening. The planner rescales the offered load by a per-month
-correction measured from the simulation, since attrition, backlogs carried from month to month and uneven arrivals
-make the real queue longer than a steady-state formula says.
+arriving at night or at the weekend for the next opening, averaged over the spread of the ramped reps that
+attrition and backfills leave (the cohorts' ``ramped_variance``). The planner rescales the offered load by a
+per-month correction measured from the simulation, since backlogs carried from month to month and uneven arrivals
+make the real queue differ from a steady-state formula.
 """
 
 from __future__ import annotations
@@ -36,13 +37,17 @@ class Cohort:
 
     staffed: np.ndarray  # time-average reps on staff during each month (salaries)
     ramped: np.ndarray  # time-average fully ramped equivalents during each month (capacity)
+    ramped_variance: np.ndarray  # the variance of ``ramped``: a slot is filled or vacant, and nobody knows which
     at_month_end: np.ndarray  # reps on staff at month end (headcount)
     hires: np.ndarray  # rep starts that cost a hire (backfills, and the first start unless a veteran)
 
 
 def cohort(role: Role, horizon: int, veteran: bool) -> Cohort:
-    """What one rep starting at month 0 (a new hire, or a rep already on staff) contributes over the horizon."""
-    staffed, ramped, at_end, hires = (np.zeros(horizon) for _ in range(4))
+    """What one rep starting at month 0 (a new hire, or a rep already on staff) contributes over the horizon.
+
+    The slot holds one rep at a time (a backfill starts after its predecessor has left), so the second moment of its
+    ramped capacity is the sum of each rep's: the rep there all month, or leaving halfway."""
+    staffed, ramped, ramped_square, at_end, hires = (np.zeros(horizon) for _ in range(5))
     starts = np.zeros(horizon)
     starts[0] = 1.0
     for start in range(horizon):
@@ -55,13 +60,15 @@ def cohort(role: Role, horizon: int, veteran: bool) -> Cohort:
             tenure = (VETERAN_TENURE if is_veteran else 0) + month - start
             leaving = alive * role.hazard(tenure)
             staffed[month] += starts[start] * (alive - leaving / 2)
-            ramped[month] += starts[start] * (alive - leaving / 2) * role.productivity(tenure)
+            productivity = role.productivity(tenure)
+            ramped[month] += starts[start] * (alive - leaving / 2) * productivity
+            ramped_square[month] += starts[start] * (alive - leaving * 3 / 4) * productivity**2
             alive -= leaving
             at_end[month] += starts[start] * alive
             backfill_start = month + 1 + role.backfill_lag_months
             if role.backfill and backfill_start < horizon:
                 starts[backfill_start] += starts[start] * leaving
-    return Cohort(staffed, ramped, at_end, hires)
+    return Cohort(staffed, ramped, np.maximum(ramped_square - ramped**2, 0.0), at_end, hires)
 
 
 def shifted(kernel: np.ndarray, offset: int) -> np.ndarray:

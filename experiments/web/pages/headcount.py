@@ -121,6 +121,9 @@ def report_view(report: Any) -> list[Any]:
         {
             "iteration": number, "target ×": f"{it.target_scale:.3f}",
             "model bookings": compact_number(it.expected_bookings) if it.expected_bookings is not None else "–",
+            "sim bookings": compact_number(it.check.bookings["mean"]) if it.check else "–",
+            "model response h": f"{it.expected_response_hours:.1f}" if it.expected_response_hours is not None else "–",
+            "sim response h": f"{it.check.response_hours:.1f}" if it.check else "–",
             "model cost": compact_number(it.expected_cost) if it.expected_cost is not None else "–",
             "P(reach)": f"{it.check.probability:.0%}" if it.check else "–",
             "sim bookings P10–P90": f"{compact_number(it.check.bookings['p10'])}–{compact_number(it.check.bookings['p90'])}" if it.check else "–",
@@ -129,6 +132,11 @@ def report_view(report: Any) -> list[Any]:
         for number, it in enumerate(report.iterations, 1)
     ]
     parts += [html.H4("Iterations: solve, simulate, correct"), table(iterations, "hc-iterations")]
+    if report.final_model and report.check:
+        parts.append(html.P(
+            f"The model corrected by every simulation expects {compact_number(report.final_model['expected_bookings'])} and a "
+            f"{report.final_model['expected_response_hours']:.1f} h response for the plan returned; simulated: "
+            f"{compact_number(report.check.bookings['mean'])} and {report.check.response_hours:.1f} h.", id="hc-final-model"))
     parts += [html.H4("Binding constraints"), html.Ul([html.Li(line) for line in report.binding]) if report.binding else html.P("none")]
     if report.marginal_values:
         parts += [html.H4("Marginal value of one more hire slot (where recruiting capacity binds)"), table(report.marginal_values, "hc-marginal")]
