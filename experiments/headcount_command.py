@@ -122,10 +122,16 @@ def _summary(report: HeadcountReport, options: HeadcountOptions) -> Table:
                 f"; the model corrected by every simulation expects {compact_number(report.final_model['expected_bookings'])}"
                 f" and {report.final_model['expected_response_hours']:.1f} h for it"
             )
-        if report.naive and report.naive["naive"]:
-            naive = report.naive["naive"]
-            table.caption += (
-                f"; naive plan (all at once: {report.naive['naive_hires']}) reaches the target in "
-                f"{naive['probability']:.0%} at a cost of {compact_number(naive['cost']['mean'])}"
-            )
+        if (naive := naive_sentence(report)) is not None:
+            table.caption += f"; {naive}"
     return table
+
+
+def naive_sentence(report: HeadcountReport) -> str | None:
+    """The naive plan simulated, in words; None when there is none."""
+    if not report.naive or not report.naive["naive"]:
+        return None
+    naive, hires = report.naive["naive"], dict(report.naive["naive_hires"])
+    month = hires.pop("month")
+    return (f"the naive plan ({' and '.join(f'{role} {count}' for role, count in hires.items())}, all hired in {month}) "
+            f"reaches the target in {naive['probability']:.0%} at a cost of {compact_number(naive['cost']['mean'])}")

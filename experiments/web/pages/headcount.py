@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from experiments.console import compact_number
-from experiments.headcount_command import write_report
+from experiments.headcount_command import naive_sentence, write_report
 from experiments.output import output_folder
 from experiments.runner import run_replications
 from experiments.web import scenario_state as ss
@@ -119,7 +119,7 @@ def report_view(report: Any) -> list[Any]:
                   html.H4("Requisitions"), table(rows, "hc-plan") if rows else html.P("No hires needed beyond the scenario's own plan.")]
     iterations = [
         {
-            "iteration": number, "target ×": f"{it.target_scale:.3f}",
+            "iteration": f"{number} (returned)" if report.chosen == number - 1 else number, "target ×": f"{it.target_scale:.3f}",
             "model bookings": compact_number(it.expected_bookings) if it.expected_bookings is not None else "–",
             "sim bookings": compact_number(it.check.bookings["mean"]) if it.check else "–",
             "model response h": f"{it.expected_response_hours:.1f}" if it.expected_response_hours is not None else "–",
@@ -140,10 +140,8 @@ def report_view(report: Any) -> list[Any]:
     parts += [html.H4("Binding constraints"), html.Ul([html.Li(line) for line in report.binding]) if report.binding else html.P("none")]
     if report.marginal_values:
         parts += [html.H4("Marginal value of one more hire slot (where recruiting capacity binds)"), table(report.marginal_values, "hc-marginal")]
-    naive = (report.naive or {}).get("naive")
-    if naive:
-        parts.append(html.P(f"Naive plan (all at once: {report.naive['naive_hires']}) reaches the target in {naive['probability']:.0%} "
-                            f"at a cost of {compact_number(naive['cost']['mean'])}.", className="hint"))
+    if (naive := naive_sentence(report)) is not None:
+        parts.append(html.P(f"{naive[0].upper()}{naive[1:]}.", className="hint"))
     return parts
 
 
