@@ -123,12 +123,13 @@ class JobManager:
             traceback.print_exc()
             job.status, job.message = "failed", f"{type(error).__name__}: {_one_line(error)}"
         else:
+            job.finished = time.time()  # before the status: a page that sees "done" reads the duration
             job.result, job.status = result, "done"
             self._forget_old_results()
         finally:
             if partial is not None:
                 shutil.rmtree(partial, ignore_errors=True)
-            job.finished = time.time()
+            job.finished = job.finished or time.time()
 
     def _forget_old_results(self) -> None:
         """Keep the results of the newest ``KEPT_RESULTS`` finished jobs in memory; older ones are on disk (or gone)."""
