@@ -427,22 +427,25 @@ def _cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float
     return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
 
 
-def corrected_queue(data: HeadcountData, simulated: list[tuple[QueueView, np.ndarray]]) -> QueueView:
-    """The queue fitted, month by month, to every plan simulated so far: ``simulated`` holds each plan's first-touch
-    staffing (a queue view) and its simulated mean response time by month (NaN where nothing was touched). Each
-    month's load factor minimises the squared log-difference between the model's mean response time (weighted by
-    territory MQLs) and the simulation's over those plans, so that a staffing level simulated once
-    does not make the model forget another, plus the squared log of the factor itself: a plan whose reps are
-    seldom busy says little about the load (its waits are mostly nights and weekends), and must not move the factor
-    far from 1. Outbound demand and the staffing's spread are reckoned with the last plan's."""
-    errors = np.tile(np.log(LOAD_FACTORS)[:, None] ** 2, (1, data.horizon))
-    for staffing, observed in simulated:
-        weights = np.maximum(mql_demand(data, staffing.ramped).sum(axis=0), 1e-12)
-        for i, factor in enumerate(LOAD_FACTORS):
-            view = replace(staffing, load_factor=np.full(data.horizon, factor))
-            model = np.average(response_hours(data, view, staffing.ramped), axis=0, weights=weights)
-            errors[i] += np.where(np.isfinite(observed), (np.log(model) - np.log(np.maximum(observed, 1e-3))) ** 2, 0.0)
-    return replace(simulated[-1][0], load_factor=LOAD_FACTORS[np.argmin(errors, axis=0)])
+def fit_errors(data: HeadcountData, staffing: QueueView, observed: np.ndarray) -> np.ndarray:
+    """Per load factor of ``LOAD_FACTORS`` and month (rows, columns): the squared log-difference between the model's
+    mean response time for a plan's first-touch ``staffing`` (weighted by territory MQLs) and its simulated mean
+    ``observed`` by month (0 where NaN: nothing was touched). Every factor at once, once per plan simulated."""
+    factors = np.broadcast_to(LOAD_FACTORS[:, None, None], (len(LOAD_FACTORS), 1, data.horizon))
+    weights = np.maximum(mql_demand(data, staffing.ramped).sum(axis=0), 1e-12)
+    model = (response_hours(data, replace(staffing, load_factor=factors), staffing.ramped) * weights).sum(axis=1) / weights.sum(axis=0)
+    return np.where(np.isfinite(observed), (np.log(model) - np.log(np.maximum(observed, 1e-3))) ** 2, 0.0)
+
+
+def corrected_queue(data: HeadcountData, fits: list[np.ndarray], staffing: QueueView) -> QueueView:
+    """The queue fitted, month by month, to every plan simulated so far (``fits``: each plan's ``fit_errors``), with
+    the last plan's ``staffing``. Each month's load factor minimises the summed squared log-difference between the
+    model's mean response time and the simulation's over those plans, so that a staffing level simulated once does
+    not make the model forget another, plus the squared log of the factor itself: a plan whose reps are seldom busy
+    says little about the load (its waits are mostly nights and weekends), and must not move the factor far from 1.
+    Outbound demand and the staffing's spread are reckoned with the last plan's."""
+    errors = np.log(LOAD_FACTORS)[:, None] ** 2 + sum(fits)
+    return replace(staffing, load_factor=LOAD_FACTORS[np.argmin(errors, axis=0)])
 
 
 def model_response_hours(data: HeadcountData, queue: QueueView, ramped: np.ndarray) -> float:
@@ -617,7 +620,7 @@ def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator
     queue = initial_queue(data)
     iterations: list[Iteration] = []
     tried: list[_Tried] = []
-    simulated: list[tuple[QueueView, np.ndarray]] = []
+    fits: list[np.ndarray] = []  # per plan simulated, its fit_errors
     checked: dict[tuple, tuple[Check, np.ndarray]] = {}
     unreachable: SolveResult | None = None  # the first solve, when the model could not reach the target at all
     confirm_seed = int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
@@ -661,8 +664,8 @@ def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator
         )
         iterations.append(iteration)
         tried.append(_Tried(len(iterations) - 1, plan, planned, check, scale, queue, model))
-        simulated.append((staffing, np.asarray(check.response_hours_by_month)))
-        queue = corrected_queue(data, simulated)
+        fits.append(fit_errors(data, staffing, np.asarray(check.response_hours_by_month)))
+        queue = corrected_queue(data, fits, staffing)
         if options.target_bookings is None:
             if iteration.response_agrees(options.agreement):
                 break
@@ -670,13 +673,13 @@ def plan_headcount(scenario: Scenario, options: HeadcountOptions, run: Simulator
         met = check.probability >= options.confidence
         quantile = max(float(np.quantile(bookings, 1 - options.confidence)), 1e-9)
         step = options.target_bookings / quantile  # the scale that would put the quantile on the target
-        bracket.record(scale, met, len(simulated), step)
+        bracket.record(scale, met, len(fits), step)
         if not iteration.response_agrees(options.agreement) and not repeated:
             continue  # the queue corrected first, at the same target (a plan found again cannot correct it more)
         stalled = stalled + 1 if repeated and not met else 0
         least = 1 + SCALE_TOLERANCE * 2**stalled  # doubled while the plan stays the same, so a few steps change it
         proposed = bracket.inside(bracket.between() or scale * (max(step, least) if not met else step))
-        if proposed is None and math.isfinite(bracket.met) and bracket.met_view < len(simulated):
+        if proposed is None and math.isfinite(bracket.met) and bracket.met_view < len(fits):
             proposed, bracket.met = bracket.met, math.inf  # met with a queue since corrected: solve it again
         if proposed is None:
             break
