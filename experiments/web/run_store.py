@@ -9,6 +9,7 @@ from typing import Any
 
 from experiments.output import MARKER, read_marker
 
+
 def simulation_folders(root: Path) -> list[Path]:
     """Every finished simulation folder under ``root``, newest first: those whose completeness marker says
     ``simulate`` wrote them (hidden, unfinished folders skipped; MLflow's copies of a run's files have no marker)."""
