@@ -20,6 +20,7 @@ from scipy import stats
 
 from calibration.audit import UNSPECIFIED, Audit, plural
 from calibration.mapping import CalibrationError
+from calibration.pace import ClosingPaceFit
 from calibration.estimators import (
     CONFIDENCE,
     LOST,
@@ -202,6 +203,8 @@ class Calibration:
         span["outcome_model"] = pooled.model_
         span["pooled"] = pooled.to_dict()
         span["pooled_fit"] = pooled
+        if self.dated_ and b == "won":
+            span["closing_pace"] = ClosingPaceFit().fit(start[usable], d, o != OPEN, pooled, self.known_until_).to_dict()
         timed_step = b in TIMED_STEPS
         span["rate_fit"], span["by_segment"], fits = self._groups(d, o, used["segment"][usable].to_numpy(), pooled, f"{a}→{b}", cure, timed_step)
         span["group_fits"] = fits
@@ -377,6 +380,8 @@ class Calibration:
         else:
             stage["duration_days"] = {DEFAULT: self.cycle_["distribution"]} if self.cycle_ else _FIXED_ZERO
         funnel["stages"] = [stage]
+        if closing.get("closing_pace", {}).get("month_sd"):
+            funnel["closing_pace"] = {"month_sd": closing["closing_pace"]["month_sd"]}
         fragment: dict = {
             "segments": {s: {"deal_size": self.deal_sizes_[s]["distribution"] if s in self.deal_sizes_ else {"dist": "fixed", "value": 0.0}}
                          for s in self.segments_},

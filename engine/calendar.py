@@ -145,3 +145,30 @@ class WorkCalendar:
         """Working time (days) within each interval [begin, end), elementwise; empty intervals give 0."""
         begin, end = np.broadcast_arrays(np.asarray(begin, float), np.asarray(end, float))
         return np.where(end > begin, self.work_before(np.maximum(end, begin)) - self.work_before(begin), 0.0)
+
+
+class DealClock:
+    """The clock open deals run on: calendar time, or with a closing pace one rate per month of the horizon (``pace``,
+    the month's days count as ``pace`` days of a deal's life) and 1 after it. A deal that takes its slot at t and
+    needs d days of its own time releases it where the deal clock has advanced d from t."""
+
+    def __init__(self, months: np.ndarray, pace: np.ndarray | None = None):
+        self.paced = pace is not None
+        self._calendar = np.asarray(months, dtype=float)
+        steps = np.diff(self._calendar) * (np.ones(len(self._calendar) - 1) if pace is None else pace)
+        self._deal = np.r_[0.0, np.cumsum(steps)]
+
+    def after(self, start: np.ndarray | float, days: np.ndarray | float) -> np.ndarray | float:
+        """When ``days`` of deal time have passed from each ``start`` (elementwise; NaN stays NaN). Without a pace,
+        ``start + days`` exactly."""
+        if not self.paced:
+            return start + days
+        return self._to_calendar(self._to_deal(start) + days)
+
+    def _to_deal(self, t: np.ndarray | float) -> np.ndarray | float:
+        end = self._calendar[-1]
+        return np.interp(t, self._calendar, self._deal) + np.maximum(np.subtract(t, end), 0.0)
+
+    def _to_calendar(self, y: np.ndarray | float) -> np.ndarray | float:
+        end = self._deal[-1]
+        return np.interp(y, self._deal, self._calendar) + np.maximum(np.subtract(y, end), 0.0)

@@ -108,7 +108,7 @@ class LeadOutcomes:
 
 def opportunity_created(leads: Leads, times: LeadTimes) -> np.ndarray:
     """When each lead became an opportunity (at the end of discovery; NaN if it did not or has not yet)."""
-    created = np.where(leads.opportunity, times.accept + leads.discovery_days, np.nan)
+    created = np.where(leads.opportunity, times.opened, np.nan)
     return np.where(leads.origin == Origin.DEAL, leads.opened_at, created)
 
 

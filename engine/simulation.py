@@ -30,9 +30,10 @@ from simpy.events import NORMAL, URGENT
 from scipy import special
 
 from engine.automation import away_share_by_month, conversion_multiplier, levers_used, usage_rate_by_month
-from engine.calendar import WorkCalendar, month_starts, total_days_in_months
+from engine.calendar import DealClock, WorkCalendar, month_starts, total_days_in_months
 from engine.leads import CarriedWork, Leads, Origin, draw_leads
 from engine.people import Rep, productivity, roster
+from engine.streams import Stream, generator
 from scenarios.model import FollowUp, LeadScoring, Scenario, for_segment
 
 #: Queue priority of a lead that carries no score: FIFO among equals, behind well-scored leads.
@@ -120,6 +121,15 @@ class OwnerPool:
     wake_at: float = math.inf  # the release an SQL waiting for a slot is woken at
 
 
+def closing_pace(scenario: Scenario, seed: int, replication: int) -> np.ndarray | None:
+    """One replication's pace per month of the horizon (``ClosingPace``: lognormal with mean 1), or None."""
+    pace = scenario.funnel.closing_pace
+    if pace is None or pace.month_sd == 0:
+        return None
+    z = generator(seed, replication, Stream.PACE).standard_normal(scenario.horizon_months)
+    return np.exp(pace.month_sd * z - pace.month_sd**2 / 2)
+
+
 @dataclass(frozen=True)
 class LeadTimes:
     """What the simulation recorded for each lead (NaN where it did not happen within the horizon)."""
@@ -128,6 +138,7 @@ class LeadTimes:
     touch_done: np.ndarray  # first touch ended
     sql: np.ndarray  # bool: qualified as SQL at the end of the first touch
     accept: np.ndarray  # an opportunity slot was taken
+    opened: np.ndarray  # discovery ended: an opportunity was created (if it passed discovery)
     close: np.ndarray  # the slot is released (won, lost, or not an opportunity); may lie beyond the horizon
     response_hours: np.ndarray  # wait to first touch as the lead felt it (after automated follow-up)
     rep: np.ndarray  # first-touch rep (roster index), -1 if none
@@ -142,6 +153,7 @@ class Replication:
         self.horizon = float(self.months[-1])
         self.reps: list[Rep] = roster(scenario, self.months, seed, replication)
         self.leads: Leads = draw_leads(scenario, self.months, self.reps, seed, replication, carried)
+        self.deal_clock = DealClock(self.months, closing_pace(scenario, seed, replication))
         self.carried_deals = np.flatnonzero(self.leads.origin == Origin.DEAL)
         self.lead_role = scenario.roles[scenario.lead_role]
         self.calendar = WorkCalendar(self.lead_role.working_hours, scenario.start)
@@ -252,7 +264,7 @@ class Replication:
         accept, close = self._opportunities_at_qualification(sql_at) if self.cannot_queue else self._opportunities(sql_at)
         self.busy_hours = self._busy_hours()
         times = LeadTimes(
-            touch=touch, touch_done=done, sql=sql, accept=accept, close=close,
+            touch=touch, touch_done=done, sql=sql, accept=accept, opened=self.deal_clock.after(accept, leads.discovery_days), close=close,
             response_hours=response, rep=np.frombuffer(self._rep, dtype=np.int64).copy(),
         )
         entered = self._entering
@@ -444,7 +456,7 @@ class Replication:
         at = _event_times(sql_at[sqls])
         on_time = at < self.horizon
         accept[sqls[on_time]] = at[on_time]
-        return accept, accept + self._holding_days()
+        return accept, self.deal_clock.after(accept, self._holding_days())
 
     def _opportunities(self, sql_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Opportunities as events, after the first touches' events (whose priorities and territories it reads). Per
@@ -479,7 +491,7 @@ class Replication:
             pool = self.owners[self._territory[lead]]
             pool.open += 1
             self._accept[lead] = 0.0
-            self._close[lead] = close = self._holding[lead]
+            self._close[lead] = close = self.deal_clock.after(0.0, self._holding[lead])
             if close < self.horizon:
                 heapq.heappush(pool.releases, close)
 
@@ -523,7 +535,7 @@ class Replication:
             _, lead = heapq.heappop(pool.queue)
             pool.open += 1
             self._accept[lead] = now
-            close = now + self._holding[lead]
+            close = self.deal_clock.after(now, self._holding[lead])
             self._close[lead] = close
             if close < self.horizon:
                 heapq.heappush(pool.releases, close)

@@ -26,6 +26,7 @@ class Stream(IntEnum):
     DEAL_SIZE = 8
     ATTRITION = 9
     CARRIED = 10  # work open on the first day: waiting leads' draws, and the fates of a snapshot's deals
+    PACE = 11  # the closing pace of each month
 
 
 def generator(seed: int, replication: int, stream: Stream, *subkeys: int) -> np.random.Generator:

@@ -130,6 +130,16 @@ class ResponseDecay(Frozen):
         return self.floor + (1.0 - self.floor) * 0.5 ** (hours / self.half_life_hours)
 
 
+class ClosingPace(Frozen):
+    """How fast open deals move, month by month: every open deal's clock runs at one pace per calendar month,
+    drawn per replication (lognormal with mean 1, independent across months). A month at pace 1.3 closes about 30%
+    more of the deals due; the outcome of a deal does not change, only when it comes. It holds what history shows
+    beyond chance (a busy quarter, a holiday month, a team change) so that a forecast's bands do too; calibration fits
+    ``month_sd`` from the spread of each month's closes around what the fitted times expected."""
+
+    month_sd: NonNegativeFloat = Field(description="standard deviation of a month's log pace")
+
+
 class Funnel(Frozen):
     """The funnel spine: lead → MQL → SQL (SDR first touch) → opportunity (AE discovery) → stages → won/lost.
 
@@ -148,6 +158,9 @@ class Funnel(Frozen):
     stages: list[Stage] = Field(default_factory=list, description="the opportunity stages, in order")
     response_decay: ResponseDecay | None = Field(
         default_factory=ResponseDecay, description="how the SQL rate falls with the wait for a first touch; null for no decay"
+    )
+    closing_pace: ClosingPace | None = Field(
+        default=None, description="month-to-month variation in how fast open deals close; null: every month at pace 1"
     )
 
 

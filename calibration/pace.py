@@ -1,0 +1,74 @@
+"""How much faster or slower deals closed, month by month, than their fitted times say: the closing pace.
+
+Each open deal has, under the fitted outcome model, a hazard of closing (won or lost) at its age; summed over the
+deals open in a calendar month, the cumulative hazard gained there is the number of closes the model expects in it
+(the compensator of the closing process). Under the model, the observed count is Poisson around it; a month where
+the whole team closes faster or slower multiplies it by that month's pace g. With Var(g) = v, E[(O − E)²] = E + v·E²,
+so v is estimated by moments over the months, weighted by E² (``ClosingPaceFit``), and the scenario's
+``ClosingPace.month_sd`` is the standard deviation of log g for a lognormal g of mean 1 and variance v.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from calibration.estimators import OutcomeFit
+
+#: Months of history the pace is measured on: the most recent ones, which a forecast follows.
+PACE_MONTHS = 24
+#: Fewer months with closes expected than this, and the pace is not estimated.
+MIN_MONTHS = 3
+
+
+class ClosingPaceFit:
+    """Observed against expected closes per calendar month, and the spread of the pace that explains the excess."""
+
+    def fit(self, start: pd.Series, days: np.ndarray, closed: np.ndarray, model: OutcomeFit, known_until: pd.Timestamp) -> "ClosingPaceFit":
+        """``start``: when each row entered the closing stage; ``days``: to its close (``closed``) or to
+        ``known_until``; ``model``: the pooled outcome fit of the stage."""
+        days = np.asarray(days, dtype=float)
+        origin = known_until.normalize()
+        begin = ((start - origin) / pd.Timedelta(days=1)).to_numpy(dtype=float)  # days before the end of the data
+        end = begin + days
+        grid = np.arange(0.0, math.ceil(days.max(initial=0.0)) + 2.0)
+        hazard = -np.log(np.clip(self._open_share(model, grid), 1e-300, None))
+        # from the first month with a close: before it, the export did not record closes yet
+        first_close = (start.iloc[np.flatnonzero(closed)] + pd.to_timedelta(days[closed], unit="D")).min()
+        first = max(first_close.to_period("M"), known_until.to_period("M") - (PACE_MONTHS - 1))
+        months = pd.period_range(first, (known_until - pd.Timedelta(microseconds=1)).to_period("M"), freq="M")
+        rows = []
+        for month in months:
+            low = (month.start_time - origin) / pd.Timedelta(days=1)
+            high = min((month + 1).start_time - origin, known_until - origin) / pd.Timedelta(days=1)
+            at_start, at_end = np.clip(low - begin, 0.0, days), np.clip(high - begin, 0.0, days)
+            expected = float(np.sum(np.interp(at_end, grid, hazard) - np.interp(at_start, grid, hazard)))
+            observed = int(np.sum(closed & (end >= low) & (end < high)))
+            rows.append({"month": str(month), "observed": observed, "expected": expected})
+        self.months_ = rows
+        usable = [row for row in rows if row["expected"] > 0]
+        if len(usable) < MIN_MONTHS:
+            self.variance_, self.month_sd_ = None, None
+            return self
+        observed = np.array([row["observed"] for row in usable], dtype=float)
+        expected = np.array([row["expected"] for row in usable])
+        self.variance_ = float(max(np.sum((observed - expected) ** 2 - expected) / np.sum(expected**2), 0.0))
+        self.month_sd_ = math.sqrt(math.log1p(self.variance_))
+        return self
+
+    @staticmethod
+    def _open_share(model: OutcomeFit, age: np.ndarray) -> np.ndarray:
+        """The share of rows still open at each age under the fitted model."""
+        p = model.mixture_p_
+        lost = model.lost_.sf(age) if model.lost_ is not None else 1.0
+        return p * model.won_.sf(age) + (1.0 - p) * lost
+
+    def to_dict(self) -> dict:
+        return {
+            "month_sd": self.month_sd_, "pace_variance": self.variance_,
+            "months": [{**row, "pace": row["observed"] / row["expected"] if row["expected"] > 0 else None} for row in self.months_],
+            "meaning": "closes per calendar month against those the fitted times expect of the deals open then; "
+                       "month_sd: the spread of a month's log pace beyond chance",
+        }
