@@ -508,12 +508,17 @@ class OutcomeFit:
         return [{outcome: _distribution_dict(families[outcome], theta[:, i]) for outcome, theta in draws.items()} for i in range(n)]
 
     def _quantile_interval(self, outcome: str, q: float) -> list[float]:
-        """Interval of a quantile of the time to ``outcome``, from 400 seeded draws of the parameters."""
+        """Interval of a quantile of the time to ``outcome``, from 400 seeded draws of the parameters; [0, the
+        resolution] when every such event fell within the first resolution step (the data bound the time, no more)."""
+        values, counts = self._data[WON if outcome == "won" else LOST]
+        if counts.sum() and values.max() <= 0:
+            return [0.0, self.resolution_days]
         theta = self._theta_draws(400, np.random.default_rng(self.seed))[outcome]
         distribution, args = _unfrozen(self.won_family_ if outcome == "won" else self.lost_family_, theta)
-        values = distribution.ppf(q, *args)
-        tail = (1 - self.confidence) / 2
-        return [float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))]
+        with np.errstate(over="ignore", invalid="ignore"):  # a draw far in the tails may have no finite quantile
+            values = distribution.ppf(q, *args)
+            tail = (1 - self.confidence) / 2
+            return [float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))]
 
     def _duration_dict(self, outcome: str) -> dict | None:
         frozen = self.won_ if outcome == "won" else self.lost_

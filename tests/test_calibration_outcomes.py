@@ -160,6 +160,18 @@ def _created(monthly: list[float], seed: int) -> tuple[pd.Series, pd.Timestamp, 
     return pd.Series(np.sort(np.concatenate(stamps))), months[0].start_time, months[-1].end_time.normalize()
 
 
+def test_times_all_within_the_first_resolution_step_are_bounded_not_invented():
+    """Every row passing at once (an MQL at the lead's creation) bounds the time by the resolution and says no
+    more: the intervals of its median and P90 are [0, resolution], not the nonsense of an unidentified fit."""
+    rng = np.random.default_rng(0)
+    outcome = np.where(rng.random(2000) < 0.5, WON, 2)
+    with np.errstate(all="raise"):
+        fit = OutcomeFit(resolution_days=1 / 24).fit(np.zeros(2000), outcome)
+        times = fit.to_dict()["time_to_win"]
+    assert times["median_interval"] == times["p90_interval"] == [0.0, 1 / 24]
+    assert times["median"] < 1 / 24
+
+
 def test_arrivals_extrapolate_growth_only_where_the_data_hold_it():
     """Over 20 seeds: a six-month ramp-up then six level months is read as growth that stopped (not extrapolated)
     and levelled where it is; growth of 3% a month over 18 months keeps its trend; a level with scatter is rarely
