@@ -380,8 +380,8 @@ class Calibration:
         else:
             stage["duration_days"] = {DEFAULT: self.cycle_["distribution"]} if self.cycle_ else _FIXED_ZERO
         funnel["stages"] = [stage]
-        if closing.get("closing_pace", {}).get("month_sd"):
-            funnel["closing_pace"] = {"month_sd": closing["closing_pace"]["month_sd"]}
+        if self.closing_pace().get("month_sd"):
+            funnel["closing_pace"] = {"month_sd": self.closing_pace()["month_sd"]}
         fragment: dict = {
             "segments": {s: {"deal_size": self.deal_sizes_[s]["distribution"] if s in self.deal_sizes_ else {"dist": "fixed", "value": 0.0}}
                          for s in self.segments_},
@@ -396,6 +396,10 @@ class Calibration:
         if snapshot is not None:
             fragment["initial_state"] = {"pipeline": snapshot}
         return fragment
+
+    def closing_pace(self) -> dict:
+        """The closing stage's pace fit (``ClosingPaceFit.to_dict``; empty for an undated export)."""
+        return self.spans_[f"{self.observed_steps_[-2]}→won"].get("closing_pace", {})
 
     @staticmethod
     def _rate_map(span: dict) -> dict[str, float]:
