@@ -37,7 +37,7 @@ PIPELINE = [
 #: The baseline's market and funnel over three months with one SDR per territory who takes no time per lead (on
 #: office hours: leads arriving overnight are touched together at the opening) and AEs without a slot limit; lead
 #: scoring sends some MQLs to nurture, automated follow-up shortens the wait felt, proposals are lost faster than they
-#: pass, and the SMB funnel comes from a calibration with parameter draws.
+#: pass, deals close at a random pace per month, and the SMB funnel comes from a calibration with parameter draws.
 UNCONSTRAINED = {
     "horizon_months": 3,
     "roles": {
@@ -65,6 +65,7 @@ def unconstrained(tmp_path_factory) -> Path:
     fragment = {"lead_sources": base.pop("lead_sources"), "funnel": {"sql_rate": {"smb": 0.3}}}
     base["funnel"]["sql_rate"].pop("smb")
     base["funnel"]["stages"][1]["lost_duration_days"] = {"default": {"dist": "exponential", "mean": 6.0}}
+    base["funnel"]["closing_pace"] = {"month_sd": 0.3}
     (folder / "calibration.json").write_text(json.dumps({"scenario": fragment, "parameter_draws": DRAWS}))
     header = "kind,id,segment,territory,stage,age_days,amount,owner,role,tenure_months"
     (folder / "pipeline.csv").write_text("\n".join([header, *PIPELINE]) + "\n")
@@ -108,7 +109,8 @@ def assert_identical(at_once, events, replication: int) -> None:
 @pytest.mark.parametrize("replication", range(4))
 def test_without_queues_a_replication_is_the_event_simulation(unconstrained, replication):
     """Carried deals (discovery and every stage, lost and won), waiting leads, nurtured leads, office hours, the
-    follow-up tool and parameter draws: every recorded time, the monthly table and the lead log are identical."""
+    follow-up tool, a closing pace and parameter draws: every recorded time, the monthly table and the lead log are
+    identical."""
     at_once, events = both_ways(load_scenario(unconstrained), replication, seed=7)
     assert_identical(at_once, events, replication)
     sim, times = at_once
