@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from calibration.estimators import OutcomeFit
+from scenarios.model import MAX_MONTH_SD
 
 #: Months of history the pace is measured on: the most recent ones, which a forecast follows.
 PACE_MONTHS = 24
@@ -55,7 +56,7 @@ class ClosingPaceFit:
         observed = np.array([row["observed"] for row in usable], dtype=float)
         expected = np.array([row["expected"] for row in usable])
         self.variance_ = float(max(np.sum((observed - expected) ** 2 - expected) / np.sum(expected**2), 0.0))
-        self.month_sd_ = math.sqrt(math.log1p(self.variance_))
+        self.month_sd_ = min(math.sqrt(math.log1p(self.variance_)), MAX_MONTH_SD)
         return self
 
     @staticmethod

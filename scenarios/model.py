@@ -35,6 +35,8 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_KEY = "default"
 ALL_TERRITORIES = "all"
 _MONTH_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+#: The largest closing-pace spread a scenario may give: one month in twenty then runs over 50 times faster or slower.
+MAX_MONTH_SD = 2.0
 
 
 class SegmentSpec(Frozen):
@@ -137,7 +139,7 @@ class ClosingPace(Frozen):
     beyond chance (a busy quarter, a holiday month, a team change) so that a forecast's bands do too; calibration fits
     ``month_sd`` from the spread of each month's closes around what the fitted times expected."""
 
-    month_sd: NonNegativeFloat = Field(description="standard deviation of a month's log pace")
+    month_sd: Annotated[float, Field(ge=0.0, le=MAX_MONTH_SD)] = Field(description="standard deviation of a month's log pace")
 
 
 class Funnel(Frozen):
