@@ -131,8 +131,10 @@ def executor(workers: int = 1, scheduler: str | None = None) -> Iterator[Executo
         try:
             yield PoolExecutor(pool)
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            stop_workers()
+            stop_workers()  # first: the pool's manager thread then sees its workers gone and ends at once
+            # and is joined here: left running, it races the interpreter's exit, which wakes it through a pipe it may
+            # be closing (a traceback, "Bad file descriptor", after the command's own error line)
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
         return

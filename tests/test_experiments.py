@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures.process import _ExecutorManagerThread
 from pathlib import Path
 
 import pandas as pd
@@ -115,6 +121,19 @@ def test_results_identical_on_one_and_two_workers_and_dask(tmp_path: Path) -> No
     assert results.groupby("replication")["leads"].nunique().eq(1).all()
     summary = pd.read_csv(tmp_path / "serial" / "summary.csv")
     assert list(summary["status"]) == ["ok"] * 4 and "bookings_p90" in summary
+
+
+def test_an_interrupted_pool_leaves_no_worker_and_no_thread_of_its_own(tmp_path: Path) -> None:
+    """An interrupt while tasks run: when the executor's context has ended, its workers are gone and so is the pool's
+    manager thread (one left running races the interpreter's exit and can print a traceback after the command's
+    error line)."""
+    ctrl_c = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt), executor(2) as pool:
+        ctrl_c.start()
+        for _ in pool.run(time.sleep, {task: (30.0,) for task in range(4)}):
+            raise AssertionError("a task of 30 s ended before the interrupt at 1 s")
+    assert not multiprocessing.active_children()
+    assert not [thread for thread in threading.enumerate() if isinstance(thread, _ExecutorManagerThread)]
 
 
 def test_rerun_skips_finished_cells_and_redoes_failed_ones(tmp_path: Path) -> None:
