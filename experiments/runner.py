@@ -52,14 +52,13 @@ class PoolExecutor(Executor):
         self.pool = pool
 
     def run(self, fn: Callable[..., Any], tasks: Mapping[Hashable, tuple]) -> Iterator[Outcome]:
+        """Tasks left when the caller stops are the executor's to cancel as its context ends (``executor``): a
+        future cancelled here, while the pool's manager thread still lists it, fails that thread when the workers
+        are stopped (``InvalidStateError``)."""
         futures = {self.pool.submit(fn, *args): key for key, args in tasks.items()}
-        try:
-            for future in as_completed(futures):
-                error = future.exception()
-                yield futures[future], None if error else future.result(), error
-        finally:
-            for future in futures:
-                future.cancel()
+        for future in as_completed(futures):
+            error = future.exception()
+            yield futures[future], None if error else future.result(), error
 
 
 class DaskExecutor(Executor):
