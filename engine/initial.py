@@ -82,7 +82,9 @@ def warm_up_months(scenario: Scenario) -> int:
 
 def warm_up_scenario(scenario: Scenario, months: int) -> Scenario:
     """The organisation as it stands at the start, over the ``months`` before it: the same headcount (with its
-    attrition and backfill), funnel and lead volumes (the trend run backwards), no hiring plan and no tools."""
+    attrition and backfill), funnel and lead volumes (the trend run backwards), no hiring plan and no tools, and
+    deals closing at pace 1 (a closing pace's months are the horizon's; the carried deals' remaining times are
+    their own days)."""
     total = scenario.start.year * 12 + scenario.start.month - 1 - months
     start = scenario.start.replace(year=total // 12, month=total % 12 + 1)
     roles = {name: role.model_copy(update={"hiring_plan": {}}) for name, role in scenario.roles.items()}
@@ -90,6 +92,7 @@ def warm_up_scenario(scenario: Scenario, months: int) -> Scenario:
                for name, source in scenario.lead_sources.items()}
     return scenario.model_copy(update={
         "start": start, "horizon_months": months, "roles": roles, "lead_sources": sources, "automation": {},
+        "funnel": scenario.funnel.model_copy(update={"closing_pace": None}),
         "initial_state": InitialState(warm_up_months=0),
     })
 

@@ -14,6 +14,7 @@ from calibration.estimators import WON, OutcomeFit
 from calibration.pace import ClosingPaceFit
 from engine import simulate
 from engine.calendar import DealClock
+from engine.initial import carried_work
 from scenarios import load_scenario
 from tests.test_initial_state import RUNOFF, write_case
 
@@ -75,6 +76,17 @@ def test_runoff_under_a_random_pace_has_the_mean_and_spread_of_its_law(tmp_path)
     p = 1 - np.exp(-lengths[0] / mean_days)
     assert steady[:, 0].var(ddof=1) == pytest.approx(deals * p * (1 - p), rel=0.25)
     assert variance > 4 * deals * p * (1 - p)
+
+
+def test_the_warm_up_runs_at_pace_one_so_carried_deals_keep_their_own_days():
+    """A pace belongs to the horizon's months: the work a warm-up carries in is the same with and without one (a
+    deal slowed in the warm-up and carried in with its days reckoned unpaced would have time left below zero)."""
+    steady, paced = load_scenario("baseline"), load_scenario("baseline", ["funnel.closing_pace={month_sd: 1.0}"])
+    for replication in range(2):
+        carried = [carried_work(scenario, 3, replication) for scenario in (steady, paced)]
+        for name, values in vars(carried[0]).items():
+            np.testing.assert_array_equal(values, getattr(carried[1], name), err_msg=name)
+        assert (carried[1].deal_holding >= 0).all()
 
 
 def _history(month_sd: float, seed: int, rows: int = 30_000, months: int = 24) -> tuple[pd.Series, np.ndarray, np.ndarray, pd.Timestamp]:
