@@ -204,7 +204,8 @@ class Calibration:
         span["pooled"] = pooled.to_dict()
         span["pooled_fit"] = pooled
         if self.dated_ and b == "won":
-            span["closing_pace"] = ClosingPaceFit().fit(start[usable], d, o != OPEN, pooled, self.known_until_).to_dict()
+            pace = ClosingPaceFit(self.confidence).fit(start[usable], d, o != OPEN, pooled, self.known_until_)
+            span["closing_pace"], span["closing_pace_fit"] = pace.to_dict(), pace
         timed_step = b in TIMED_STEPS
         span["rate_fit"], span["by_segment"], fits = self._groups(d, o, used["segment"][usable].to_numpy(), pooled, f"{a}→{b}", cure, timed_step)
         span["group_fits"] = fits
@@ -372,7 +373,7 @@ class Calibration:
             funnel["response_decay"] = None
         discovery = self.spans_.get("sql→opportunity")
         funnel["discovery_days"] = self._duration_map(discovery, "won") if discovery and discovery.get("pooled_fit") else _FIXED_ZERO
-        closing = self.spans_[f"{self.observed_steps_[-2]}→won"]
+        closing = self._closing_span()
         stage: dict = {"name": STAGE_NAME, "conversion": stage_conversion}
         if closing.get("pooled_fit"):
             stage["duration_days"] = self._duration_map(closing, "won")
@@ -380,7 +381,7 @@ class Calibration:
         else:
             stage["duration_days"] = {DEFAULT: self.cycle_["distribution"]} if self.cycle_ else _FIXED_ZERO
         funnel["stages"] = [stage]
-        if self.closing_pace().get("month_sd"):
+        if self.closing_pace().get("month_sd") is not None:  # even 0: the parameter draws give its uncertainty
             funnel["closing_pace"] = {"month_sd": self.closing_pace()["month_sd"]}
         fragment: dict = {
             "segments": {s: {"deal_size": self.deal_sizes_[s]["distribution"] if s in self.deal_sizes_ else {"dist": "fixed", "value": 0.0}}
@@ -399,7 +400,10 @@ class Calibration:
 
     def closing_pace(self) -> dict:
         """The closing stage's pace fit (``ClosingPaceFit.to_dict``; empty for an undated export)."""
-        return self.spans_[f"{self.observed_steps_[-2]}→won"].get("closing_pace", {})
+        return self._closing_span().get("closing_pace", {})
+
+    def _closing_span(self) -> dict:
+        return self.spans_[f"{self.observed_steps_[-2]}→won"]
 
     @staticmethod
     def _rate_map(span: dict) -> dict[str, float]:
@@ -424,7 +428,8 @@ class Calibration:
     def parameter_draws(self, n: int = PARAMETER_DRAWS) -> list[dict[str, object]]:
         """``n`` joint draws of the fragment's fitted parameters from their uncertainty, as ``--set`` paths: rates
         from the pooled model's posterior, times to win and lose from each fit's covariance, lead volumes from the
-        arrival model's. Seeded by ``seed``: the same data give the same draws."""
+        arrival model's, the closing pace's spread from its posterior. Seeded by ``seed``: the same data give the
+        same draws."""
         rng = np.random.default_rng([self.seed, 12])
         draws: list[dict[str, object]] = [{} for _ in range(n)]
         for span in self.spans_.values():
@@ -455,6 +460,10 @@ class Calibration:
             volumes = arrival["model"].volume_draws(self.as_of_.to_period("M") + 1, n, rng)
             for i in range(n):
                 draws[i][f"lead_sources.{name}.monthly_volume"] = float(volumes[i])
+        pace: ClosingPaceFit | None = self._closing_span().get("closing_pace_fit")
+        spreads = pace.draws(n, rng) if pace is not None else None
+        for i in range(n if spreads is not None else 0):
+            draws[i]["funnel.closing_pace.month_sd"] = float(spreads[i])
         return draws
 
     def snapshot(self, used: pd.DataFrame, roster: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -584,7 +593,7 @@ def _resolution(used: pd.DataFrame) -> float:
 
 def _plain(value: object) -> object:
     """JSON-ready, with the fitted estimator objects left out."""
-    return json_ready(value, drop=frozenset({"fit", "rate_fit", "pooled_fit", "group_fits", "model"}))
+    return json_ready(value, drop=frozenset({"fit", "rate_fit", "pooled_fit", "group_fits", "model", "closing_pace_fit"}))
 
 
 #: Scenario sections a calibration provides; a calibrated section replaces the base's.

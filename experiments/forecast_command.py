@@ -65,8 +65,8 @@ def forecast(
         table.add_row(row.month, f"{row.won_p10:,.0f}", f"{row.won_p50:,.0f}", f"{row.won_p90:,.0f}", f"{row.bookings_p50:,.0f}")
     console.print(table)
     pace = cut.calibration.closing_pace()
-    spread = (f" and a closing pace drawn per month (log sd {pace['month_sd']:.2f}, measured over {len(pace['months'])} months)"
-              if pace.get("month_sd") else "")
+    spread = (f" and a closing pace drawn per month (log sd {pace['month_sd']:.2f}, {pace['interval'][0]:.2f}–{pace['interval'][1]:.2f}, "
+              f"measured over {len(pace['months'])} months)" if pace.get("month_sd") is not None else "")
     console.print(f"P10–P90 holds chance, the fit's uncertainty{spread}", highlight=False)
     console.print(f"open deals {int(cut.pipeline['kind'].eq('opportunity').sum()):,}, waiting leads "
                   f"{int(cut.pipeline['kind'].eq('lead').sum()):,} as of {cut.as_of}; wrote {out / 'forecast.csv'}, "
