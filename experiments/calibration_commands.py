@@ -136,8 +136,8 @@ def _summary(calibration: dict) -> Table:
         table.add_row("  open at the as-of date", f"{pooled['open']:,}", "")
         pace = last.get("closing_pace")
         if pace and pace["month_sd"] is not None:
-            table.add_row("closing pace, sd of a month's log", f"{pace['month_sd']:.2f}",
-                          f"{pace['interval'][0]:.2f}–{pace['interval'][1]:.2f} / {len(pace['months'])} months")
+            table.add_row("closing pace: log sd / months", f"{pace['month_sd']:.2f}",
+                          f"{pace['interval'][0]:.2f}–{pace['interval'][1]:.2f} / {len(pace['months'])}")
     elif calibration["cycle_days"]:
         duration = calibration["cycle_days"]
         km = duration["kaplan_meier"]
