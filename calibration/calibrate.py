@@ -381,8 +381,8 @@ class Calibration:
         else:
             stage["duration_days"] = {DEFAULT: self.cycle_["distribution"]} if self.cycle_ else _FIXED_ZERO
         funnel["stages"] = [stage]
-        if self.closing_pace().get("month_sd") is not None:  # even 0: the parameter draws give its uncertainty
-            funnel["closing_pace"] = {"month_sd": self.closing_pace()["month_sd"]}
+        if (month_sd := self.closing_pace().get("month_sd")) is not None:  # even 0: the parameter draws give its uncertainty
+            funnel["closing_pace"] = {"month_sd": month_sd}
         fragment: dict = {
             "segments": {s: {"deal_size": self.deal_sizes_[s]["distribution"] if s in self.deal_sizes_ else {"dist": "fixed", "value": 0.0}}
                          for s in self.segments_},

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from calibration.estimators import CONFIDENCE, OutcomeFit
+from calibration.estimators import CONFIDENCE, OutcomeFit, _quantile_index
 from scenarios.model import MAX_MONTH_SD
 
 #: Months of history the pace is measured on: the most recent ones, which a forecast follows.
@@ -67,8 +67,7 @@ class ClosingPaceFit:
         posterior = np.exp(log_likelihood - log_likelihood.max())
         self.posterior_ = posterior / posterior.sum()
         tail = (1 - self.confidence) / 2
-        cumulative = np.cumsum(self.posterior_)
-        self.interval_ = [float(GRID[np.searchsorted(cumulative, tail)]), float(GRID[np.searchsorted(cumulative, 1 - tail)])]
+        self.interval_ = [float(GRID[_quantile_index(self.posterior_, q)]) for q in (tail, 1 - tail)]
         return self
 
     def draws(self, n: int, rng: np.random.Generator) -> np.ndarray | None:
