@@ -133,5 +133,6 @@ def naive_sentence(report: HeadcountReport) -> str | None:
         return None
     naive, hires = report.naive["naive"], dict(report.naive["naive_hires"])
     month = hires.pop("month")
-    return (f"the naive plan ({' and '.join(f'{role} {count}' for role, count in hires.items())}, all hired in {month}) "
-            f"reaches the target in {naive['probability']:.0%} at a cost of {compact_number(naive['cost']['mean'])}")
+    hired = " and ".join(f"{role} {count}" for role, count in hires.items() if count)
+    what = f"{hired}, all hired in {month}" if hired else "no hires: on paper, today's reps book the target"
+    return f"the naive plan ({what}) reaches the target in {naive['probability']:.0%} at a cost of {compact_number(naive['cost']['mean'])}"

@@ -222,3 +222,17 @@ def test_a_plan_short_of_the_target_makes_the_planner_try_other_plans():
     report = plan_headcount(scenario, HeadcountOptions(target_bookings=21e6, replications=4, seed=1))
     costs = {round(it.expected_cost) for it in report.iterations if it.check}
     assert len(costs) > 1, [it.target_scale for it in report.iterations]
+
+
+def test_the_naive_plan_is_said_in_words_even_when_it_hires_nobody():
+    """The spreadsheet plan names the roles it hires and when; one that hires nobody says so, not "sdr 0"."""
+    from types import SimpleNamespace
+
+    from experiments.headcount_command import naive_sentence
+
+    simulated = {"probability": 0.5, "cost": {"mean": 4.8e6}}
+    hiring = SimpleNamespace(naive={"naive": simulated, "naive_hires": {"sdr": 3, "ae": 0, "month": "2027-01"}})
+    nobody = SimpleNamespace(naive={"naive": simulated, "naive_hires": {"sdr": 0, "ae": 0, "month": "2027-01"}})
+    assert naive_sentence(hiring).startswith("the naive plan (sdr 3, all hired in 2027-01) reaches the target in 50%")
+    assert naive_sentence(nobody).startswith("the naive plan (no hires: on paper, today's reps book the target)")
+    assert naive_sentence(SimpleNamespace(naive=None)) is None

@@ -155,7 +155,8 @@ def _plan_chart(report: Any) -> go.Figure:
         hires = [sum(c for (r, _, m), c in plan.hires.items() if r == role and m == month) for month in months]
         figure.add_trace(go.Bar(x=months, y=hires, name=f"{role} hires", marker_color=color, opacity=0.55))
         figure.add_trace(go.Scatter(x=months, y=plan.headcount[role], name=f"{role} expected headcount", line={"color": color}, yaxis="y2"))
-    figure.update_layout(barmode="stack", yaxis={"title": "hires"}, yaxis2={"title": "headcount", "overlaying": "y", "side": "right"})
+    figure.update_layout(barmode="stack", yaxis={"title": "hires"}, yaxis2={"title": "headcount", "overlaying": "y", "side": "right",
+                                                                   "tickmode": "auto", "showgrid": False})  # round ticks of its own
     return figure.update_layout(base_layout("The plan: hires by month and expected headcount"))
 
 
