@@ -206,8 +206,9 @@ def aalen_johansen(times: np.ndarray, outcome: np.ndarray, weights: np.ndarray |
 
 def _unfrozen(family: str, theta: np.ndarray) -> tuple[stats.rv_continuous, tuple]:
     """A family's scipy distribution and its arguments (broadcast over the columns of ``theta``), from
-    unconstrained parameters: θ₀ = log scale (for the lognormal μ), θ₁ = log shape."""
-    scale = np.exp(theta[0])
+    unconstrained parameters: θ₀ = log scale (for the lognormal μ), θ₁ = log shape. A draw far in the tail of a
+    poorly identified fit is held to scales that stay finite (e^±700 days: never and always, alike here)."""
+    scale = np.exp(np.clip(theta[0], -700.0, 700.0))
     if family == "exponential":
         return stats.expon, (0.0, scale)
     return FAMILIES[family][0], (np.exp(theta[1]), 0.0, scale)

@@ -17,7 +17,11 @@ then the pipeline holds deals of every age but the oldest 1%, as it would after 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -36,6 +40,8 @@ from scenarios.snapshot import DISCOVERY, Snapshot
 WARM_UP_KEY = 1 << 31
 #: The longest automatic warm-up.
 MAX_WARM_UP_MONTHS = 36
+#: Warm-ups kept (per process): a planner's candidate plans differ in hires and tools only, so they share them.
+WARM_UPS_KEPT = 128
 #: Holding times drawn per segment to find the automatic warm-up length (a fixed seed: the length is the scenario's).
 _LENGTH_SAMPLE = 20_000
 
@@ -84,7 +90,7 @@ def warm_up_scenario(scenario: Scenario, months: int) -> Scenario:
     """The organisation as it stands at the start, over the ``months`` before it: the same headcount (with its
     attrition and backfill), funnel and lead volumes (the trend run backwards), no hiring plan and no tools, and
     deals closing at pace 1 (a closing pace's months are the horizon's; the carried deals' remaining times are
-    their own days)."""
+    their own days). Parameter draws are the caller's to apply: the scenario given is the one a replication runs."""
     total = scenario.start.year * 12 + scenario.start.month - 1 - months
     start = scenario.start.replace(year=total // 12, month=total % 12 + 1)
     roles = {name: role.model_copy(update={"hiring_plan": {}}) for name, role in scenario.roles.items()}
@@ -93,16 +99,41 @@ def warm_up_scenario(scenario: Scenario, months: int) -> Scenario:
     return scenario.model_copy(update={
         "start": start, "horizon_months": months, "roles": roles, "lead_sources": sources, "automation": {},
         "funnel": scenario.funnel.model_copy(update={"closing_pace": None}),
-        "initial_state": InitialState(warm_up_months=0),
+        "initial_state": InitialState(warm_up_months=0), "parameter_draws": [],
     })
+
+
+#: Finished warm-ups by (warm-up scenario's digest, seed, replication), least recently used first.
+_warm_ups: OrderedDict[tuple[bytes, int, int], CarriedWork] = OrderedDict()
+_warm_ups_lock = threading.Lock()
 
 
 def warm_up(scenario: Scenario, months: int, seed: int, replication: int) -> CarriedWork:
     """Simulate the warm-up and carry in what is open at its end, times shifted so that its end is day 0.
 
-    SQLs still waiting for a slot are carried in as holding one from the start with their whole path ahead.
+    SQLs still waiting for a slot are carried in as holding one from the start with their whole path ahead. The
+    warm-up is a pure function of its own scenario, seed and replication: the last ``WARM_UPS_KEPT`` are kept, read
+    only, and scenarios that differ only in what the warm-up leaves out (hires, tools, the closing pace) share them.
     """
-    sim = Replication(warm_up_scenario(scenario, months), seed, replication + WARM_UP_KEY)
+    before = warm_up_scenario(scenario, months)
+    key = (hashlib.blake2b(before.model_dump_json().encode(), digest_size=16).digest(), seed, replication)
+    with _warm_ups_lock:
+        if key in _warm_ups:
+            _warm_ups.move_to_end(key)
+            return _warm_ups[key]
+    carried = _simulate_warm_up(before, seed, replication)
+    for field in dataclasses.fields(carried):
+        getattr(carried, field.name).setflags(write=False)
+    with _warm_ups_lock:
+        _warm_ups[key] = carried
+        while len(_warm_ups) > WARM_UPS_KEPT:
+            _warm_ups.popitem(last=False)
+    return carried
+
+
+def _simulate_warm_up(before: Scenario, seed: int, replication: int) -> CarriedWork:
+    """The warm-up scenario ``before`` simulated, and what is open at its end."""
+    sim = Replication(before, seed, replication + WARM_UP_KEY)
     times = sim.run()
     leads, end = sim.leads, sim.horizon
     state = lead_states(sim, times)

@@ -307,10 +307,12 @@ def test_backtest_on_generated_data_is_roughly_unbiased(tmp_path):
     assert abs(result.metrics["simulation"]["won"]["all"]["bias"]) < 0.25, result.metrics
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_rate_intervals_on_generated_exports_cover_the_truth(tmp_path):
     """Five two-month exports: per export, the MQL rate of the single-source segments (smb, enterprise), the
     opportunity rate and the SQL rate at immediate response of each segment, 40 intervals in all. At a true 95%
-    coverage fewer than 33 hits have probability 0.07%, so a miss rate above that tolerance is a real defect."""
+    coverage fewer than 33 hits have probability 0.07%, so a miss rate above that tolerance is a real defect.
+    Short exports leave some times poorly identified: their far draws must not overflow into warnings."""
     source, mapping = load_mapping("generated")
     scenario = load_scenario("baseline", ["horizon_months=2"])
     funnel = scenario.funnel

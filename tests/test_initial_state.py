@@ -14,6 +14,7 @@ import yaml
 from scipy import stats
 
 from engine import simulate
+from engine import initial
 from engine.initial import carried_work, warm_up_months
 from engine.leads import Origin
 from engine.simulation import Replication
@@ -177,12 +178,35 @@ def test_baseline_starts_in_steady_state():
     assert abs(difference) < 4 * np.sqrt(later[0].var() / 60 + later[1].var() / 60)
 
 
+def test_a_kept_warm_up_is_the_one_simulated_afresh():
+    """Warm-ups are kept per process and shared where the warm-up is the same: a plan with hires shares the
+    baseline's; another starting headcount or lead volume has its own. Each gives the results it gives in a fresh
+    process, whatever ran before it, and a kept warm-up cannot be written to."""
+    horizon = "horizon_months=2"
+    variants = [load_scenario("baseline", [horizon, *changes]) for changes in
+                ([], ["roles.sdr.hiring_plan.2027-01=4"], ["roles.ae.headcount.north=9"], ["lead_sources.inbound_smb.monthly_volume=1200"])]
+    fresh = []
+    for scenario in variants:
+        initial._warm_ups.clear()
+        fresh.append(simulate(scenario, 2, seed=5).monthly)
+    assert not fresh[0].equals(fresh[1]) and not fresh[0].equals(fresh[2]) and not fresh[0].equals(fresh[3])
+    initial._warm_ups.clear()
+    for scenario, expected in zip(variants + variants[::-1], fresh + fresh[::-1]):
+        assert simulate(scenario, 2, seed=5).monthly.equals(expected)
+    assert len(initial._warm_ups) == 3 * 2  # the hires' plan took the baseline's
+    carried = carried_work(variants[0], 5, 0)
+    with pytest.raises(ValueError, match="read-only"):
+        carried.deal_holding[0] = 0.0
+
+
 def test_the_start_state_is_reproducible_and_every_item_ends_in_one_state(tmp_path):
     """The same seed gives identical results with a snapshot and with a warm-up; every new lead and every carried
     item ends in exactly one state."""
     rows = [f"opportunity,d{i},smb,north,close,{i},,,," for i in range(40)] + [f"lead,l{i},smb,south,,{i / 10},,,," for i in range(30)]
     for scenario in (load_scenario(write_case(tmp_path, rows)), load_scenario("baseline", ["horizon_months=3"])):
-        first, second = simulate(scenario, 2, seed=9), simulate(scenario, 2, seed=9)
+        first = simulate(scenario, 2, seed=9)
+        initial._warm_ups.clear()  # the warm-up simulated again, not read back
+        second = simulate(scenario, 2, seed=9)
         assert first.monthly.equals(second.monthly) and first.states.equals(second.states)
     snapshot_run = simulate(load_scenario(write_case(tmp_path, rows)), 1, seed=9)
     assert snapshot_run.states.iloc[0].sum() == 70  # no new leads: the 40 deals and 30 waiting leads
