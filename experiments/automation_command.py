@@ -14,7 +14,7 @@ from rich.table import Table
 
 from experiments.console import check_run_size_or_exit, compact_number, edge_errors, fail, load_scenario_or_exit, require_finite
 from experiments.output import RunFiles, output_folder
-from experiments.runner import run_replications
+from experiments.runner import executor, run_replications
 from optimizers.automation_catalogue import Catalogue, CatalogueError, load_catalogue
 from scenarios import Scenario
 
@@ -67,12 +67,12 @@ def automation(
         batch=batch, racing=racing, max_checked=max_checked,
     )
     with edge_errors(), output_folder(out, "optimize automation") as files:
-        with console.status("valuing the catalogue by simulation…") as status:
+        with console.status("valuing the catalogue by simulation…") as status, executor(workers) as pool:  # one pool for every check
             def progress(done: int) -> None:
                 status.update(f"valuing the catalogue by simulation: {done} portfolios simulated")
 
             try:
-                report = plan_automation(model, items, options, partial(run_replications, workers=workers), progress)
+                report = plan_automation(model, items, options, partial(run_replications, pool=pool), progress)
             except CatalogueError as error:
                 fail(f"{catalogue}: {problem}" for problem in error.problems)
         write_report(report, items, options, model, files)

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from experiments.console import check_run_size_or_exit, compact_number, edge_errors, fail, load_scenario_or_exit, require_finite
 from experiments.output import RunFiles, output_folder
-from experiments.runner import run_replications
+from experiments.runner import executor, run_replications
 
 if TYPE_CHECKING:
     from optimizers.headcount import HeadcountOptions, HeadcountReport
@@ -54,8 +54,8 @@ def headcount(
         time_limit=time_limit, rel_gap=gap,
     )
     with edge_errors(), output_folder(out, "optimize headcount") as files:
-        with console.status("planning: solve, simulate, correct…"):
-            report = plan_headcount(model, options, partial(run_replications, workers=workers))
+        with console.status("planning: solve, simulate, correct…"), executor(workers) as pool:  # one pool for every check
+            report = plan_headcount(model, options, partial(run_replications, pool=pool))
         write_report(report, options, files)
         files.commit()  # a plan that failed leaves no scenario.yaml of an earlier one
     console.print(_summary(report, options))

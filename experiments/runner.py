@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, Hashable, Iterator, Mapping
 
 from engine import ReplicationResult, Results, run_replication
@@ -163,9 +163,11 @@ def replicate(
     workers: int = 1,
     on_replication: Callable[[int], None] | None = None,
     keep_log: bool = False,
+    pool: Executor | None = None,
 ) -> list[ReplicationResult]:
-    """Replications 0..n-1 in replication order, in ``workers`` processes when more than one; a failure raises."""
-    return map_replications(run_replication, scenario, replications, seed, workers, on_replication, keep_log)
+    """Replications 0..n-1 in replication order, in ``workers`` processes when more than one (or on ``pool``, an
+    executor already open); a failure raises."""
+    return map_replications(run_replication, scenario, replications, seed, workers, on_replication, keep_log, pool=pool)
 
 
 def map_replications(
@@ -176,13 +178,15 @@ def map_replications(
     workers: int = 1,
     on_replication: Callable[[int], None] | None = None,
     *args: Any,
+    pool: Executor | None = None,
 ) -> list[Any]:
     """``fn(scenario, r, seed, *args)`` for r in 0..n-1, in ``workers`` processes when more than one, returned in
-    replication order: a worker can reduce a replication to what its caller needs. A failure raises."""
+    replication order: a worker can reduce a replication to what its caller needs. ``pool``: an executor already
+    open, for a caller that simulates many times (its workers keep their warm-ups between calls). A failure raises."""
     done: dict[int, Any] = {}
     tasks = {r: (scenario, r, seed, *args) for r in range(replications)}
-    with executor(workers) as pool:
-        for replication, result, error in pool.run(fn, tasks):
+    with nullcontext(pool) if pool is not None else executor(workers) as running:
+        for replication, result, error in running.run(fn, tasks):
             if error is not None:
                 raise error
             done[replication] = result  # type: ignore[index]
@@ -197,6 +201,8 @@ def run_replications(
     seed: int | None = None,
     workers: int = 1,
     keep_log: bool = False,
+    pool: Executor | None = None,
 ) -> Results:
-    """Simulate replications 0..n-1, in ``workers`` processes when more than one; results are in replication order."""
-    return Results.from_replications(replicate(scenario, replications, seed, workers, keep_log=keep_log))
+    """Simulate replications 0..n-1, in ``workers`` processes when more than one (or on ``pool``, an executor
+    already open); results are in replication order."""
+    return Results.from_replications(replicate(scenario, replications, seed, workers, keep_log=keep_log, pool=pool))
