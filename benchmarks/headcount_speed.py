@@ -47,9 +47,9 @@ def loop_figures(name: str, target: float, replications: int) -> None:
     began = time.perf_counter()
     report = plan_headcount(scenario, HeadcountOptions(target_bookings=target, replications=replications))
     seconds = time.perf_counter() - began
-    last = report.iterations[-1].check
+    chosen = report.check
     print(f"{name:<9} whole loop {seconds:7.1f} s, {len(report.iterations)} iterations, {replications} replications each:"
-          f" {report.status}, P(reach) {last.probability if last else float('nan'):.2f}")
+          f" {report.status}, the plan returned reaches the target in {chosen.probability if chosen else float('nan'):.0%}")
 
 
 def hand_made_plan(scenario, target: float, replications: int, seed: int, run, confidence: float = 0.8):
