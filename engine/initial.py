@@ -40,8 +40,9 @@ from scenarios.snapshot import DISCOVERY, Snapshot
 WARM_UP_KEY = 1 << 31
 #: The longest automatic warm-up.
 MAX_WARM_UP_MONTHS = 36
-#: Warm-ups kept (per process): a planner's candidate plans differ in hires and tools only, so they share them.
-WARM_UPS_KEPT = 128
+#: Bytes of warm-ups kept (per process): a planner's candidate plans differ in hires and tools only, so they share
+#: them (a warm-up of the baseline holds about 0.05 MB, of the large scenario 0.5 MB).
+WARM_UPS_KEPT_BYTES = 128 * 2**20
 #: Holding times drawn per segment to find the automatic warm-up length (a fixed seed: the length is the scenario's).
 _LENGTH_SAMPLE = 20_000
 
@@ -103,8 +104,8 @@ def warm_up_scenario(scenario: Scenario, months: int) -> Scenario:
     })
 
 
-#: Finished warm-ups by (warm-up scenario's digest, seed, replication), least recently used first.
-_warm_ups: OrderedDict[tuple[bytes, int, int], CarriedWork] = OrderedDict()
+#: Finished warm-ups by (warm-up scenario's digest, seed, replication), least recently used first, and their bytes.
+_warm_ups: OrderedDict[tuple[bytes, int, int], tuple[CarriedWork, int]] = OrderedDict()
 _warm_ups_lock = threading.Lock()
 
 
@@ -112,22 +113,25 @@ def warm_up(scenario: Scenario, months: int, seed: int, replication: int) -> Car
     """Simulate the warm-up and carry in what is open at its end, times shifted so that its end is day 0.
 
     SQLs still waiting for a slot are carried in as holding one from the start with their whole path ahead. The
-    warm-up is a pure function of its own scenario, seed and replication: the last ``WARM_UPS_KEPT`` are kept, read
-    only, and scenarios that differ only in what the warm-up leaves out (hires, tools, the closing pace) share them.
+    warm-up is a pure function of its own scenario, seed and replication: the most recent are kept, read only, up
+    to ``WARM_UPS_KEPT_BYTES``, and scenarios that differ only in what the warm-up leaves out (hires, tools, the
+    closing pace) share them.
     """
     before = warm_up_scenario(scenario, months)
     key = (hashlib.blake2b(before.model_dump_json().encode(), digest_size=16).digest(), seed, replication)
     with _warm_ups_lock:
         if key in _warm_ups:
             _warm_ups.move_to_end(key)
-            return _warm_ups[key]
+            return _warm_ups[key][0]
     carried = _simulate_warm_up(before, seed, replication)
-    for field in dataclasses.fields(carried):
-        getattr(carried, field.name).setflags(write=False)
+    arrays = [getattr(carried, field.name) for field in dataclasses.fields(carried)]
+    for array in arrays:
+        array.setflags(write=False)
     with _warm_ups_lock:
-        _warm_ups[key] = carried
-        while len(_warm_ups) > WARM_UPS_KEPT:
-            _warm_ups.popitem(last=False)
+        _warm_ups[key] = (carried, sum(array.nbytes for array in arrays))
+        kept = sum(size for _, size in _warm_ups.values())
+        while kept > WARM_UPS_KEPT_BYTES and len(_warm_ups) > 1:
+            kept -= _warm_ups.popitem(last=False)[1][1]
     return carried
 
 

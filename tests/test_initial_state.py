@@ -199,6 +199,17 @@ def test_a_kept_warm_up_is_the_one_simulated_afresh():
         carried.deal_holding[0] = 0.0
 
 
+def test_warm_ups_kept_stay_within_their_memory(monkeypatch):
+    """Kept warm-ups stop at their byte budget, the most recent kept; a run past it still gives its results."""
+    scenario = load_scenario("baseline", ["horizon_months=1"])
+    initial._warm_ups.clear()
+    expected = simulate(scenario, 3, seed=4).monthly
+    monkeypatch.setattr(initial, "WARM_UPS_KEPT_BYTES", min(size for _, size in initial._warm_ups.values()))  # room for one
+    initial._warm_ups.clear()
+    assert simulate(scenario, 3, seed=4).monthly.equals(expected)
+    assert [key[2] for key in initial._warm_ups] == [2]
+
+
 def test_the_start_state_is_reproducible_and_every_item_ends_in_one_state(tmp_path):
     """The same seed gives identical results with a snapshot and with a warm-up; every new lead and every carried
     item ends in exactly one state."""
