@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -107,6 +108,18 @@ def warm_up_scenario(scenario: Scenario, months: int) -> Scenario:
 #: Finished warm-ups by (warm-up scenario's digest, seed, replication), least recently used first, and their bytes.
 _warm_ups: OrderedDict[tuple[bytes, int, int], tuple[CarriedWork, int]] = OrderedDict()
 _warm_ups_lock = threading.Lock()
+
+
+def forget_warm_ups() -> None:
+    """Drop every kept warm-up, so that the next replications simulate theirs again (a check of their determinism
+    must compare two warm-ups simulated, not one read back). A forked worker starts so, with a lock of its own:
+    one held by another thread at the fork would never be released there."""
+    global _warm_ups_lock
+    _warm_ups.clear()
+    _warm_ups_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=forget_warm_ups)
 
 
 def warm_up(scenario: Scenario, months: int, seed: int, replication: int) -> CarriedWork:

@@ -14,7 +14,7 @@ from calibration.estimators import WON, OutcomeFit
 from calibration.pace import ClosingPaceFit
 from engine import simulate
 from engine.calendar import DealClock
-from engine.initial import carried_work
+from engine.initial import carried_work, forget_warm_ups
 from scenarios import load_scenario
 from tests.test_initial_state import RUNOFF, write_case
 
@@ -84,7 +84,10 @@ def test_the_warm_up_runs_at_pace_one_so_carried_deals_keep_their_own_days():
     deal slowed in the warm-up and carried in with its days reckoned unpaced would have time left below zero)."""
     steady, paced = load_scenario("baseline"), load_scenario("baseline", ["funnel.closing_pace={month_sd: 1.0}"])
     for replication in range(2):
-        carried = [carried_work(scenario, 3, replication) for scenario in (steady, paced)]
+        carried = []
+        for scenario in (steady, paced):
+            forget_warm_ups()  # each simulated, not the second read back as the first's
+            carried.append(carried_work(scenario, 3, replication))
         for name, values in vars(carried[0]).items():
             np.testing.assert_array_equal(values, getattr(carried[1], name), err_msg=name)
         assert (carried[1].deal_holding >= 0).all()

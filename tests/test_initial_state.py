@@ -15,7 +15,7 @@ from scipy import stats
 
 from engine import simulate
 from engine import initial
-from engine.initial import carried_work, warm_up_months
+from engine.initial import carried_work, forget_warm_ups, warm_up_months
 from engine.leads import Origin
 from engine.simulation import Replication
 from scenarios import ScenarioError, load_scenario
@@ -187,10 +187,10 @@ def test_a_kept_warm_up_is_the_one_simulated_afresh():
                 ([], ["roles.sdr.hiring_plan.2027-01=4"], ["roles.ae.headcount.north=9"], ["lead_sources.inbound_smb.monthly_volume=1200"])]
     fresh = []
     for scenario in variants:
-        initial._warm_ups.clear()
+        forget_warm_ups()
         fresh.append(simulate(scenario, 2, seed=5).monthly)
     assert not fresh[0].equals(fresh[1]) and not fresh[0].equals(fresh[2]) and not fresh[0].equals(fresh[3])
-    initial._warm_ups.clear()
+    forget_warm_ups()
     for scenario, expected in zip(variants + variants[::-1], fresh + fresh[::-1]):
         assert simulate(scenario, 2, seed=5).monthly.equals(expected)
     assert len(initial._warm_ups) == 3 * 2  # the hires' plan took the baseline's
@@ -202,10 +202,10 @@ def test_a_kept_warm_up_is_the_one_simulated_afresh():
 def test_warm_ups_kept_stay_within_their_memory(monkeypatch):
     """Kept warm-ups stop at their byte budget, the most recent kept; a run past it still gives its results."""
     scenario = load_scenario("baseline", ["horizon_months=1"])
-    initial._warm_ups.clear()
+    forget_warm_ups()
     expected = simulate(scenario, 3, seed=4).monthly
     monkeypatch.setattr(initial, "WARM_UPS_KEPT_BYTES", min(size for _, size in initial._warm_ups.values()))  # room for one
-    initial._warm_ups.clear()
+    forget_warm_ups()
     assert simulate(scenario, 3, seed=4).monthly.equals(expected)
     assert [key[2] for key in initial._warm_ups] == [2]
 
@@ -216,7 +216,7 @@ def test_the_start_state_is_reproducible_and_every_item_ends_in_one_state(tmp_pa
     rows = [f"opportunity,d{i},smb,north,close,{i},,,," for i in range(40)] + [f"lead,l{i},smb,south,,{i / 10},,,," for i in range(30)]
     for scenario in (load_scenario(write_case(tmp_path, rows)), load_scenario("baseline", ["horizon_months=3"])):
         first = simulate(scenario, 2, seed=9)
-        initial._warm_ups.clear()  # the warm-up simulated again, not read back
+        forget_warm_ups()  # the warm-up simulated again, not read back
         second = simulate(scenario, 2, seed=9)
         assert first.monthly.equals(second.monthly) and first.states.equals(second.states)
     snapshot_run = simulate(load_scenario(write_case(tmp_path, rows)), 1, seed=9)
