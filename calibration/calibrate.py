@@ -462,8 +462,9 @@ class Calibration:
                 draws[i][f"lead_sources.{name}.monthly_volume"] = float(volumes[i])
         pace: ClosingPaceFit | None = self._closing_span().get("closing_pace_fit")
         spreads = pace.draws(n, rng) if pace is not None else None
-        for i in range(n if spreads is not None else 0):
-            draws[i]["funnel.closing_pace.month_sd"] = float(spreads[i])
+        if spreads is not None:
+            for draw, spread in zip(draws, spreads):
+                draw["funnel.closing_pace.month_sd"] = float(spread)
         return draws
 
     def snapshot(self, used: pd.DataFrame, roster: pd.DataFrame | None = None) -> pd.DataFrame:

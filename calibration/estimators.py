@@ -469,11 +469,16 @@ class OutcomeFit:
         total = won + lost
         return np.divide(won, total, out=np.zeros(n), where=total > 0)
 
+    def open_share(self, age: np.ndarray | float) -> np.ndarray | float:
+        """The share of rows still open at ``age`` days (elementwise): p·S_won(age) + (1 − p)·S_lost(age), with
+        S_lost = 1 for those that never win in a cure model."""
+        lost = self.lost_.sf(age) if self.lost_ is not None else 1.0
+        return self.mixture_p_ * self.won_.sf(age) + (1 - self.mixture_p_) * lost
+
     def conditional_win_probability(self, age: float) -> float:
         """The chance that a row still open at ``age`` days ends won (the forecast of an open deal)."""
-        won = self.mixture_p_ * float(self.won_.sf(age))
-        lost = (1 - self.mixture_p_) * (float(self.lost_.sf(age)) if self.lost_ is not None else 1.0)
-        return won / (won + lost) if won + lost > 0 else 0.0
+        won, still_open = self.mixture_p_ * float(self.won_.sf(age)), float(self.open_share(age))
+        return won / still_open if still_open > 0 else 0.0
 
     def conditional_remaining_days(self, age: float, q: float = 0.5, outcome: str = "won") -> float:
         """The ``q`` quantile of the days left until an open row of ``age`` days ends with ``outcome``, given it does."""

@@ -43,7 +43,7 @@ class ClosingPaceFit:
         begin = ((start - origin) / pd.Timedelta(days=1)).to_numpy(dtype=float)  # days before the end of the data
         end = begin + days
         grid = np.arange(0.0, math.ceil(days.max(initial=0.0)) + 2.0)
-        hazard = -np.log(np.clip(self._open_share(model, grid), 1e-300, None))
+        hazard = -np.log(np.clip(model.open_share(grid), 1e-300, None))
         # from the first month with a close: before it, the export did not record closes yet
         first_close = (start.iloc[np.flatnonzero(closed)] + pd.to_timedelta(days[closed], unit="D")).min()
         first = max(first_close.to_period("M"), known_until.to_period("M") - (PACE_MONTHS - 1))
@@ -73,13 +73,6 @@ class ClosingPaceFit:
     def draws(self, n: int, rng: np.random.Generator) -> np.ndarray | None:
         """``n`` draws of month_sd from its posterior (None where the pace was not estimated)."""
         return None if self.posterior_ is None else rng.choice(GRID, size=n, p=self.posterior_)
-
-    @staticmethod
-    def _open_share(model: OutcomeFit, age: np.ndarray) -> np.ndarray:
-        """The share of rows still open at each age under the fitted model."""
-        p = model.mixture_p_
-        lost = model.lost_.sf(age) if model.lost_ is not None else 1.0
-        return p * model.won_.sf(age) + (1.0 - p) * lost
 
     def to_dict(self) -> dict:
         return {

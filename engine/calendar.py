@@ -163,12 +163,10 @@ class DealClock:
         ``start + days`` exactly."""
         if not self.paced:
             return start + days
-        return self._to_calendar(self._to_deal(start) + days)
+        return _piecewise(_piecewise(start, self._calendar, self._deal) + days, self._deal, self._calendar)
 
-    def _to_deal(self, t: np.ndarray | float) -> np.ndarray | float:
-        end = self._calendar[-1]
-        return np.interp(t, self._calendar, self._deal) + np.maximum(np.subtract(t, end), 0.0)
 
-    def _to_calendar(self, y: np.ndarray | float) -> np.ndarray | float:
-        end = self._deal[-1]
-        return np.interp(y, self._deal, self._calendar) + np.maximum(np.subtract(y, end), 0.0)
+def _piecewise(x: np.ndarray | float, xp: np.ndarray, fp: np.ndarray) -> np.ndarray | float:
+    """The piecewise-linear map through (xp, fp), extended past its last point with slope 1 (pace 1 after the
+    horizon): calendar to deal time, or back with the points swapped."""
+    return np.interp(x, xp, fp) + np.maximum(np.subtract(x, xp[-1]), 0.0)
