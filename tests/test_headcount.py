@@ -8,12 +8,14 @@ import math
 import subprocess
 import sys
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from engine import simulate
+from experiments.headcount_command import naive_sentence
 from optimizers.headcount import HeadcountOptions, apply_plan, check_plan, plan_headcount
 from optimizers.headcount_data import cohort, erlang_c
 from scenarios import load_scenario
@@ -226,10 +228,6 @@ def test_a_plan_short_of_the_target_makes_the_planner_try_other_plans():
 
 def test_the_naive_plan_is_said_in_words_even_when_it_hires_nobody():
     """The spreadsheet plan names the roles it hires and when; one that hires nobody says so, not "sdr 0"."""
-    from types import SimpleNamespace
-
-    from experiments.headcount_command import naive_sentence
-
     simulated = {"probability": 0.5, "cost": {"mean": 4.8e6}}
     hiring = SimpleNamespace(naive={"naive": simulated, "naive_hires": {"sdr": 3, "ae": 0, "month": "2027-01"}})
     nobody = SimpleNamespace(naive={"naive": simulated, "naive_hires": {"sdr": 0, "ae": 0, "month": "2027-01"}})
